@@ -1,0 +1,111 @@
+//! The one error type of the crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `boltzmann`. Each message says what was wrong and what was
+/// expected, so that it can be shown to a user as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Two arrays that must agree in size do not.
+    #[error("shape mismatch in {what}: expected {expected}, found {found}")]
+    Shape {
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// A value (data, parameter or setting) is outside what is allowed.
+    #[error("invalid {what}: {message}")]
+    Invalid { what: &'static str, message: String },
+    /// Data or parameters contain NaN or infinity.
+    #[error("{what} contains a non-finite value at index {index}; all values must be finite")]
+    NonFinite { what: &'static str, index: usize },
+    /// A dataset with no examples where at least one is needed.
+    #[error("{what} is empty; at least one example is needed")]
+    Empty { what: &'static str },
+    /// Training produced NaN or infinite parameters; the model was left as it was before that epoch.
+    #[error(
+        "training diverged in epoch {epoch}: {what} became non-finite; lower the learning rate (model left as after epoch {last_good})",
+        last_good = epoch.saturating_sub(1)
+    )]
+    Diverged { epoch: usize, what: &'static str },
+    /// The layer cannot be enumerated (continuous units, or too many states).
+    #[error("cannot enumerate {what}: {message}")]
+    NotEnumerable { what: &'static str, message: String },
+    /// A file that is not what it should be (foreign magic bytes, wrong type code, bad header).
+    #[error("{path}: not a {expected} file ({message})")]
+    Format {
+        path: PathBuf,
+        expected: &'static str,
+        message: String,
+    },
+    /// A model file written by a newer (or unknown) format version.
+    #[error("{path}: model file format version {found} is not supported (this build reads versions up to {supported})")]
+    Version {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// A model file that holds another kind of model than the one asked for.
+    #[error("{path}: the file holds a model of kind `{found}`, expected `{expected}`")]
+    Kind {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    /// A file that ends before its header says it should.
+    #[error("{path}: file is truncated: expected {expected} bytes, found {found}")]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    /// The payload does not match the checksum in the header.
+    #[error("{path}: checksum mismatch (stored {stored:016x}, computed {computed:016x}); the file is corrupted")]
+    Checksum {
+        path: PathBuf,
+        stored: u64,
+        computed: u64,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            what,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn shape(what: &'static str, expected: impl ToString, found: impl ToString) -> Self {
+        Error::Shape {
+            what,
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+}
+
+/// Checks that every value is finite.
+pub(crate) fn check_finite(what: &'static str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|x| !x.is_finite()) {
+        Some(index) => Err(Error::NonFinite { what, index }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,123 @@
+//! The hot paths: products with the weight matrix, element-wise non-linearities and bulk random
+//! numbers. Everything that touches every unit of every chain goes through here, so that speed work
+//! has one place to happen.
+
+use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
+
+/// A column-major f32 matrix view with arbitrary strides.
+pub type View<'a> = DMatrixView<'a, f32, Dyn, Dyn>;
+/// A mutable column-major f32 matrix view with arbitrary strides.
+pub type ViewMut<'a> = DMatrixViewMut<'a, f32, Dyn, Dyn>;
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// The random-number generator of every stochastic routine.
+pub type ChainRng = Xoshiro256PlusPlus;
+
+/// SplitMix64 finaliser: a bijective mix of 64 bits.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The random stream number `index` of the master seed `seed`. Streams are derived from
+/// (seed, index), never from a thread, so parallel results do not depend on the thread count.
+pub fn stream(seed: u64, index: u64) -> ChainRng {
+    ChainRng::seed_from_u64(splitmix64(splitmix64(seed) ^ index))
+}
+
+const INV_2_24: f32 = 1.0 / 16_777_216.0;
+
+/// Fills `out` with uniform numbers in [0, 1), two 24-bit floats per 64-bit draw (24 bits so that
+/// rounding never gives 1.0).
+pub fn fill_uniform(rng: &mut ChainRng, out: &mut [f32]) {
+    let mut pairs = out.chunks_exact_mut(2);
+    for pair in &mut pairs {
+        let x = rng.next_u64();
+        pair[0] = (x >> 40) as f32 * INV_2_24;
+        pair[1] = (x & 0xFF_FFFF) as f32 * INV_2_24;
+    }
+    for last in pairs.into_remainder() {
+        *last = (rng.next_u64() >> 40) as f32 * INV_2_24;
+    }
+}
+
+/// One uniform number in [0, 1).
+pub fn uniform(rng: &mut ChainRng) -> f32 {
+    (rng.next_u64() >> 40) as f32 * INV_2_24
+}
+
+/// Fills `out` with standard normal numbers (Box–Muller in f64).
+pub fn fill_normal(rng: &mut ChainRng, out: &mut [f32]) {
+    for pair in out.chunks_mut(2) {
+        let x = rng.next_u64();
+        // 32 bits each; u1 in (0, 1] so that ln(u1) is finite.
+        let u1 = ((x >> 32) as f64 + 1.0) / 4_294_967_296.0;
+        let u2 = (x & 0xFFFF_FFFF) as f64 / 4_294_967_296.0;
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = std::f64::consts::TAU * u2;
+        pair[0] = (r * theta.cos()) as f32;
+        if pair.len() == 2 {
+            pair[1] = (r * theta.sin()) as f32;
+        }
+    }
+}
+
+/// Logistic sigmoid σ(x) = 1 / (1 + e^(−x)).
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// softplus(x) = ln(1 + e^x), computed without overflow.
+#[inline]
+pub fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// ln Σ exp(xᵢ) of f64 values, stable for any range; −∞ for an empty slice.
+pub fn log_sum_exp(xs: &[f64]) -> f64 {
+    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY || max.is_nan() {
+        return max;
+    }
+    max + xs.iter().map(|x| (x - max).exp()).sum::<f64>().ln()
+}
+
+/// A column-major matrix view of `data` with `rows` rows.
+pub fn view(data: &[f32], rows: usize) -> View<'_> {
+    let cols = data.len().checked_div(rows).unwrap_or(0);
+    View::from_slice_with_strides(data, rows, cols, 1, rows)
+}
+
+/// A mutable column-major matrix view of `data` with `rows` rows.
+pub fn view_mut(data: &mut [f32], rows: usize) -> ViewMut<'_> {
+    let cols = data.len().checked_div(rows).unwrap_or(0);
+    ViewMut::from_slice_with_strides_mut(data, rows, cols, 1, rows)
+}
+
+/// The transpose of the `rows × cols` matrix stored column-major in `data` with `stride`
+/// elements between columns (`rows ≤ stride`; a block of rows starts at an offset into `data`),
+/// as a strided view (no copy). nalgebra's `tr_mul` is a slow dot-product loop; `gemm` on this
+/// view runs at the speed of a plain product.
+pub fn transposed(data: &[f32], stride: usize, rows: usize, cols: usize) -> View<'_> {
+    View::from_slice_with_strides(data, cols, rows, stride, 1)
+}
+
+/// `c = alpha · a · b + beta · c`, on the fast GEMM path of nalgebra (matrixmultiply).
+#[inline]
+pub fn gemm(
+    alpha: f32,
+    a: &View<'_>,
+    b: &View<'_>,
+    beta: f32,
+    c: &mut ViewMut<'_>,
+) {
+    c.gemm(alpha, a, b, beta);
+}

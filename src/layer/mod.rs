@@ -1,0 +1,97 @@
+//! Layers of units. A layer knows its own biases and, given the *inputs* it receives from its
+//! neighbours through the couplings, its conditional distribution: mean, sample and cumulant
+//! (log-partition function). Every machine in the crate is written once against [`Layer`].
+//!
+//! Batches are column-major `units × n` buffers: one column per example or chain.
+
+mod bernoulli;
+mod gaussian;
+mod softmax;
+
+pub use bernoulli::Bernoulli;
+pub use gaussian::Gaussian;
+pub use softmax::Softmax;
+
+use crate::error::Result;
+use crate::kernels::ChainRng;
+use nalgebra::DVector;
+use serde::{Serialize, de::DeserializeOwned};
+
+/// A layer of units with its biases `b`; its own energy is `E₀(x)` and a coupling adds `−xᵀa`
+/// for inputs `a`, so that given inputs `a` the layer's conditional is `p(x | a) ∝ exp(xᵀa − E₀(x))`.
+pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + DeserializeOwned {
+    /// A short name used in model files (`"bernoulli"`, `"gaussian"`, `"softmax"`).
+    const KIND: &'static str;
+
+    /// A layer with these biases.
+    fn new(bias: DVector<f32>) -> Self;
+
+    /// The biases, one per unit.
+    fn bias(&self) -> &DVector<f32>;
+
+    /// The biases, mutable.
+    fn bias_mut(&mut self) -> &mut DVector<f32>;
+
+    /// The number of units.
+    fn len(&self) -> usize {
+        self.bias().len()
+    }
+
+    /// Whether the layer has no units.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Turns inputs (`units × n`, without the bias) into conditional means `E[x | a]`, in place.
+    fn mean(&self, x: &mut [f32]);
+
+    /// Turns inputs into a sample from `p(x | a)`, in place.
+    fn sample(&self, x: &mut [f32], rng: &mut ChainRng);
+
+    /// Adds to `out[c]` the cumulant `ln Σ_x exp(xᵀ(a + b) − E₀(x) − bᵀx)` summed over the units
+    /// of column `c` of `inputs`, i.e. the log-partition function of the conditional. It is what
+    /// a free energy subtracts when this layer is summed out.
+    fn cumulant(&self, inputs: &[f32], out: &mut [f64]);
+
+    /// Adds to `out[c]` the layer's own energy `E₀` of the state in column `c` of `x`.
+    fn energy(&self, x: &[f32], out: &mut [f64]);
+
+    /// Checks that every column of `x` is a state of this layer (e.g. 0/1 for Bernoulli units).
+    fn check_state(&self, x: &[f32]) -> Result<()>;
+
+    /// The bias gradient statistic `Σ_n ∂(−E₀(xₙ))/∂b`, added into `acc` (one per unit). For all
+    /// three unit types of this crate it is the sum of the states.
+    fn bias_statistics(&self, x: &[f32], acc: &mut [f32]) {
+        for col in x.chunks_exact(self.len()) {
+            for (a, v) in acc.iter_mut().zip(col) {
+                *a += v;
+            }
+        }
+    }
+
+    /// Sets the biases so that, without couplings, the layer's mean equals `mean` (one value per
+    /// unit, e.g. pixel means of the training data): the initialisation of Hinton's guide.
+    fn set_bias_from_mean(&mut self, mean: &[f32]);
+
+    /// The number of distinct states, or `None` for continuous units (or more than `u64::MAX`).
+    fn num_states(&self) -> Option<u64>;
+
+    /// Writes state number `index` (`0 ≤ index < num_states`) into `out` (one column).
+    fn write_state(&self, index: u64, out: &mut [f32]);
+}
+
+/// The columns (one state or input vector each) of a column-major `units × n` buffer.
+pub(crate) fn columns_mut(x: &mut [f32], units: usize) -> std::slice::ChunksExactMut<'_, f32> {
+    x.chunks_exact_mut(units.max(1))
+}
+
+/// Adds the energy `−bᵀx` of each column of `x` to `out`: the own energy of discrete units.
+pub(crate) fn linear_energy(bias: &DVector<f32>, x: &[f32], out: &mut [f64]) {
+    for (col, o) in x.chunks_exact(bias.len().max(1)).zip(out.iter_mut()) {
+        *o -= col
+            .iter()
+            .zip(bias.iter())
+            .map(|(x, b)| f64::from(*x) * f64::from(*b))
+            .sum::<f64>();
+    }
+}

@@ -1,0 +1,49 @@
+//! The partition function `Z = Σ exp(−E)` and log-likelihoods in nats.
+
+mod exact;
+
+pub use exact::{MAX_ENUMERATED_STATES, log_partition_exact};
+
+use crate::error::Result;
+use crate::layer::Layer;
+use crate::rbm::Rbm;
+use nalgebra::DMatrix;
+
+/// An average log-probability over a dataset, in nats, with its standard error over examples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LogLikelihood {
+    /// `(1/N) Σₙ ln p(vₙ)`.
+    pub mean: f64,
+    /// Standard error of that mean over the examples (`std / √N`).
+    pub stderr: f64,
+}
+
+impl LogLikelihood {
+    /// `mean(−F(v)) − ln Z` over the columns of `data`.
+    pub fn from_free_energies(free_energies: &[f64], log_z: f64) -> Self {
+        let n = free_energies.len() as f64;
+        let mean = free_energies.iter().map(|f| -f).sum::<f64>() / n;
+        let var = free_energies
+            .iter()
+            .map(|f| (-f - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1.0).max(1.0);
+        LogLikelihood {
+            mean: mean - log_z,
+            stderr: (var / n).sqrt(),
+        }
+    }
+}
+
+/// The exact average log-likelihood of the columns of `data`, with `ln Z` by enumeration.
+pub fn log_likelihood_exact<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    data: &DMatrix<f32>,
+) -> Result<LogLikelihood> {
+    if data.ncols() == 0 {
+        return Err(crate::Error::Empty { what: "data" });
+    }
+    let log_z = log_partition_exact(rbm)?;
+    let f = rbm.free_energy(data)?;
+    Ok(LogLikelihood::from_free_energies(f.as_slice(), log_z))
+}

@@ -1,0 +1,307 @@
+//! The restricted Boltzmann machine `E(v, h) = E_V(v) + E_H(h) − vᵀWh`.
+
+use crate::error::{Error, Result, check_finite};
+use crate::kernels::{ChainRng, fill_normal, gemm, stream, transposed, view, view_mut};
+use crate::layer::Layer;
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+/// A restricted Boltzmann machine with visible layer `V`, hidden layer `H` and f32 weights `W`
+/// (visible × hidden): `E(v, h) = E_V(v) + E_H(h) − vᵀWh`, where `E_V`, `E_H` are the layers' own
+/// energies (biases, and the quadratic term of Gaussian units).
+///
+/// Batches are matrices with one column per example (`units × n`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Rbm<V: Layer, H: Layer> {
+    pub(crate) visible: V,
+    pub(crate) hidden: H,
+    pub(crate) weights: DMatrix<f32>,
+}
+
+impl<V: Layer, H: Layer> Rbm<V, H> {
+    /// An RBM from its layers and weights (`visible × hidden`); checks shapes and finiteness.
+    pub fn new(visible: V, hidden: H, weights: DMatrix<f32>) -> Result<Self> {
+        let rbm = Rbm {
+            visible,
+            hidden,
+            weights,
+        };
+        rbm.check()?;
+        Ok(rbm)
+    }
+
+    /// A fresh RBM as Hinton's practical guide starts one: `W ~ N(0, 0.01²)`, zero biases. Set
+    /// the visible biases from the data with [`Rbm::set_visible_bias_from_data`].
+    pub fn init(visible_units: usize, hidden_units: usize, seed: u64) -> Result<Self> {
+        if visible_units == 0 || hidden_units == 0 {
+            return Err(Error::invalid(
+                "RBM size",
+                format!("{visible_units} visible × {hidden_units} hidden; both must be ≥ 1"),
+            ));
+        }
+        let mut w = DMatrix::zeros(visible_units, hidden_units);
+        fill_normal(&mut stream(seed, 0), w.as_mut_slice());
+        w.iter_mut().for_each(|x| *x *= 0.01);
+        Rbm::new(
+            V::new(DVector::zeros(visible_units)),
+            H::new(DVector::zeros(hidden_units)),
+            w,
+        )
+    }
+
+    /// Checks that the parts fit together and hold finite numbers.
+    pub fn check(&self) -> Result<()> {
+        let (nv, nh) = self.weights.shape();
+        if self.visible.len() != nv || self.hidden.len() != nh {
+            return Err(Error::shape(
+                "RBM layers",
+                format!("{nv} visible and {nh} hidden biases for a {nv}×{nh} weight matrix"),
+                format!("{} and {}", self.visible.len(), self.hidden.len()),
+            ));
+        }
+        check_finite("weights", self.weights.as_slice())?;
+        check_finite("visible biases", self.visible.bias().as_slice())?;
+        check_finite("hidden biases", self.hidden.bias().as_slice())
+    }
+
+    /// Sets the visible biases from the mean of `data` (`visible × n`): log-odds of the pixel
+    /// means for Bernoulli units, as Hinton's guide recommends.
+    pub fn set_visible_bias_from_data(&mut self, data: &DMatrix<f32>) -> Result<()> {
+        self.check_batch("data", data, self.num_visible())?;
+        let mean = data.column_mean();
+        self.visible.set_bias_from_mean(mean.as_slice());
+        Ok(())
+    }
+
+    /// The number of visible units.
+    pub fn num_visible(&self) -> usize {
+        self.weights.nrows()
+    }
+
+    /// The number of hidden units.
+    pub fn num_hidden(&self) -> usize {
+        self.weights.ncols()
+    }
+
+    /// The weights, `visible × hidden`.
+    pub fn weights(&self) -> &DMatrix<f32> {
+        &self.weights
+    }
+
+    /// The visible layer.
+    pub fn visible(&self) -> &V {
+        &self.visible
+    }
+
+    /// The hidden layer.
+    pub fn hidden(&self) -> &H {
+        &self.hidden
+    }
+
+    /// Replaces the weights; the shape must stay the same and values be finite.
+    pub fn set_weights(&mut self, weights: DMatrix<f32>) -> Result<()> {
+        if weights.shape() != self.weights.shape() {
+            return Err(Error::shape(
+                "weights",
+                format!("{:?}", self.weights.shape()),
+                format!("{:?}", weights.shape()),
+            ));
+        }
+        check_finite("weights", weights.as_slice())?;
+        self.weights = weights;
+        Ok(())
+    }
+
+    pub(crate) fn check_batch(
+        &self,
+        what: &'static str,
+        x: &DMatrix<f32>,
+        units: usize,
+    ) -> Result<()> {
+        if x.nrows() != units {
+            return Err(Error::shape(
+                what,
+                format!("{units} rows (one column per example)"),
+                format!("{} rows", x.nrows()),
+            ));
+        }
+        check_finite(what, x.as_slice())
+    }
+
+    /// Inputs to the hidden layer from visible states: `out = Wᵀv` (`hidden × n`).
+    pub(crate) fn hidden_inputs_into(&self, v: &[f32], out: &mut [f32]) {
+        let (nv, nh) = self.weights.shape();
+        let wt = transposed(self.weights.as_slice(), nv, nv, nh);
+        gemm(1.0, &wt, &view(v, nv), 0.0, &mut view_mut(out, nh));
+    }
+
+    /// Inputs to the visible layer from hidden states: `out = W h` (`visible × n`).
+    pub(crate) fn visible_inputs_into(&self, h: &[f32], out: &mut [f32]) {
+        let (nv, nh) = self.weights.shape();
+        let w = view(self.weights.as_slice(), nv);
+        gemm(1.0, &w, &view(h, nh), 0.0, &mut view_mut(out, nv));
+    }
+
+    fn hidden_inputs(&self, v: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        self.check_batch("visible batch", v, self.num_visible())?;
+        let mut a = DMatrix::zeros(self.num_hidden(), v.ncols());
+        self.hidden_inputs_into(v.as_slice(), a.as_mut_slice());
+        Ok(a)
+    }
+
+    fn visible_inputs(&self, h: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        self.check_batch("hidden batch", h, self.num_hidden())?;
+        let mut a = DMatrix::zeros(self.num_visible(), h.ncols());
+        self.visible_inputs_into(h.as_slice(), a.as_mut_slice());
+        Ok(a)
+    }
+
+    /// `E[h | v]` for each column of `v`.
+    pub fn hidden_mean(&self, v: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        let mut a = self.hidden_inputs(v)?;
+        self.hidden.mean(a.as_mut_slice());
+        Ok(a)
+    }
+
+    /// `E[v | h]` for each column of `h`.
+    pub fn visible_mean(&self, h: &DMatrix<f32>) -> Result<DMatrix<f32>> {
+        let mut a = self.visible_inputs(h)?;
+        self.visible.mean(a.as_mut_slice());
+        Ok(a)
+    }
+
+    /// A sample `h ~ p(h | v)` for each column of `v`.
+    pub fn sample_hidden(&self, v: &DMatrix<f32>, rng: &mut ChainRng) -> Result<DMatrix<f32>> {
+        let mut a = self.hidden_inputs(v)?;
+        self.hidden.sample(a.as_mut_slice(), rng);
+        Ok(a)
+    }
+
+    /// A sample `v ~ p(v | h)` for each column of `h`.
+    pub fn sample_visible(&self, h: &DMatrix<f32>, rng: &mut ChainRng) -> Result<DMatrix<f32>> {
+        let mut a = self.visible_inputs(h)?;
+        self.visible.sample(a.as_mut_slice(), rng);
+        Ok(a)
+    }
+
+    /// The energy `E(v, h)` of each column pair.
+    pub fn energy(&self, v: &DMatrix<f32>, h: &DMatrix<f32>) -> Result<DVector<f64>> {
+        let a = self.hidden_inputs(v)?;
+        self.check_batch("hidden batch", h, self.num_hidden())?;
+        if h.ncols() != v.ncols() {
+            return Err(Error::shape("hidden batch", v.ncols(), h.ncols()));
+        }
+        let mut e = DVector::zeros(v.ncols());
+        self.visible.energy(v.as_slice(), e.as_mut_slice());
+        self.hidden.energy(h.as_slice(), e.as_mut_slice());
+        for (c, ec) in e.iter_mut().enumerate() {
+            *ec -= a
+                .column(c)
+                .iter()
+                .zip(h.column(c).iter())
+                .map(|(a, h)| f64::from(*a) * f64::from(*h))
+                .sum::<f64>();
+        }
+        Ok(e)
+    }
+
+    /// The free energy `F(v) = −ln Σ_h exp(−E(v, h)) = E_V(v) − Σ_j cumulant_H((Wᵀv)_j)`, with
+    /// the hidden layer summed out exactly, so that `p(v) = exp(−F(v)) / Z`.
+    pub fn free_energy(&self, v: &DMatrix<f32>) -> Result<DVector<f64>> {
+        let a = self.hidden_inputs(v)?;
+        Ok(free_energy(&self.visible, &self.hidden, v.as_slice(), a.as_slice()))
+    }
+
+    /// The free energy of hidden states with the visible layer summed out:
+    /// `F(h) = E_H(h) − Σ_i cumulant_V((W h)_i)`, so that `p(h) = exp(−F(h)) / Z`.
+    pub fn free_energy_hidden(&self, h: &DMatrix<f32>) -> Result<DVector<f64>> {
+        let a = self.visible_inputs(h)?;
+        Ok(free_energy(&self.hidden, &self.visible, h.as_slice(), a.as_slice()))
+    }
+}
+
+/// `F(x) = E_A(x) − Σ cumulant_B(inputs)` for states `x` of layer `A` whose couplings send
+/// `inputs` to layer `B`, which is summed out. One formula for both sides of an RBM.
+pub(crate) fn free_energy<A: Layer, B: Layer>(
+    a: &A,
+    b: &B,
+    x: &[f32],
+    inputs: &[f32],
+) -> DVector<f64> {
+    let n = x.len() / a.len().max(1);
+    let mut f = DVector::zeros(n);
+    let mut c = DVector::zeros(n);
+    a.energy(x, f.as_mut_slice());
+    b.cumulant(inputs, c.as_mut_slice());
+    f - c
+}
+
+impl<V: Layer, H: Layer> crate::io::Model for Rbm<V, H> {
+    fn kind() -> String {
+        format!("rbm/{}/{}", V::KIND, H::KIND)
+    }
+
+    fn shapes(&self) -> Vec<u64> {
+        vec![self.num_visible() as u64, self.num_hidden() as u64]
+    }
+
+    fn check(&self) -> Result<()> {
+        Rbm::check(self)
+    }
+}
+
+impl<V: Layer, H: Layer> Rbm<V, H> {
+    /// Saves the model to a versioned, checksummed model file (see [`crate::io`]), atomically.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::io::save(self, path)
+    }
+
+    /// Loads a model saved by [`Rbm::save`]; rejects foreign, truncated, corrupted and
+    /// newer-version files and files holding another kind of model.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        crate::io::load(path)
+    }
+
+    /// Exports the parameters as NumPy `.npz`: float32 arrays `W` (visible × hidden),
+    /// `b_visible` and `b_hidden`.
+    pub fn save_npz(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let (nv, nh) = self.weights.shape();
+        let w_rows: Vec<f32> = self.weights.transpose().as_slice().to_vec();
+        crate::io::write_npz(
+            path,
+            &[
+                ("W", vec![nv as u64, nh as u64], w_rows),
+                ("b_visible", vec![nv as u64], self.visible.bias().as_slice().to_vec()),
+                ("b_hidden", vec![nh as u64], self.hidden.bias().as_slice().to_vec()),
+            ],
+        )
+    }
+
+    /// Imports parameters from a NumPy `.npz` with arrays `W` (visible × hidden), `b_visible`
+    /// and `b_hidden` (float32 or float64), e.g. published weights. The layer types are `V`, `H`.
+    pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut arrays = crate::io::read_npz(path)?;
+        let mut take = |name: &'static str, dims: usize| {
+            let a = arrays.remove(name).ok_or_else(|| Error::Format {
+                path: path.into(),
+                expected: "RBM .npz",
+                message: format!("no array `{name}`; expected W, b_visible and b_hidden"),
+            })?;
+            if a.shape.len() != dims {
+                return Err(Error::shape(name, format!("{dims} dimensions"), format!("{:?}", a.shape)));
+            }
+            Ok(a)
+        };
+        let w = take("W", 2)?;
+        let bv = take("b_visible", 1)?;
+        let bh = take("b_hidden", 1)?;
+        let (nv, nh) = (w.shape[0], w.shape[1]);
+        Rbm::new(
+            V::new(DVector::from_vec(bv.data)),
+            H::new(DVector::from_vec(bh.data)),
+            DMatrix::from_row_slice(nv, nh, &w.data),
+        )
+    }
+}

@@ -1,0 +1,245 @@
+//! Hyper-parameters of RBM training, with defaults from Hinton's practical guide (2010).
+
+use crate::error::{Error, Result};
+
+/// The number of Gibbs sweeps `k` per update, fixed or growing linearly over epochs (as in
+/// Salakhutdinov & Murray's CD schedule that grew from 1 to 25).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Steps {
+    /// The same `k` in every epoch.
+    Constant(usize),
+    /// `k` goes linearly from `from` (epoch 1) to `to` (epoch `epochs` and after).
+    Linear { from: usize, to: usize, epochs: usize },
+}
+
+impl Steps {
+    /// `k` in epoch `epoch` (counted from 1).
+    pub fn at(&self, epoch: usize) -> usize {
+        match *self {
+            Steps::Constant(k) => k,
+            Steps::Linear { from, to, epochs } => {
+                let t = (epoch.saturating_sub(1) as f64 / (epochs.max(2) - 1) as f64).min(1.0);
+                (from as f64 + t * (to as f64 - from as f64)).round() as usize
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (lo, hi) = match *self {
+            Steps::Constant(k) => (k, k),
+            Steps::Linear { from, to, .. } => (from.min(to), from.max(to)),
+        };
+        if lo == 0 {
+            return Err(Error::invalid(
+                "Gibbs steps k",
+                format!("{self:?}; every k must be ≥ 1"),
+            ));
+        }
+        if hi > 100_000 {
+            return Err(Error::invalid("Gibbs steps k", format!("{hi}; expected ≤ 100000")));
+        }
+        Ok(())
+    }
+}
+
+/// How the negative (model) statistics are estimated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NegativePhase {
+    /// Contrastive divergence: chains start at the minibatch and run `k` sweeps.
+    Cd { k: Steps },
+    /// Persistent CD (Tieleman 2008): `chains` persistent chains run `k` sweeps per update;
+    /// their number is independent of the minibatch size.
+    Pcd { k: Steps, chains: usize },
+}
+
+impl NegativePhase {
+    /// The sweeps per update in epoch `epoch` (from 1).
+    pub fn steps(&self, epoch: usize) -> usize {
+        match self {
+            NegativePhase::Cd { k } | NegativePhase::Pcd { k, .. } => k.at(epoch),
+        }
+    }
+}
+
+/// The learning rate as a function of the epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LearningRate {
+    /// The same rate in every epoch.
+    Constant(f32),
+    /// `initial / (1 + (epoch − 1) / half_life)`: halves after `half_life` epochs (a 1/t decay).
+    InverseTime { initial: f32, half_life: f32 },
+    /// `max(initial · factor^(epoch − 1), floor)`.
+    Geometric { initial: f32, factor: f32, floor: f32 },
+}
+
+impl LearningRate {
+    /// The rate in epoch `epoch` (from 1).
+    pub fn at(&self, epoch: usize) -> f32 {
+        let t = epoch.saturating_sub(1) as f32;
+        match *self {
+            LearningRate::Constant(lr) => lr,
+            LearningRate::InverseTime { initial, half_life } => initial / (1.0 + t / half_life),
+            LearningRate::Geometric {
+                initial,
+                factor,
+                floor,
+            } => (initial * factor.powf(t)).max(floor),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let positive = |x: f32| x.is_finite() && x > 0.0;
+        let ok = match *self {
+            LearningRate::Constant(lr) => positive(lr),
+            LearningRate::InverseTime { initial, half_life } => {
+                positive(initial) && positive(half_life)
+            }
+            LearningRate::Geometric {
+                initial,
+                factor,
+                floor,
+            } => positive(initial) && positive(factor) && factor <= 1.0 && positive(floor),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "learning rate",
+                format!("{self:?}; rates, half-lives and floors must be finite and > 0, factors in (0, 1]"),
+            ))
+        }
+    }
+}
+
+/// Momentum `initial` for the first epochs, then `later` from epoch `switch_epoch` (from 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Momentum {
+    pub initial: f32,
+    pub later: f32,
+    pub switch_epoch: usize,
+}
+
+impl Default for Momentum {
+    /// 0.5, then 0.9 from epoch 6 (Hinton's guide).
+    fn default() -> Self {
+        Momentum {
+            initial: 0.5,
+            later: 0.9,
+            switch_epoch: 6,
+        }
+    }
+}
+
+impl Momentum {
+    /// The momentum in epoch `epoch` (from 1).
+    pub fn at(&self, epoch: usize) -> f32 {
+        if epoch >= self.switch_epoch {
+            self.later
+        } else {
+            self.initial
+        }
+    }
+}
+
+/// A sparsity target for the hidden units (Hinton's guide, section 11): the estimate
+/// `q ← decay·q + (1 − decay)·mean activation` is pulled towards `target` with strength `cost`,
+/// through the hidden biases and the weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sparsity {
+    pub target: f32,
+    pub cost: f32,
+    pub decay: f32,
+}
+
+/// Everything that controls [`train`](super::train).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per minibatch; each epoch uses `⌊N / batch_size⌋` full minibatches of a fresh
+    /// random order.
+    pub batch_size: usize,
+    pub learning_rate: LearningRate,
+    pub momentum: Momentum,
+    /// L2 decay on the weights only (not the biases).
+    pub weight_decay: f32,
+    pub negative: NegativePhase,
+    pub sparsity: Option<Sparsity>,
+    /// Binarise grey-level data in [0, 1] stochastically with a fresh draw for every minibatch
+    /// (as Salakhutdinov's code does); monitoring uses one fixed draw.
+    pub binarize: bool,
+    /// Set the visible biases from the data means before training (log-odds for Bernoulli units).
+    pub init_visible_bias: bool,
+    /// Training examples (and held-out examples) used for per-epoch metrics.
+    pub monitor_examples: usize,
+    /// Master seed of every random draw in training.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 100,
+            learning_rate: LearningRate::Constant(0.05),
+            momentum: Momentum::default(),
+            weight_decay: 2e-4,
+            negative: NegativePhase::Cd {
+                k: Steps::Constant(1),
+            },
+            sparsity: None,
+            binarize: false,
+            init_visible_bias: true,
+            monitor_examples: 1000,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every setting; [`train`](super::train) calls it before any work.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::invalid("epochs", "0; expected at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch size", "0; expected at least 1"));
+        }
+        self.learning_rate.validate()?;
+        let m = &self.momentum;
+        for x in [m.initial, m.later] {
+            if !(0.0..1.0).contains(&x) {
+                return Err(Error::invalid("momentum", format!("{x}; expected a value in [0, 1)")));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(
+                "weight decay",
+                format!("{}; expected a finite value ≥ 0", self.weight_decay),
+            ));
+        }
+        match &self.negative {
+            NegativePhase::Cd { k } => k.validate()?,
+            NegativePhase::Pcd { k, chains } => {
+                k.validate()?;
+                if *chains == 0 {
+                    return Err(Error::invalid("PCD chains", "0; expected at least 1"));
+                }
+            }
+        }
+        if let Some(s) = &self.sparsity {
+            let ok = s.target > 0.0
+                && s.target < 1.0
+                && s.cost.is_finite()
+                && s.cost >= 0.0
+                && (0.0..1.0).contains(&s.decay);
+            if !ok {
+                return Err(Error::invalid(
+                    "sparsity",
+                    format!("{s:?}; expected target in (0, 1), cost ≥ 0, decay in [0, 1)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
