@@ -110,14 +110,45 @@ pub fn transposed(data: &[f32], stride: usize, rows: usize, cols: usize) -> View
     View::from_slice_with_strides(data, cols, rows, stride, 1)
 }
 
-/// `c = alpha · a · b + beta · c`, on the fast GEMM path of nalgebra (matrixmultiply).
+/// `c = alpha · a · b + beta · c` by matrixmultiply's `sgemm` (run-time AVX2/FMA dispatch), for
+/// views with any strides. Called directly rather than through nalgebra's `gemm`, whose fallback
+/// for small matrices goes wrong on transposed (row-strided) views.
 #[inline]
-pub fn gemm(
-    alpha: f32,
-    a: &View<'_>,
-    b: &View<'_>,
-    beta: f32,
-    c: &mut ViewMut<'_>,
-) {
-    c.gemm(alpha, a, b, beta);
+pub fn gemm(alpha: f32, a: &View<'_>, b: &View<'_>, beta: f32, c: &mut ViewMut<'_>) {
+    let (m, k) = a.shape();
+    let n = b.ncols();
+    assert!(
+        b.nrows() == k && c.shape() == (m, n),
+        "gemm: {m}×{k} · {}×{n} into {}×{}",
+        b.nrows(),
+        c.nrows(),
+        c.ncols()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (rsa, csa) = a.strides();
+    let (rsb, csb) = b.strides();
+    let (rsc, csc) = c.strides();
+    // SAFETY: nalgebra checked, when each view was made from its slice, that every element
+    // (i, j) at offset i·rs + j·cs lies inside the slice; sgemm touches exactly those elements of
+    // a, b (reads) and c (writes), and `c` is borrowed mutably so it cannot alias `a` or `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        );
+    }
 }

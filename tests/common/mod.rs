@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests: tiny random models and brute-force enumeration.
+#![allow(dead_code)]
+
+use boltzmann::kernels::{fill_normal, stream};
+use boltzmann::{Layer, Rbm};
+use nalgebra::{DMatrix, DVector};
+
+/// Random normal values scaled by `scale`.
+pub fn normal(n: usize, scale: f32, seed: u64) -> Vec<f32> {
+    let mut x = vec![0f32; n];
+    fill_normal(&mut stream(seed, 7), &mut x);
+    x.iter().map(|v| v * scale).collect()
+}
+
+/// An RBM with N(0, scale²) weights and biases.
+pub fn random_rbm<V: Layer, H: Layer>(nv: usize, nh: usize, scale: f32, seed: u64) -> Rbm<V, H> {
+    let w = DMatrix::from_vec(nv, nh, normal(nv * nh, scale, seed));
+    let bv = DVector::from_vec(normal(nv, scale, seed + 1));
+    let bh = DVector::from_vec(normal(nh, scale, seed + 2));
+    Rbm::new(V::new(bv), H::new(bh), w).unwrap()
+}
+
+/// Every state of a discrete layer, one per column.
+pub fn states<L: Layer>(layer: &L) -> DMatrix<f32> {
+    let n = layer.num_states().expect("discrete layer") as usize;
+    let mut x = DMatrix::zeros(layer.len(), n);
+    for (k, mut col) in x.column_iter_mut().enumerate() {
+        layer.write_state(k as u64, col.as_mut_slice());
+    }
+    x
+}
+
+/// Columns `v` repeated to pair with every column of `h`: returns (V, H) of all pairs.
+pub fn pairs(v: &DMatrix<f32>, h: &DMatrix<f32>) -> (DMatrix<f32>, DMatrix<f32>) {
+    let n = v.ncols() * h.ncols();
+    let vv = DMatrix::from_fn(v.nrows(), n, |i, c| v[(i, c / h.ncols())]);
+    let hh = DMatrix::from_fn(h.nrows(), n, |i, c| h[(i, c % h.ncols())]);
+    (vv, hh)
+}
+
+/// ln Σ exp(xᵢ).
+pub fn log_sum_exp(x: impl IntoIterator<Item = f64>) -> f64 {
+    let x: Vec<f64> = x.into_iter().collect();
+    boltzmann::kernels::log_sum_exp(&x)
+}
+
+/// Exact p(v) over all visible states (columns of `states(visible)`), by brute force over the
+/// joint `exp(−E(v, h))` of two discrete layers.
+pub fn brute_visible_distribution<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Vec<f64> {
+    let vs = states(rbm.visible());
+    let hs = states(rbm.hidden());
+    let (vv, hh) = pairs(&vs, &hs);
+    let e = rbm.energy(&vv, &hh).unwrap();
+    let per_v: Vec<f64> = (0..vs.ncols())
+        .map(|a| log_sum_exp((0..hs.ncols()).map(|b| -e[a * hs.ncols() + b])))
+        .collect();
+    let log_z = log_sum_exp(per_v.iter().copied());
+    per_v.iter().map(|l| (l - log_z).exp()).collect()
+}
+
+/// Index of a binary column as the number whose bit i is unit i.
+pub fn binary_index(col: &[f32]) -> usize {
+    col.iter()
+        .enumerate()
+        .map(|(i, &x)| usize::from(x == 1.0) << i)
+        .sum()
+}
+
+/// Pearson's chi-square statistic of observed counts against expected probabilities.
+pub fn chi_square(counts: &[u64], probs: &[f64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .zip(probs)
+        .map(|(&c, &p)| {
+            let e = p * n as f64;
+            (c as f64 - e).powi(2) / e
+        })
+        .sum()
+}
