@@ -37,9 +37,10 @@ struct Args {
     /// Minibatch size.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.05)]
-    lr: f32,
+    /// Learning rate [default: 0.05 for CD, 0.01 for PCD, whose persistent chains fall behind
+    /// faster-moving parameters].
+    #[arg(long)]
+    lr: Option<f64>,
     /// Master seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -80,10 +81,11 @@ fn run(args: Args) -> boltzmann::Result<()> {
             k: Steps::Constant(args.cd.unwrap_or(1)),
         },
     };
+    let lr = args.lr.unwrap_or(if args.pcd.is_some() { 0.01 } else { 0.05 });
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch,
-        learning_rate: LearningRate::Constant(args.lr),
+        learning_rate: LearningRate::Constant(lr as f32),
         negative,
         binarize: true,
         seed: args.seed,
@@ -123,10 +125,25 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let mut chains = Chains::random(&rbm, args.chains, args.seed)?;
     chains.sweep(&rbm, args.sample_sweeps)?;
     let samples = rbm.visible_mean(chains.hidden())?;
-    save_tile_grid(args.out.join("samples.png"), &samples, Mnist::SIDE, 10, Scale::Unit)?;
+    save_tile_grid(
+        args.out.join("samples.png"),
+        &samples,
+        Mnist::SIDE,
+        10,
+        Scale::Unit,
+    )?;
     let filters = rbm.weights().columns(0, args.hidden.min(100)).into_owned();
-    save_tile_grid(args.out.join("filters.png"), &filters, Mnist::SIDE, 10, Scale::PerTile)?;
-    println!("wrote model.bin, model.npz, samples.png and filters.png to {}", args.out.display());
+    save_tile_grid(
+        args.out.join("filters.png"),
+        &filters,
+        Mnist::SIDE,
+        10,
+        Scale::PerTile,
+    )?;
+    println!(
+        "wrote model.bin, model.npz, samples.png and filters.png to {}",
+        args.out.display()
+    );
 
     let last = history.last();
     if args.json {
@@ -136,7 +153,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "negative_phase": if args.pcd.is_some() { "pcd" } else { "cd" },
             "k": config.negative.steps(args.epochs),
             "batch": args.batch,
-            "lr": args.lr,
+            "lr": lr,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
             "train_seconds": train_seconds,

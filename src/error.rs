@@ -39,7 +39,9 @@ pub enum Error {
         message: String,
     },
     /// A model file written by a newer (or unknown) format version.
-    #[error("{path}: model file format version {found} is not supported (this build reads versions up to {supported})")]
+    #[error(
+        "{path}: model file format version {found} is not supported (this build reads versions up to {supported})"
+    )]
     Version {
         path: PathBuf,
         found: u32,
@@ -60,7 +62,9 @@ pub enum Error {
         found: u64,
     },
     /// The payload does not match the checksum in the header.
-    #[error("{path}: checksum mismatch (stored {stored:016x}, computed {computed:016x}); the file is corrupted")]
+    #[error(
+        "{path}: checksum mismatch (stored {stored:016x}, computed {computed:016x}); the file is corrupted"
+    )]
     Checksum {
         path: PathBuf,
         stored: u64,

@@ -134,7 +134,11 @@ impl Chains {
         if self.visible.nrows() != rbm.num_visible() || self.hidden.nrows() != rbm.num_hidden() {
             return Err(Error::shape(
                 "chains",
-                format!("{} visible and {} hidden units", rbm.num_visible(), rbm.num_hidden()),
+                format!(
+                    "{} visible and {} hidden units",
+                    rbm.num_visible(),
+                    rbm.num_hidden()
+                ),
                 format!("{} and {}", self.visible.nrows(), self.hidden.nrows()),
             ));
         }

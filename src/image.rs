@@ -41,12 +41,17 @@ pub fn save_tile_grid(
     for (t, tile) in tiles.column_iter().enumerate() {
         let (lo, hi) = match scale {
             Scale::Unit => (0.0, 1.0),
-            Scale::PerTile => tile.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            }),
+            Scale::PerTile => tile
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                }),
         };
         let range = (hi - lo).max(1e-12);
-        let (x0, y0) = ((t % columns) * (side + 1) + 1, (t / columns) * (side + 1) + 1);
+        let (x0, y0) = (
+            (t % columns) * (side + 1) + 1,
+            (t / columns) * (side + 1) + 1,
+        );
         for (p, &x) in tile.iter().enumerate() {
             let grey = ((x - lo) / range).clamp(0.0, 1.0) * 255.0;
             pixels[(y0 + p / side) * width + x0 + p % side] = grey.round() as u8;

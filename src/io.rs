@@ -97,22 +97,31 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.at.saturating_add(n);
-        let slice = self.bytes.get(self.at..end).ok_or_else(|| Error::Truncated {
-            path: self.path.into(),
-            expected: end as u64,
-            found: self.bytes.len() as u64,
-        })?;
+        let slice = self
+            .bytes
+            .get(self.at..end)
+            .ok_or_else(|| Error::Truncated {
+                path: self.path.into(),
+                expected: end as u64,
+                found: self.bytes.len() as u64,
+            })?;
         self.at = end;
         Ok(slice)
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
 }
 
@@ -204,8 +213,8 @@ pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, Vec<u64>, Vec<f32>)]) 
     let path = path.as_ref();
     let io = |e: std::io::Error| Error::io(path, e);
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, shape, data) in arrays {
         let mut npy = Vec::new();
         let mut w = npyz::WriteOptions::new()
@@ -240,7 +249,9 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<HashMap<String, NpzArray>> {
         let name = entry.name().map_err(|e| format(e.to_string()))?;
         let name = name.trim_end_matches(".npy").to_string();
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
         let array = parse_npy(&bytes).map_err(|e| format(format!("array `{name}`: {e}")))?;
         arrays.insert(name, array);
     }
@@ -257,7 +268,11 @@ fn parse_npy(bytes: &[u8]) -> std::io::Result<NpzArray> {
     };
     let data: Vec<f32> = match type_str.as_str() {
         "<f4" => npy.into_vec::<f32>()?,
-        "<f8" => npy.into_vec::<f64>()?.into_iter().map(|x| x as f32).collect(),
+        "<f8" => npy
+            .into_vec::<f64>()?
+            .into_iter()
+            .map(|x| x as f32)
+            .collect(),
         "|u1" => npy.into_vec::<u8>()?.into_iter().map(f32::from).collect(),
         other => {
             return Err(std::io::Error::other(format!(

@@ -1,15 +1,74 @@
+//! # boltzmann
+//!
+//! Restricted Boltzmann machines you can train, sample and *quantitatively evaluate*: blocked
+//! Gibbs sampling, CD-k and persistent CD, exact partition functions for small models, with
+//! Bernoulli, Gaussian and softmax units written once against one [`Layer`] trait.
+//!
+//! ```
+//! use boltzmann::data::bars_and_stripes;
+//! use boltzmann::partition::log_likelihood_exact;
+//! use boltzmann::train::{train, NegativePhase, Steps, TrainConfig};
+//! use boltzmann::{Bernoulli, Chains, Rbm};
+//!
+//! # fn main() -> boltzmann::Result<()> {
+//! // The 14 bars-and-stripes images of 3×3 pixels, one per column.
+//! let data = bars_and_stripes(3)?;
+//! let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(9, 8, 7)?;
+//! let config = TrainConfig {
+//!     epochs: 50,
+//!     batch_size: 14,
+//!     negative: NegativePhase::Pcd { k: Steps::Constant(1), chains: 50 },
+//!     ..TrainConfig::default()
+//! };
+//! train(&mut rbm, &data, None, &config, |m| {
+//!     // Small models report their exact log-likelihood every epoch.
+//!     assert!(m.train_log_likelihood.is_some());
+//! })?;
+//!
+//! // The model is small enough to evaluate exactly: ln Z by enumeration.
+//! let ll = log_likelihood_exact(&rbm, &data)?;
+//! println!("average log-likelihood {:.3} ± {:.3} nats", ll.mean, ll.stderr);
+//!
+//! // Draw samples with 100 Gibbs chains.
+//! let mut chains = Chains::random(&rbm, 100, 1)?;
+//! chains.sweep(&rbm, 200)?;
+//! assert_eq!(chains.visible().shape(), (9, 100));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Conventions
+//!
+//! - A batch is a `DMatrix<f32>` with **one column per example or chain** (`units × n`).
+//! - Parameters and products are `f32`; log-sum-exps, `ln Z` and log-likelihoods are `f64`.
+//! - Every stochastic routine takes a seed; parallel work draws from one stream per fixed block
+//!   of chains, so results are bit-identical for any `RAYON_NUM_THREADS`.
+//! - Every fallible call returns [`Result`] with the crate's one [`Error`] type.
+//!
+//! ## Modules
+//!
+//! - [`layer`]: the [`Layer`] trait and [`Bernoulli`], [`Gaussian`], [`Softmax`] units.
+//! - [`rbm`]: [`Rbm`]: energy, free energy, conditionals.
+//! - [`gibbs`]: [`Chains`]: persistent chains, blocked Gibbs sweeps, clamping.
+//! - [`train`]: CD-k and PCD with momentum, weight decay, schedules, sparsity, monitoring.
+//! - [`partition`]: exact `ln Z` and log-likelihoods.
+//! - [`data`]: IDX files, MNIST, binarisation, bars-and-stripes.
+//! - [`io`]: versioned, checksummed model files and NumPy `.npz`.
+//! - [`image`]: PNG grids of samples and filters.
+//! - [`kernels`]: GEMM, non-linearities and random numbers of the hot paths.
+
+pub mod data;
 pub mod error;
 pub mod gibbs;
+pub mod image;
+pub mod io;
 pub mod kernels;
 pub mod layer;
+pub mod partition;
 pub mod rbm;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gibbs::Chains;
 pub use layer::{Bernoulli, Gaussian, Layer, Softmax};
 pub use rbm::Rbm;
-pub mod partition;
-pub mod data;
-pub mod io;
-pub mod train;
-pub mod image;

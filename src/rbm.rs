@@ -210,14 +210,24 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     /// the hidden layer summed out exactly, so that `p(v) = exp(−F(v)) / Z`.
     pub fn free_energy(&self, v: &DMatrix<f32>) -> Result<DVector<f64>> {
         let a = self.hidden_inputs(v)?;
-        Ok(free_energy(&self.visible, &self.hidden, v.as_slice(), a.as_slice()))
+        Ok(free_energy(
+            &self.visible,
+            &self.hidden,
+            v.as_slice(),
+            a.as_slice(),
+        ))
     }
 
     /// The free energy of hidden states with the visible layer summed out:
     /// `F(h) = E_H(h) − Σ_i cumulant_V((W h)_i)`, so that `p(h) = exp(−F(h)) / Z`.
     pub fn free_energy_hidden(&self, h: &DMatrix<f32>) -> Result<DVector<f64>> {
         let a = self.visible_inputs(h)?;
-        Ok(free_energy(&self.hidden, &self.visible, h.as_slice(), a.as_slice()))
+        Ok(free_energy(
+            &self.hidden,
+            &self.visible,
+            h.as_slice(),
+            a.as_slice(),
+        ))
     }
 }
 
@@ -272,8 +282,16 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
             path,
             &[
                 ("W", vec![nv as u64, nh as u64], w_rows),
-                ("b_visible", vec![nv as u64], self.visible.bias().as_slice().to_vec()),
-                ("b_hidden", vec![nh as u64], self.hidden.bias().as_slice().to_vec()),
+                (
+                    "b_visible",
+                    vec![nv as u64],
+                    self.visible.bias().as_slice().to_vec(),
+                ),
+                (
+                    "b_hidden",
+                    vec![nh as u64],
+                    self.hidden.bias().as_slice().to_vec(),
+                ),
             ],
         )
     }
@@ -290,7 +308,11 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
                 message: format!("no array `{name}`; expected W, b_visible and b_hidden"),
             })?;
             if a.shape.len() != dims {
-                return Err(Error::shape(name, format!("{dims} dimensions"), format!("{:?}", a.shape)));
+                return Err(Error::shape(
+                    name,
+                    format!("{dims} dimensions"),
+                    format!("{:?}", a.shape),
+                ));
             }
             Ok(a)
         };

@@ -39,7 +39,10 @@ fn gibbs_samples_the_exact_visible_distribution() {
     let mut chains = Chains::random(&rbm, CHAINS, 12).unwrap();
     chains.sweep(&rbm, BURN_IN).unwrap();
     let chi2 = chi_square(&count_states(&rbm, &chains), &exact);
-    assert!(chi2 < CHI2_999_DF31, "χ² = {chi2} with 31 degrees of freedom");
+    assert!(
+        chi2 < CHI2_999_DF31,
+        "χ² = {chi2} with 31 degrees of freedom"
+    );
 }
 
 #[test]
@@ -79,7 +82,11 @@ fn clamped_gibbs_samples_the_exact_conditional() {
     chains.sweep(&rbm, BURN_IN).unwrap();
     let mut counts = vec![0u64; 8];
     for col in chains.visible().column_iter() {
-        assert_eq!((col[0], col[1]), (1.0, 0.0), "clamped units keep their values");
+        assert_eq!(
+            (col[0], col[1]),
+            (1.0, 0.0),
+            "clamped units keep their values"
+        );
         counts[binary_index(col.as_slice()) >> 2] += 1;
     }
     let chi2 = chi_square(&counts, &conditional);

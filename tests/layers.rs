@@ -46,7 +46,10 @@ fn check_discrete<V: Layer, H: Layer>(rbm: &Rbm<V, H>) {
     }
     let brute_log_z = log_sum_exp(e.iter().map(|x| -x));
     let log_z = log_partition_exact(rbm).unwrap();
-    assert!((log_z - brute_log_z).abs() < TOL, "ln Z {log_z} vs {brute_log_z}");
+    assert!(
+        (log_z - brute_log_z).abs() < TOL,
+        "ln Z {log_z} vs {brute_log_z}"
+    );
 }
 
 #[test]
@@ -99,7 +102,12 @@ fn gaussian_visible_matches_numerical_integration() {
             let mean = integrate(|x| x * density(x)) / z;
             assert!((f64::from(vm[(i, b)]) - mean).abs() < 1e-4, "E[v|h]");
         }
-        assert!((fh[b] + log_integral).abs() < 1e-4, "F(h) {} vs {}", fh[b], -log_integral);
+        assert!(
+            (fh[b] + log_integral).abs() < 1e-4,
+            "F(h) {} vs {}",
+            fh[b],
+            -log_integral
+        );
     }
 
     // F(v) = −ln Σ_h exp(−E(v, h)) at some real-valued v, and E[h|v].

@@ -6,7 +6,9 @@ mod common;
 
 use boltzmann::data::bars_and_stripes;
 use boltzmann::partition::log_likelihood_exact;
-use boltzmann::train::{LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig, train};
+use boltzmann::train::{
+    LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig, train,
+};
 use boltzmann::{Bernoulli, Error, Layer, Rbm};
 use common::*;
 use nalgebra::{DMatrix, DVector};
@@ -71,8 +73,15 @@ fn cd_with_many_steps_estimates_the_exact_gradient() {
     // are exact. 4.5 standard errors bound all 34 entries with probability > 0.9998.
     let tol = 4.5 * 0.5 / (N as f64).sqrt();
     let max_err = |a: &DMatrix<f64>, b: &DMatrix<f64>| (a - b).abs().max();
-    assert!(max_err(&est_w, &exact_w) < tol, "W: {} ≥ {tol}", max_err(&est_w, &exact_w));
-    let (ev, eh) = ((&est_bv - &exact_bv).abs().max(), (&est_bh - &exact_bh).abs().max());
+    assert!(
+        max_err(&est_w, &exact_w) < tol,
+        "W: {} ≥ {tol}",
+        max_err(&est_w, &exact_w)
+    );
+    let (ev, eh) = (
+        (&est_bv - &exact_bv).abs().max(),
+        (&est_bh - &exact_bh).abs().max(),
+    );
     assert!(ev < tol && eh < tol, "biases: {ev}, {eh} vs {tol}");
     // The gradient is not trivially small: the test can tell a wrong sign or a missing term.
     assert!(exact_w.abs().max() > 20.0 * tol);
@@ -121,7 +130,8 @@ fn pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
 
 #[test]
 fn training_is_bit_identical_for_any_thread_count() {
-    let data = DMatrix::from_vec(40, 330, normal(40 * 330, 1.0, 51)).map(|x| (x * 0.3 + 0.4).clamp(0.0, 1.0));
+    let data = DMatrix::from_vec(40, 330, normal(40 * 330, 1.0, 51))
+        .map(|x| (x * 0.3 + 0.4).clamp(0.0, 1.0));
     let config = TrainConfig {
         epochs: 3,
         batch_size: 110,
@@ -153,7 +163,11 @@ fn training_is_bit_identical_for_any_thread_count() {
     assert_eq!(one, run(2, &config));
     let cd = TrainConfig {
         negative: NegativePhase::Cd {
-            k: Steps::Linear { from: 1, to: 3, epochs: 3 },
+            k: Steps::Linear {
+                from: 1,
+                to: 3,
+                epochs: 3,
+            },
         },
         ..config
     };
@@ -174,7 +188,11 @@ fn divergence_stops_with_an_error_and_keeps_a_finite_model() {
     let Error::Diverged { epoch, .. } = err else {
         panic!("expected divergence, got {err}")
     };
-    assert_eq!(epoch, finished + 1, "the error names the epoch that diverged");
+    assert_eq!(
+        epoch,
+        finished + 1,
+        "the error names the epoch that diverged"
+    );
     assert!(err.to_string().contains(&format!("epoch {epoch}")));
     // The model is left as after the last good epoch: finite, so it can be saved.
     rbm.check().unwrap();
@@ -196,15 +214,27 @@ fn bad_settings_and_data_are_typed_errors() {
     };
     let invalid = |config: TrainConfig| matches!(fails(config, &data), Error::Invalid { .. });
     assert!(invalid(TrainConfig {
-        negative: NegativePhase::Cd { k: Steps::Constant(0) },
+        negative: NegativePhase::Cd {
+            k: Steps::Constant(0)
+        },
         ..base.clone()
     }));
     assert!(invalid(TrainConfig {
-        negative: NegativePhase::Pcd { k: Steps::Linear { from: 0, to: 5, epochs: 3 }, chains: 10 },
+        negative: NegativePhase::Pcd {
+            k: Steps::Linear {
+                from: 0,
+                to: 5,
+                epochs: 3
+            },
+            chains: 10
+        },
         ..base.clone()
     }));
     assert!(invalid(TrainConfig {
-        negative: NegativePhase::Pcd { k: Steps::Constant(1), chains: 0 },
+        negative: NegativePhase::Pcd {
+            k: Steps::Constant(1),
+            chains: 0
+        },
         ..base.clone()
     }));
     for lr in [0.0, -0.1, f32::NAN, f32::INFINITY] {
@@ -213,22 +243,50 @@ fn bad_settings_and_data_are_typed_errors() {
             ..base.clone()
         }));
     }
-    assert!(invalid(TrainConfig { epochs: 0, ..base.clone() }));
-    assert!(invalid(TrainConfig { batch_size: 0, ..base.clone() }));
-    assert!(invalid(TrainConfig { batch_size: 15, ..base.clone() }));
-    assert!(invalid(TrainConfig { weight_decay: -1.0, ..base.clone() }));
     assert!(invalid(TrainConfig {
-        momentum: Momentum { initial: 1.0, later: 0.9, switch_epoch: 6 },
+        epochs: 0,
         ..base.clone()
     }));
-    assert!(matches!(fails(base.clone(), &DMatrix::zeros(9, 0)), Error::Empty { .. }));
-    assert!(matches!(fails(base.clone(), &DMatrix::zeros(8, 14)), Error::Shape { .. }));
+    assert!(invalid(TrainConfig {
+        batch_size: 0,
+        ..base.clone()
+    }));
+    assert!(invalid(TrainConfig {
+        batch_size: 15,
+        ..base.clone()
+    }));
+    assert!(invalid(TrainConfig {
+        weight_decay: -1.0,
+        ..base.clone()
+    }));
+    assert!(invalid(TrainConfig {
+        momentum: Momentum {
+            initial: 1.0,
+            later: 0.9,
+            switch_epoch: 6
+        },
+        ..base.clone()
+    }));
+    assert!(matches!(
+        fails(base.clone(), &DMatrix::zeros(9, 0)),
+        Error::Empty { .. }
+    ));
+    assert!(matches!(
+        fails(base.clone(), &DMatrix::zeros(8, 14)),
+        Error::Shape { .. }
+    ));
     let mut nan = data.clone();
     nan[(3, 4)] = f32::NAN;
     assert!(matches!(fails(base.clone(), &nan), Error::NonFinite { .. }));
     let grey = DMatrix::from_element(9, 14, 1.5f32);
     assert!(matches!(
-        fails(TrainConfig { binarize: true, ..base.clone() }, &grey),
+        fails(
+            TrainConfig {
+                binarize: true,
+                ..base.clone()
+            },
+            &grey
+        ),
         Error::Invalid { .. }
     ));
 }

@@ -20,7 +20,10 @@ pub fn log_partition_exact<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Result<f64> {
     rbm.check()?;
     let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
     let states = |n: Option<u64>| n.filter(|&s| s <= MAX_ENUMERATED_STATES);
-    match (states(rbm.visible.num_states()), states(rbm.hidden.num_states())) {
+    match (
+        states(rbm.visible.num_states()),
+        states(rbm.hidden.num_states()),
+    ) {
         (Some(sv), sh) if sh.is_none_or(|sh| sv <= sh) => Ok(sum_over_states(
             &rbm.visible,
             &rbm.hidden,
@@ -67,10 +70,7 @@ fn sum_over_states<A: Layer, B: Layer>(
             }
             let mut input = vec![0f32; b_units * n];
             inputs(&x, &mut input);
-            let neg_f: Vec<f64> = free_energy(a, b, &x, &input)
-                .iter()
-                .map(|f| -f)
-                .collect();
+            let neg_f: Vec<f64> = free_energy(a, b, &x, &input).iter().map(|f| -f).collect();
             log_sum_exp(&neg_f)
         })
         .collect();

@@ -9,7 +9,11 @@ pub enum Steps {
     /// The same `k` in every epoch.
     Constant(usize),
     /// `k` goes linearly from `from` (epoch 1) to `to` (epoch `epochs` and after).
-    Linear { from: usize, to: usize, epochs: usize },
+    Linear {
+        from: usize,
+        to: usize,
+        epochs: usize,
+    },
 }
 
 impl Steps {
@@ -36,7 +40,10 @@ impl Steps {
             ));
         }
         if hi > 100_000 {
-            return Err(Error::invalid("Gibbs steps k", format!("{hi}; expected ≤ 100000")));
+            return Err(Error::invalid(
+                "Gibbs steps k",
+                format!("{hi}; expected ≤ 100000"),
+            ));
         }
         Ok(())
     }
@@ -69,7 +76,11 @@ pub enum LearningRate {
     /// `initial / (1 + (epoch − 1) / half_life)`: halves after `half_life` epochs (a 1/t decay).
     InverseTime { initial: f32, half_life: f32 },
     /// `max(initial · factor^(epoch − 1), floor)`.
-    Geometric { initial: f32, factor: f32, floor: f32 },
+    Geometric {
+        initial: f32,
+        factor: f32,
+        floor: f32,
+    },
 }
 
 impl LearningRate {
@@ -105,7 +116,9 @@ impl LearningRate {
         } else {
             Err(Error::invalid(
                 "learning rate",
-                format!("{self:?}; rates, half-lives and floors must be finite and > 0, factors in (0, 1]"),
+                format!(
+                    "{self:?}; rates, half-lives and floors must be finite and > 0, factors in (0, 1]"
+                ),
             ))
         }
     }
@@ -209,7 +222,10 @@ impl TrainConfig {
         let m = &self.momentum;
         for x in [m.initial, m.later] {
             if !(0.0..1.0).contains(&x) {
-                return Err(Error::invalid("momentum", format!("{x}; expected a value in [0, 1)")));
+                return Err(Error::invalid(
+                    "momentum",
+                    format!("{x}; expected a value in [0, 1)"),
+                ));
             }
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {

@@ -95,7 +95,9 @@ pub fn train<V: Layer, H: Layer>(
     }
     let seed = config.seed;
     let monitor_set = |x: &DMatrix<f32>| -> Result<DMatrix<f32>> {
-        let mut m = x.columns(0, config.monitor_examples.clamp(1, x.ncols())).into_owned();
+        let mut m = x
+            .columns(0, config.monitor_examples.clamp(1, x.ncols()))
+            .into_owned();
         if config.binarize {
             binarize_in_place(m.as_mut_slice(), stream(seed, STREAM_MONITOR).next_u64())?;
         }
@@ -120,7 +122,11 @@ pub fn train<V: Layer, H: Layer>(
     let mut pcd_chains = match &config.negative {
         NegativePhase::Pcd { chains, .. } => {
             state.model_hidden = DMatrix::zeros(nh, *chains);
-            Some(Chains::random(rbm, *chains, stream(seed, STREAM_PCD).next_u64())?)
+            Some(Chains::random(
+                rbm,
+                *chains,
+                stream(seed, STREAM_PCD).next_u64(),
+            )?)
         }
         NegativePhase::Cd { .. } => {
             cd_chains = Some(Chains::unchecked(
@@ -148,7 +154,10 @@ pub fn train<V: Layer, H: Layer>(
             }
             if config.binarize {
                 let draw = STREAM_BINARIZE + (epoch * batches + b) as u64;
-                binarize_in_place(state.data_batch.as_mut_slice(), stream(seed, draw).next_u64())?;
+                binarize_in_place(
+                    state.data_batch.as_mut_slice(),
+                    stream(seed, draw).next_u64(),
+                )?;
             }
             let chains = match (&mut cd_chains, &mut pcd_chains) {
                 (Some(c), _) => {

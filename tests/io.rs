@@ -1,0 +1,226 @@
+//! Model files and .npz: exact round trips and every kind of bad file rejected with its error.
+
+mod common;
+
+use boltzmann::data::read_idx;
+use boltzmann::io::{FORMAT_VERSION, read_npz};
+use boltzmann::{Bernoulli, Error, Gaussian, Layer, Rbm, Softmax};
+use common::*;
+use std::io::Write;
+use std::path::PathBuf;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("boltzmann-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bits<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Vec<u32> {
+    rbm.weights()
+        .iter()
+        .chain(rbm.visible().bias().iter())
+        .chain(rbm.hidden().bias().iter())
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+#[test]
+fn save_then_load_is_bit_exact() {
+    let dir = temp_dir("roundtrip");
+    let rbm = random_rbm::<Bernoulli, Bernoulli>(17, 9, 0.7, 81);
+    rbm.save(dir.join("m.bin")).unwrap();
+    let back: Rbm<Bernoulli, Bernoulli> = Rbm::load(dir.join("m.bin")).unwrap();
+    assert_eq!(bits(&rbm), bits(&back));
+    let g = random_rbm::<Gaussian, Softmax>(5, 4, 0.7, 82);
+    g.save(dir.join("g.bin")).unwrap();
+    assert_eq!(
+        Rbm::<Gaussian, Softmax>::load(dir.join("g.bin")).unwrap(),
+        g
+    );
+    // No temporary file is left beside the model.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn bad_model_files_are_rejected_with_their_error() {
+    let dir = temp_dir("bad");
+    let rbm = random_rbm::<Bernoulli, Bernoulli>(17, 9, 0.7, 83);
+    let path = dir.join("m.bin");
+    rbm.save(&path).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let load = |bytes: &[u8]| {
+        let p = dir.join("bad.bin");
+        std::fs::write(&p, bytes).unwrap();
+        Rbm::<Bernoulli, Bernoulli>::load(&p).unwrap_err()
+    };
+
+    // Truncated anywhere: in the header or in the payload.
+    for cut in [3, 12, 30, good.len() - 1] {
+        let err = load(&good[..cut]);
+        assert!(
+            matches!(err, Error::Truncated { .. } | Error::Format { .. }),
+            "cut at {cut}: {err}"
+        );
+    }
+    assert!(matches!(
+        load(&good[..good.len() - 10]),
+        Error::Truncated { .. }
+    ));
+
+    // A flipped payload byte.
+    let mut flipped = good.clone();
+    let last = flipped.len() - 5;
+    flipped[last] ^= 0x40;
+    assert!(matches!(load(&flipped), Error::Checksum { .. }));
+
+    // A newer format version.
+    let mut newer = good.clone();
+    newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let err = load(&newer);
+    assert!(
+        matches!(err, Error::Version { found, .. } if found == FORMAT_VERSION + 1),
+        "{err}"
+    );
+
+    // A foreign file.
+    assert!(matches!(
+        load(b"PK\x03\x04 this is a zip file"),
+        Error::Format { .. }
+    ));
+    assert!(matches!(load(b""), Error::Format { .. }));
+
+    // Another kind of model.
+    let err = Rbm::<Gaussian, Bernoulli>::load(&path).unwrap_err();
+    assert!(matches!(err, Error::Kind { .. }), "{err}");
+    assert!(err.to_string().contains("rbm/bernoulli/bernoulli"));
+
+    // A missing file.
+    assert!(matches!(
+        Rbm::<Bernoulli, Bernoulli>::load(dir.join("missing.bin")),
+        Err(Error::Io { .. })
+    ));
+}
+
+#[test]
+fn npz_export_then_import_is_exact() {
+    let dir = temp_dir("npz");
+    let rbm = random_rbm::<Bernoulli, Bernoulli>(13, 7, 0.7, 84);
+    rbm.save_npz(dir.join("m.npz")).unwrap();
+    let back: Rbm<Bernoulli, Bernoulli> = Rbm::load_npz(dir.join("m.npz")).unwrap();
+    assert_eq!(bits(&rbm), bits(&back));
+    // W is stored visible × hidden in C order, as NumPy users expect.
+    let arrays = read_npz(dir.join("m.npz")).unwrap();
+    assert_eq!(arrays["W"].shape, vec![13, 7]);
+    assert_eq!(arrays["W"].data[1], rbm.weights()[(0, 1)]);
+    assert_eq!(arrays["b_hidden"].shape, vec![7]);
+}
+
+/// Writes an .npz of float64 arrays, as NumPy writes published weights.
+fn write_f64_npz(path: &std::path::Path, arrays: &[(&str, Vec<u64>, Vec<f64>, bool)]) {
+    use npyz::WriterBuilder;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, shape, data, fortran) in arrays {
+        let mut npy = Vec::new();
+        let order = if *fortran {
+            npyz::Order::Fortran
+        } else {
+            npyz::Order::C
+        };
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(shape)
+            .order(order)
+            .writer(&mut npy)
+            .begin_nd()
+            .unwrap();
+        w.extend(data.iter().copied()).unwrap();
+        w.finish().unwrap();
+        zip.start_file(
+            format!("{name}.npy"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.write_all(&npy).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+#[test]
+fn npz_import_accepts_float64_and_fortran_order() {
+    let dir = temp_dir("npz64");
+    // W = [[1, 2, 3], [4, 5, 6]] (2 visible × 3 hidden).
+    let c_order = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let f_order = vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+    for (name, data, fortran) in [("c.npz", c_order, false), ("f.npz", f_order, true)] {
+        let path = dir.join(name);
+        write_f64_npz(
+            &path,
+            &[
+                ("W", vec![2, 3], data, fortran),
+                ("b_visible", vec![2], vec![0.5, -0.5], false),
+                ("b_hidden", vec![3], vec![0.1, 0.2, 0.3], false),
+            ],
+        );
+        let rbm: Rbm<Bernoulli, Bernoulli> = Rbm::load_npz(&path).unwrap();
+        assert_eq!(rbm.weights()[(1, 0)], 4.0, "{name}");
+        assert_eq!(rbm.weights()[(0, 2)], 3.0, "{name}");
+        assert_eq!(rbm.visible().bias()[1], -0.5);
+    }
+    // Missing arrays and mismatched shapes are errors.
+    let path = dir.join("bad.npz");
+    write_f64_npz(&path, &[("W", vec![2, 3], vec![0.0; 6], false)]);
+    assert!(matches!(
+        Rbm::<Bernoulli, Bernoulli>::load_npz(&path),
+        Err(Error::Format { .. })
+    ));
+    write_f64_npz(
+        &path,
+        &[
+            ("W", vec![2, 3], vec![0.0; 6], false),
+            ("b_visible", vec![3], vec![0.0; 3], false),
+            ("b_hidden", vec![3], vec![0.0; 3], false),
+        ],
+    );
+    assert!(matches!(
+        Rbm::<Bernoulli, Bernoulli>::load_npz(&path),
+        Err(Error::Shape { .. })
+    ));
+}
+
+#[test]
+fn idx_files_are_checked() {
+    let dir = temp_dir("idx");
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    // A valid 2×3 array.
+    let ok = write(
+        "ok.idx",
+        &[0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6],
+    );
+    let idx = read_idx(&ok).unwrap();
+    assert_eq!(idx.dims, vec![2, 3]);
+    assert_eq!(idx.data, vec![1, 2, 3, 4, 5, 6]);
+    // The same, gzip-compressed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&std::fs::read(&ok).unwrap()).unwrap();
+    let gz = write("ok.idx.gz", &gz.finish().unwrap());
+    assert_eq!(read_idx(&gz).unwrap(), idx);
+    // Wrong magic, wrong type, wrong size.
+    for (name, bytes) in [
+        ("magic", vec![1u8, 0, 8, 1, 0, 0, 0, 1, 7]),
+        ("type", vec![0, 0, 0x0d, 1, 0, 0, 0, 1, 7]),
+        ("short", vec![0, 0, 8, 1, 0, 0, 0, 3, 7]),
+        ("long", vec![0, 0, 8, 1, 0, 0, 0, 1, 7, 7]),
+        ("header", vec![0, 0, 8, 3, 0, 0]),
+    ] {
+        let err = read_idx(write(name, &bytes)).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{name}: {err}");
+    }
+}
