@@ -81,7 +81,9 @@ fn run(args: Args) -> boltzmann::Result<()> {
             k: Steps::Constant(args.cd.unwrap_or(1)),
         },
     };
-    let lr = args.lr.unwrap_or(if args.pcd.is_some() { 0.01 } else { 0.05 });
+    let lr = args
+        .lr
+        .unwrap_or(if args.pcd.is_some() { 0.01 } else { 0.05 });
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch,

@@ -72,3 +72,8 @@ pub use error::{Error, Result};
 pub use gibbs::Chains;
 pub use layer::{Bernoulli, Gaussian, Layer, Softmax};
 pub use rbm::Rbm;
+
+/// The README's code, compiled as a doctest so that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
