@@ -69,3 +69,27 @@ pub fn bars_and_stripes(side: usize) -> Result<DMatrix<f32>> {
     }
     Ok(DMatrix::from_fn(n, images.len(), |i, c| images[c][i]))
 }
+
+/// Reads the 2-D array `name` (`examples × units`, any of float32, float64, uint8) of an `.npz`
+/// file as a dataset with one example per column, e.g. `train` and `test` of the binarised MNIST
+/// of Salakhutdinov & Murray.
+pub fn load_npz_examples(path: impl AsRef<std::path::Path>, name: &str) -> Result<DMatrix<f32>> {
+    let path = path.as_ref();
+    let mut arrays = crate::io::read_npz(path)?;
+    let array = arrays.remove(name).ok_or_else(|| Error::Format {
+        path: path.into(),
+        expected: "dataset .npz",
+        message: format!("no array `{name}`"),
+    })?;
+    let &[n, units] = array.shape.as_slice() else {
+        return Err(Error::shape(
+            "dataset array",
+            "2 dimensions (examples × units)",
+            format!("{:?}", array.shape),
+        ));
+    };
+    // Row-major rows are the examples: exactly the columns of a column-major matrix.
+    let data = DMatrix::from_vec(units, n, array.data);
+    crate::error::check_finite("dataset", data.as_slice())?;
+    Ok(data)
+}

@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::kernels::log_sum_exp;
 use crate::layer::Layer;
 use crate::rbm::{Rbm, free_energy};
+use rand::Rng;
 use rayon::prelude::*;
 
 /// The largest number of states that exact enumeration accepts (2³⁰): beyond it the sum would
@@ -75,4 +76,50 @@ fn sum_over_states<A: Layer, B: Layer>(
         })
         .collect();
     log_sum_exp(&chunk_sums)
+}
+
+/// `n` independent exact samples of the visible units (one per column): hidden states drawn
+/// from the enumerated `p(h) ∝ exp(−F(h))`, then `v ~ p(v | h)`. The hidden layer must be
+/// discrete with at most 2²⁰ states. For checking samplers and reverse AIS on small models.
+pub fn exact_samples<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    n: usize,
+    seed: u64,
+) -> Result<nalgebra::DMatrix<f32>> {
+    rbm.check()?;
+    let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
+    let count = rbm
+        .hidden
+        .num_states()
+        .filter(|&c| c <= 1 << 20)
+        .ok_or_else(|| Error::NotEnumerable {
+            what: "hidden layer for exact sampling",
+            message: format!(
+                "{nh} {} units; expected a discrete layer with at most 2^20 states",
+                H::KIND
+            ),
+        })?;
+    let mut hs = nalgebra::DMatrix::zeros(nh, count as usize);
+    for (k, col) in hs.as_mut_slice().chunks_exact_mut(nh).enumerate() {
+        rbm.hidden.write_state(k as u64, col);
+    }
+    let neg_f: Vec<f64> = rbm.free_energy_hidden(&hs)?.iter().map(|f| -f).collect();
+    let log_z = log_sum_exp(&neg_f);
+    let mut cdf = Vec::with_capacity(neg_f.len());
+    let mut total = 0.0;
+    for l in &neg_f {
+        total += (l - log_z).exp();
+        cdf.push(total);
+    }
+    let mut rng = crate::kernels::stream(seed, 0);
+    let mut h = nalgebra::DMatrix::zeros(nh, n);
+    for col in h.as_mut_slice().chunks_exact_mut(nh.max(1)) {
+        let u = rng.next_u64() as f64 / 18_446_744_073_709_551_616.0 * total;
+        let k = cdf.partition_point(|&c| c <= u).min(cdf.len() - 1);
+        col.copy_from_slice(hs.column(k).as_slice());
+    }
+    let mut v = nalgebra::DMatrix::zeros(nv, n);
+    rbm.visible_inputs_into(h.as_slice(), v.as_mut_slice());
+    rbm.visible.sample(v.as_mut_slice(), &mut rng);
+    Ok(v)
 }

@@ -1,8 +1,10 @@
 //! The partition function `Z = Σ exp(−E)` and log-likelihoods in nats.
 
+mod ais;
 mod exact;
 
-pub use exact::{MAX_ENUMERATED_STATES, log_partition_exact};
+pub use ais::{AisConfig, AisEstimate, Betas, Start, ais, log_partition_start, reverse_ais};
+pub use exact::{MAX_ENUMERATED_STATES, exact_samples, log_partition_exact};
 
 use crate::error::Result;
 use crate::layer::Layer;
@@ -46,4 +48,44 @@ pub fn log_likelihood_exact<V: Layer, H: Layer>(
     let log_z = log_partition_exact(rbm)?;
     let f = rbm.free_energy(data)?;
     Ok(LogLikelihood::from_free_energies(f.as_slice(), log_z))
+}
+
+/// `ln Ẑ` by forward AIS and the average log-probabilities it gives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub forward: AisEstimate,
+    /// Average log-probability of the test examples, `mean(−F(v)) − ln Ẑ`.
+    pub test: LogLikelihood,
+    /// The same for the training examples.
+    pub train: LogLikelihood,
+}
+
+/// Estimates `ln Z` by forward AIS and the average log-probabilities of `train` and `test`
+/// (one example per column).
+pub fn evaluate<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    start: &Start<V>,
+    config: &AisConfig,
+    train: &DMatrix<f32>,
+    test: &DMatrix<f32>,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<Evaluation> {
+    for (what, x) in [("training data", train), ("test data", test)] {
+        if x.ncols() == 0 {
+            return Err(crate::Error::Empty { what });
+        }
+    }
+    let forward = ais(rbm, start, config, progress)?;
+    let log_likelihood = |x: &DMatrix<f32>| -> Result<LogLikelihood> {
+        let f = rbm.free_energy(x)?;
+        Ok(LogLikelihood::from_free_energies(
+            f.as_slice(),
+            forward.log_z,
+        ))
+    };
+    Ok(Evaluation {
+        test: log_likelihood(test)?,
+        train: log_likelihood(train)?,
+        forward,
+    })
 }

@@ -1,0 +1,460 @@
+//! Annealed importance sampling (Neal 2001) for RBMs, as in Salakhutdinov & Murray (2008), and
+//! its reverse, which bounds `ln Z` from above in expectation (Burda, Grosse & Salakhutdinov 2015).
+//!
+//! The path runs from a start model `p₀(v, h) = p_A(v)·p_H⁰(h)` (visible units independent with
+//! biases `b_A`; hidden units with zero biases, i.e. uniform for Bernoulli units) to the RBM:
+//!
+//! `E_β(v, h) = E_V(v; (1 − β)·b_A + β·b_V) + E_H(h; β·b_H) − β·vᵀWh`.
+//!
+//! For Bernoulli hidden units, summing them out gives the paper's intermediate distributions
+//! `p_β(v) ∝ exp((1 − β)·b_Aᵀv + β·b_Vᵀv) · Π_j (1 + exp(β·(Wᵀv + b_H)_j))`. The same path works
+//! for Gaussian and softmax units, whose quadratic or normalising terms are not tempered. One
+//! blocked Gibbs sweep at `β_k` is the transition of step `k`; weights are kept in f64.
+
+use crate::error::{Error, Result};
+use crate::gibbs::CHAIN_BLOCK;
+use crate::kernels::{log_sum_exp, stream};
+use crate::layer::Layer;
+use crate::rbm::Rbm;
+use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
+
+/// An increasing sequence of inverse temperatures from 0 to 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Betas(Vec<f64>);
+
+/// The three stages of Salakhutdinov & Murray's schedule: (end of stage, step).
+const PAPER_STAGES: [(f64, f64); 3] = [(0.5, 1e-3), (0.9, 1e-4), (1.0, 1e-5)];
+
+impl Betas {
+    /// The schedule of Salakhutdinov & Murray (2008): steps of 1e-3 up to 0.5, 1e-4 up to 0.9
+    /// and 1e-5 up to 1: 14,501 distributions.
+    pub fn paper() -> Self {
+        let mut betas = vec![0.0];
+        let mut from = 0.0;
+        for (to, step) in PAPER_STAGES {
+            let n = ((to - from) / step).round() as usize;
+            betas.extend((1..=n).map(|i| from + (to - from) * i as f64 / n as f64));
+            from = to;
+        }
+        Betas(betas)
+    }
+
+    /// `count` distributions (≥ 2) spaced by the paper's three-stage rule: the intervals are
+    /// shared between the stages [0, 0.5], [0.5, 0.9], [0.9, 1] in the paper's proportions
+    /// (500 : 4000 : 10000), each stage evenly spaced.
+    pub fn three_stage(count: usize) -> Result<Self> {
+        if count < 2 {
+            return Err(Error::invalid(
+                "number of β",
+                format!("{count}; expected at least 2 (β = 0 and β = 1)"),
+            ));
+        }
+        let intervals = count - 1;
+        let paper = [500.0, 4000.0, 10000.0];
+        let total: f64 = paper.iter().sum();
+        // Every stage gets at least one interval when there are enough to go round.
+        let mut per_stage: Vec<usize> = paper
+            .iter()
+            .map(|p| ((p / total) * intervals as f64).round() as usize)
+            .collect();
+        if intervals >= 3 {
+            per_stage.iter_mut().for_each(|n| *n = (*n).max(1));
+        }
+        let assigned: usize = per_stage.iter().sum();
+        per_stage[2] = (per_stage[2] + intervals).saturating_sub(assigned);
+        let mut betas = vec![0.0];
+        let mut from = 0.0;
+        for ((to, _), n) in PAPER_STAGES.iter().zip(per_stage) {
+            betas.extend((1..=n).map(|i| from + (to - from) * i as f64 / n as f64));
+            from = *to;
+        }
+        if betas.len() != count || *betas.last().unwrap_or(&0.0) != 1.0 {
+            // Fewer than three intervals: spread them evenly instead.
+            return Ok(Betas::linear(count));
+        }
+        Ok(Betas(betas))
+    }
+
+    /// `count` (≥ 2) evenly spaced values from 0 to 1.
+    pub fn linear(count: usize) -> Self {
+        let n = count.max(2) - 1;
+        Betas((0..=n).map(|i| i as f64 / n as f64).collect())
+    }
+
+    /// A user-given schedule: must start at 0, end at 1, and not decrease.
+    pub fn new(betas: Vec<f64>) -> Result<Self> {
+        let ok = betas.len() >= 2
+            && betas.first() == Some(&0.0)
+            && betas.last() == Some(&1.0)
+            && betas.windows(2).all(|w| w[0] <= w[1])
+            && betas.iter().all(|b| b.is_finite());
+        if ok {
+            Ok(Betas(betas))
+        } else {
+            Err(Error::invalid(
+                "β schedule",
+                "expected at least two finite values, non-decreasing from 0 to 1",
+            ))
+        }
+    }
+
+    /// The values.
+    pub fn as_slice(&self) -> &[f64] {
+        &self.0
+    }
+
+    /// The number of distributions (intermediate ones plus the two ends).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true: a schedule holds at least β = 0 and β = 1.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The start distribution of the visible units: a layer of the RBM's visible type with biases
+/// `b_A` and no couplings, so that its `ln Z_A` is exact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Start<V: Layer> {
+    visible: V,
+}
+
+impl<V: Layer> Start<V> {
+    /// Zero biases: uniform for Bernoulli and softmax units, N(0, 1) for Gaussian units.
+    pub fn uniform(visible_units: usize) -> Self {
+        Start {
+            visible: V::new(DVector::zeros(visible_units)),
+        }
+    }
+
+    /// The base-rate model of Salakhutdinov & Murray: unit `i` has mean
+    /// `p_i = (Σ_n x_ni + α) / (N + α)` over the columns of `data`, with pseudo-count `α`.
+    /// Their code uses 5 per minibatch of 100, `α = 0.05·N` ([`Start::base_rate_default`]).
+    pub fn base_rate(data: &DMatrix<f32>, pseudo_count: f64) -> Result<Self> {
+        if data.ncols() == 0 {
+            return Err(Error::Empty {
+                what: "data for the base-rate model",
+            });
+        }
+        crate::error::check_finite("data for the base-rate model", data.as_slice())?;
+        if !(pseudo_count.is_finite() && pseudo_count >= 0.0) {
+            return Err(Error::invalid(
+                "pseudo-count",
+                format!("{pseudo_count}; expected a finite value ≥ 0"),
+            ));
+        }
+        let n = data.ncols() as f64;
+        let mean: Vec<f32> = data
+            .row_iter()
+            .map(|row| {
+                ((row.iter().map(|&x| f64::from(x)).sum::<f64>() + pseudo_count)
+                    / (n + pseudo_count)) as f32
+            })
+            .collect();
+        let mut visible = V::new(DVector::zeros(data.nrows()));
+        visible.set_bias_from_mean(&mean);
+        Ok(Start { visible })
+    }
+
+    /// [`Start::base_rate`] with `α = 0.05·N` (3000 for the 60,000 MNIST training images).
+    pub fn base_rate_default(data: &DMatrix<f32>) -> Result<Self> {
+        Self::base_rate(data, 0.05 * data.ncols() as f64)
+    }
+
+    /// A start distribution with these visible biases.
+    pub fn from_bias(bias: DVector<f32>) -> Result<Self> {
+        crate::error::check_finite("start biases", bias.as_slice())?;
+        Ok(Start {
+            visible: V::new(bias),
+        })
+    }
+
+    /// The start model's visible layer.
+    pub fn visible(&self) -> &V {
+        &self.visible
+    }
+}
+
+/// Settings of an AIS run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AisConfig {
+    /// Independent annealing runs (the paper: 100).
+    pub runs: usize,
+    pub betas: Betas,
+    pub seed: u64,
+}
+
+impl Default for AisConfig {
+    /// The paper's settings: 100 runs over 14,501 distributions.
+    fn default() -> Self {
+        AisConfig {
+            runs: 100,
+            betas: Betas::paper(),
+            seed: 0,
+        }
+    }
+}
+
+/// The result of forward or reverse AIS.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AisEstimate {
+    /// The estimate of `ln Z`.
+    pub log_z: f64,
+    /// `ln Z` at the ends of mean ± 3 standard errors of the importance weights, as the paper
+    /// reports them (`−∞` or `+∞` where mean − 3·s.e. ≤ 0).
+    pub log_z_lower: f64,
+    pub log_z_upper: f64,
+    /// The exact `ln Z₀` of the start model.
+    pub log_z_start: f64,
+    /// Effective sample size of the weights, `(Σw)² / Σw²`, between 1 and the number of runs.
+    pub effective_sample_size: f64,
+    /// Variance of the log weights over runs.
+    pub log_weight_variance: f64,
+    /// The log importance weight of each run.
+    pub log_weights: Vec<f64>,
+}
+
+/// `ln Z₀ = ln Z_A + ln Z_H⁰`: the start model's visible layer alone plus the hidden layer with
+/// zero biases and no inputs.
+pub fn log_partition_start<V: Layer, H: Layer>(rbm: &Rbm<V, H>, start: &Start<V>) -> f64 {
+    let mut z = [0f64];
+    start
+        .visible
+        .cumulant(&vec![0f32; rbm.num_visible()], &mut z);
+    H::new(DVector::zeros(rbm.num_hidden())).cumulant(&vec![0f32; rbm.num_hidden()], &mut z);
+    z[0]
+}
+
+/// Forward AIS: runs start with exact samples of the start model and anneal to the RBM; the
+/// estimate `ln Ẑ = ln Z₀ + ln mean(w)` is unbiased in `Z` and so, by Jensen's inequality, tends
+/// to *under*estimate `ln Z`.
+///
+/// `progress(done, total)` is called between segments of the schedule.
+pub fn ais<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    start: &Start<V>,
+    config: &AisConfig,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<AisEstimate> {
+    check(rbm, start, config.runs)?;
+    let mut v0 = DMatrix::zeros(rbm.num_visible(), config.runs);
+    let mut rng = stream(config.seed, u64::MAX);
+    start.visible.sample(v0.as_mut_slice(), &mut rng);
+    let log_w = anneal(
+        rbm,
+        start,
+        config.betas.as_slice().iter().copied(),
+        v0,
+        config,
+        &progress,
+    );
+    let log_z0 = log_partition_start(rbm, start);
+    Ok(estimate(log_w, log_z0, false))
+}
+
+/// Reverse AIS: runs start at `initial` (`visible × runs`), ideally exact samples of the RBM,
+/// and anneal back to the start model, giving an unbiased estimate of `Z₀/Z`; so
+/// `ln Ẑ = ln Z₀ − ln mean(w)` *over*estimates `ln Z` in expectation. Started from data or from
+/// long Gibbs chains instead (as in practice), it is an approximate upper bound.
+pub fn reverse_ais<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    start: &Start<V>,
+    initial: &DMatrix<f32>,
+    config: &AisConfig,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<AisEstimate> {
+    check(rbm, start, initial.ncols())?;
+    rbm.check_batch("initial states of reverse AIS", initial, rbm.num_visible())?;
+    rbm.visible.check_state(initial.as_slice())?;
+    let betas = config.betas.as_slice().iter().rev().copied();
+    let log_w = anneal(rbm, start, betas, initial.clone(), config, &progress);
+    let log_z0 = log_partition_start(rbm, start);
+    Ok(estimate(log_w, log_z0, true))
+}
+
+fn check<V: Layer, H: Layer>(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize) -> Result<()> {
+    rbm.check()?;
+    if runs == 0 {
+        return Err(Error::invalid("AIS runs", "0; expected at least 1"));
+    }
+    if start.visible.len() != rbm.num_visible() {
+        return Err(Error::shape(
+            "AIS start distribution",
+            format!("{} visible units", rbm.num_visible()),
+            start.visible.len(),
+        ));
+    }
+    Ok(())
+}
+
+/// Steps per call of `progress`.
+const SEGMENT: usize = 250;
+
+/// Runs the chains `v` (one column per run) along `betas`; returns each run's
+/// `Σ_k ln p*_{β_k}(v_{k−1}) − ln p*_{β_{k−1}}(v_{k−1})`, with one Gibbs sweep at `β_k` after
+/// each step.
+fn anneal<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    start: &Start<V>,
+    betas: impl Iterator<Item = f64>,
+    mut v: DMatrix<f32>,
+    config: &AisConfig,
+    progress: &(impl Fn(usize, usize) + Sync),
+) -> Vec<f64> {
+    let betas: Vec<f64> = betas.collect();
+    let nv = rbm.num_visible();
+    let runs = v.ncols();
+    let mut log_w = vec![0f64; runs];
+    let mut blocks: Vec<Block<V, H>> = (0..runs.div_ceil(CHAIN_BLOCK))
+        .map(|b| {
+            Block::new(
+                rbm,
+                start,
+                (runs - b * CHAIN_BLOCK).min(CHAIN_BLOCK),
+                stream(config.seed, b as u64),
+            )
+        })
+        .collect();
+    let steps = betas.len() - 1;
+    let mut done = 0;
+    while done < steps {
+        let end = (done + SEGMENT).min(steps);
+        v.as_mut_slice()
+            .par_chunks_mut(nv * CHAIN_BLOCK)
+            .zip(log_w.par_chunks_mut(CHAIN_BLOCK))
+            .zip(blocks.par_iter_mut())
+            .for_each(|((v, w), block)| {
+                for k in done + 1..=end {
+                    block.step(rbm, v, w, betas[k - 1], betas[k], k < steps);
+                }
+            });
+        done = end;
+        progress(done, steps);
+    }
+    log_w
+}
+
+/// Buffers and tempered layers of one block of runs.
+struct Block<V: Layer, H: Layer> {
+    rng: crate::kernels::ChainRng,
+    start_bias: DVector<f32>,
+    visible: V,
+    hidden: H,
+    inputs: Vec<f32>,
+    scaled: Vec<f32>,
+    h: Vec<f32>,
+    lp: Vec<f64>,
+}
+
+impl<V: Layer, H: Layer> Block<V, H> {
+    fn new(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize, rng: crate::kernels::ChainRng) -> Self {
+        let nh = rbm.num_hidden();
+        Block {
+            rng,
+            start_bias: start.visible.bias().clone(),
+            visible: rbm.visible.clone(),
+            hidden: rbm.hidden.clone(),
+            inputs: vec![0f32; nh * runs],
+            scaled: vec![0f32; nh * runs],
+            h: vec![0f32; nh * runs],
+            lp: vec![0f64; runs],
+        }
+    }
+
+    /// Sets the tempered layers to inverse temperature `beta`.
+    fn temper(&mut self, rbm: &Rbm<V, H>, beta: f64) {
+        let b = beta as f32;
+        let vb = self.visible.bias_mut();
+        vb.zip_zip_apply(&self.start_bias, rbm.visible.bias(), |x, a, v| {
+            *x = (1.0 - b) * a + b * v
+        });
+        self.hidden
+            .bias_mut()
+            .zip_apply(rbm.hidden.bias(), |x, h| *x = b * h);
+    }
+
+    /// `lp[c] = ln p*_β(v_c) = −E_V(v_c; b(β)) + Σ_j cumulant_H(β·(Wᵀv_c)_j; β·b_H)`, for the
+    /// tempered layers already set to β; `self.inputs` holds `Wᵀv`.
+    fn log_unnormalised(&mut self, v: &[f32], beta: f64) {
+        let b = beta as f32;
+        self.lp.iter_mut().for_each(|x| *x = 0.0);
+        self.visible.energy(v, &mut self.lp);
+        self.lp.iter_mut().for_each(|x| *x = -*x);
+        self.scaled
+            .iter_mut()
+            .zip(&self.inputs)
+            .for_each(|(s, a)| *s = b * a);
+        self.hidden.cumulant(&self.scaled, &mut self.lp);
+    }
+
+    /// Adds the weight of the step `β_prev → β` at the current states, then (if `transition`)
+    /// runs one Gibbs sweep at β.
+    fn step(
+        &mut self,
+        rbm: &Rbm<V, H>,
+        v: &mut [f32],
+        log_w: &mut [f64],
+        beta_prev: f64,
+        beta: f64,
+        transition: bool,
+    ) {
+        rbm.hidden_inputs_into(v, &mut self.inputs);
+        self.temper(rbm, beta_prev);
+        self.log_unnormalised(v, beta_prev);
+        log_w.iter_mut().zip(&self.lp).for_each(|(w, lp)| *w -= lp);
+        self.temper(rbm, beta);
+        self.log_unnormalised(v, beta);
+        log_w.iter_mut().zip(&self.lp).for_each(|(w, lp)| *w += lp);
+        if transition {
+            // `scaled` holds β·Wᵀv: sample h at β, then v at β.
+            self.h.copy_from_slice(&self.scaled);
+            self.hidden.sample(&mut self.h, &mut self.rng);
+            rbm.visible_inputs_into(&self.h, v);
+            let b = beta as f32;
+            v.iter_mut().for_each(|x| *x *= b);
+            self.visible.sample(v, &mut self.rng);
+        }
+    }
+}
+
+/// Summarises log weights into an estimate of `ln Z`.
+fn estimate(log_w: Vec<f64>, log_z0: f64, reverse: bool) -> AisEstimate {
+    let n = log_w.len() as f64;
+    let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // Weights relative to the largest, so that the moments cannot overflow.
+    let rel: Vec<f64> = log_w.iter().map(|w| (w - max).exp()).collect();
+    let mean = rel.iter().sum::<f64>() / n;
+    let var = rel.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let sem = (var / n).sqrt();
+    let log_mean = max + mean.ln();
+    let log_at = |x: f64| {
+        if x > 0.0 {
+            max + x.ln()
+        } else {
+            f64::NEG_INFINITY
+        }
+    };
+    let (lo, hi) = (log_at(mean - 3.0 * sem), log_at(mean + 3.0 * sem));
+    let ess = rel.iter().sum::<f64>().powi(2) / rel.iter().map(|r| r * r).sum::<f64>();
+    let lw_mean = log_w.iter().sum::<f64>() / n;
+    let log_weight_variance =
+        log_w.iter().map(|w| (w - lw_mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let (log_z, log_z_lower, log_z_upper) = if reverse {
+        (log_z0 - log_mean, log_z0 - hi, log_z0 - lo)
+    } else {
+        (log_z0 + log_mean, log_z0 + lo, log_z0 + hi)
+    };
+    debug_assert!((log_sum_exp(&log_w) - n.ln() - log_mean).abs() < 1e-9 * log_mean.abs().max(1.0));
+    AisEstimate {
+        log_z,
+        log_z_lower,
+        log_z_upper,
+        log_z_start: log_z0,
+        effective_sample_size: ess,
+        log_weight_variance,
+        log_weights: log_w,
+    }
+}
