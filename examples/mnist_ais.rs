@@ -6,7 +6,7 @@
 //! cargo run --release --example mnist_ais -- --model out/mnist_rbm/model.bin --json
 //! ```
 
-use boltzmann::data::{Mnist, binarize_stochastic, load_npz_examples};
+use boltzmann::data::{Mnist, load_npz_examples};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate, log_partition_exact, reverse_ais};
 use boltzmann::{Bernoulli, Rbm};
 use clap::Parser;
@@ -159,12 +159,6 @@ fn load_data(path: Option<&PathBuf>, seed: u64) -> boltzmann::Result<(DMatrix<f3
             load_npz_examples(p, "train")?,
             load_npz_examples(p, "test")?,
         )),
-        None => {
-            let m = Mnist::load(Mnist::shipped_dir())?;
-            Ok((
-                binarize_stochastic(&m.train_images, seed)?,
-                binarize_stochastic(&m.test_images, seed.wrapping_add(1))?,
-            ))
-        }
+        None => Mnist::load(Mnist::shipped_dir())?.binarized(seed),
     }
 }

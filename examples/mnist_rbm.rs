@@ -7,6 +7,7 @@
 
 use boltzmann::data::Mnist;
 use boltzmann::image::{Scale, save_tile_grid};
+use boltzmann::partition::{AisConfig, Betas, Start, evaluate};
 use boltzmann::train::{EpochMetrics, LearningRate, NegativePhase, Steps, TrainConfig, train};
 use boltzmann::{Bernoulli, Chains, Rbm};
 use clap::Parser;
@@ -47,6 +48,16 @@ struct Args {
     /// Gibbs sweeps of the chains that draw `samples.png`.
     #[arg(long, default_value_t = 1000)]
     sample_sweeps: usize,
+    /// Skip the AIS evaluation of the trained model.
+    #[arg(long)]
+    no_ais: bool,
+    /// AIS runs of the evaluation.
+    #[arg(long, default_value_t = 100)]
+    ais_runs: usize,
+    /// Distributions of the AIS schedule (the paper's three-stage spacing) [default: the
+    /// paper's 14,501].
+    #[arg(long)]
+    ais_betas: Option<usize>,
     /// Directory of the MNIST IDX files (default: the copy shipped in `datasets/mnist`).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -147,6 +158,42 @@ fn run(args: Args) -> boltzmann::Result<()> {
         args.out.display()
     );
 
+    // Evaluation as in Salakhutdinov & Murray (2008): AIS from a base-rate model of the
+    // training data, on one fixed binarisation of the training and test images.
+    let evaluation = if args.no_ais {
+        None
+    } else {
+        let (train_bin, test_bin) = mnist.binarized(args.seed)?;
+        let config = AisConfig {
+            runs: args.ais_runs,
+            betas: match args.ais_betas {
+                Some(n) => Betas::three_stage(n)?,
+                None => Betas::paper(),
+            },
+            seed: args.seed,
+        };
+        let start = Start::base_rate_default(&train_bin)?;
+        let bar = ProgressBar::new(config.betas.len() as u64 - 1);
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] AIS {pos}/{len} β steps")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let e = evaluate(&rbm, &start, &config, &train_bin, &test_bin, |done, _| {
+            bar.set_position(done as u64)
+        })?;
+        bar.finish_and_clear();
+        println!(
+            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}]; test log-probability {:.3} ± {:.3} nats, train {:.3}",
+            e.forward.log_z,
+            e.forward.log_z_lower,
+            e.forward.log_z_upper,
+            e.test.mean,
+            e.test.stderr,
+            e.train.mean
+        );
+        Some(e)
+    };
+
     let last = history.last();
     if args.json {
         let json = serde_json::json!({
@@ -163,6 +210,12 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "recon_error": last.map(|m| m.recon_error),
             "free_energy_gap": last.and_then(|m| m.free_energy_gap),
             "out": args.out,
+            "log_z": evaluation.as_ref().map(|e| e.forward.log_z),
+            "log_z_lower": evaluation.as_ref().map(|e| e.forward.log_z_lower),
+            "log_z_upper": evaluation.as_ref().map(|e| e.forward.log_z_upper),
+            "test_log_prob": evaluation.as_ref().map(|e| e.test.mean),
+            "test_log_prob_stderr": evaluation.as_ref().map(|e| e.test.stderr),
+            "train_log_prob": evaluation.as_ref().map(|e| e.train.mean),
         });
         println!("{json}");
     }

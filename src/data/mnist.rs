@@ -38,6 +38,17 @@ impl Mnist {
     }
 }
 
+impl Mnist {
+    /// Training and test images binarised stochastically (pixel on with probability
+    /// intensity/255) with one fixed draw each, as used for evaluation by Salakhutdinov & Murray.
+    pub fn binarized(&self, seed: u64) -> Result<(DMatrix<f32>, DMatrix<f32>)> {
+        Ok((
+            super::binarize_stochastic(&self.train_images, seed)?,
+            super::binarize_stochastic(&self.test_images, seed.wrapping_add(1))?,
+        ))
+    }
+}
+
 fn find(dir: &Path, stem: &str) -> PathBuf {
     let gz = dir.join(format!("{stem}.gz"));
     if gz.exists() { gz } else { dir.join(stem) }
