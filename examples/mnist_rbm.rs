@@ -38,10 +38,9 @@ struct Args {
     /// Minibatch size.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// Learning rate [default: 0.05 for CD, 0.01 for PCD, whose persistent chains fall behind
-    /// faster-moving parameters].
-    #[arg(long)]
-    lr: Option<f64>,
+    /// Learning rate (with momentum 0.5, then 0.9 from epoch 6).
+    #[arg(long, default_value_t = 0.002)]
+    lr: f64,
     /// Master seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -92,9 +91,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             k: Steps::Constant(args.cd.unwrap_or(1)),
         },
     };
-    let lr = args
-        .lr
-        .unwrap_or(if args.pcd.is_some() { 0.01 } else { 0.05 });
+    let lr = args.lr;
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: args.batch,
