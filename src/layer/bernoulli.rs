@@ -1,6 +1,6 @@
-use super::{Layer, columns_mut, linear_energy};
+use super::{Layer, linear_energy};
 use crate::error::{Error, Result};
-use crate::kernels::{ChainRng, fill_uniform, sigmoid, softplus};
+use crate::kernels::{ChainRng, fill_uniform, sigmoid_columns, softplus, softplus_steps};
 use nalgebra::DVector;
 use serde::{Deserialize, Serialize};
 
@@ -26,11 +26,7 @@ impl Layer for Bernoulli {
     }
 
     fn mean(&self, x: &mut [f32]) {
-        for col in columns_mut(x, self.len()) {
-            for (xi, bi) in col.iter_mut().zip(self.bias.iter()) {
-                *xi = sigmoid(*xi + bi);
-            }
-        }
+        sigmoid_columns(x, self.bias.as_slice());
     }
 
     fn sample(&self, x: &mut [f32], rng: &mut ChainRng) {
@@ -54,6 +50,17 @@ impl Layer for Bernoulli {
                 .map(|(a, b)| softplus(f64::from(*a) + f64::from(*b)))
                 .sum::<f64>();
         }
+    }
+
+    fn tempered_cumulant_step(&self, inputs: &[f32], beta0: f64, beta1: f64, out: &mut [f64]) {
+        // softplus(β₁t) − softplus(β₀t) computed as one small number, vectorised in f32.
+        softplus_steps(
+            inputs,
+            self.bias.as_slice(),
+            beta0 as f32,
+            beta1 as f32,
+            out,
+        );
     }
 
     fn energy(&self, x: &[f32], out: &mut [f64]) {

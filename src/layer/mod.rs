@@ -19,6 +19,9 @@ use serde::{Serialize, de::DeserializeOwned};
 
 /// A layer of units with its biases `b`; its own energy is `E₀(x)` and a coupling adds `−xᵀa`
 /// for inputs `a`, so that given inputs `a` the layer's conditional is `p(x | a) ∝ exp(xᵀa − E₀(x))`.
+///
+/// The biases enter the own energy linearly, as `−bᵀx` (plus terms free of `b`, such as the
+/// `½‖x‖²` of Gaussian units); the bias gradient and AIS rely on it.
 pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + DeserializeOwned {
     /// A short name used in model files (`"bernoulli"`, `"gaussian"`, `"softmax"`).
     const KIND: &'static str;
@@ -52,6 +55,24 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
     /// of column `c` of `inputs`, i.e. the log-partition function of the conditional. It is what
     /// a free energy subtracts when this layer is summed out.
     fn cumulant(&self, inputs: &[f32], out: &mut [f64]);
+
+    /// Adds to `out[c]` the change of the cumulant of column `c` when inputs and biases are both
+    /// scaled from `beta0` to `beta1`: `Σ_units cumulant(β₁·(a + b)) − cumulant(β₀·(a + b))`.
+    /// This is the weight of one AIS step with this layer summed out. The default evaluates both
+    /// cumulants in f64; layers may compute the difference directly.
+    fn tempered_cumulant_step(&self, inputs: &[f32], beta0: f64, beta1: f64, out: &mut [f64]) {
+        let n = out.len();
+        let at = |beta: f64, sign: f64, out: &mut [f64]| {
+            let b = beta as f32;
+            let layer = Self::new(self.bias() * b);
+            let scaled: Vec<f32> = inputs.iter().map(|a| a * b).collect();
+            let mut c = vec![0f64; n];
+            layer.cumulant(&scaled, &mut c);
+            out.iter_mut().zip(c).for_each(|(o, c)| *o += sign * c);
+        };
+        at(beta1, 1.0, out);
+        at(beta0, -1.0, out);
+    }
 
     /// Adds to `out[c]` the layer's own energy `E₀` of the state in column `c` of `x`.
     fn energy(&self, x: &[f32], out: &mut [f64]);

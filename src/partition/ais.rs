@@ -341,57 +341,27 @@ fn anneal<V: Layer, H: Layer>(
 struct Block<V: Layer, H: Layer> {
     rng: crate::kernels::ChainRng,
     start_bias: DVector<f32>,
+    /// `b_V − b_A`: the visible part of `ln p*_β(v)` is `β·(b_V − b_A)ᵀv` plus terms free of β.
+    bias_gap: DVector<f64>,
     visible: V,
     hidden: H,
     inputs: Vec<f32>,
-    scaled: Vec<f32>,
-    h: Vec<f32>,
-    lp: Vec<f64>,
 }
 
 impl<V: Layer, H: Layer> Block<V, H> {
     fn new(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize, rng: crate::kernels::ChainRng) -> Self {
-        let nh = rbm.num_hidden();
         Block {
             rng,
             start_bias: start.visible.bias().clone(),
+            bias_gap: (rbm.visible.bias() - start.visible.bias()).map(f64::from),
             visible: rbm.visible.clone(),
             hidden: rbm.hidden.clone(),
-            inputs: vec![0f32; nh * runs],
-            scaled: vec![0f32; nh * runs],
-            h: vec![0f32; nh * runs],
-            lp: vec![0f64; runs],
+            inputs: vec![0f32; rbm.num_hidden() * runs],
         }
     }
 
-    /// Sets the tempered layers to inverse temperature `beta`.
-    fn temper(&mut self, rbm: &Rbm<V, H>, beta: f64) {
-        let b = beta as f32;
-        let vb = self.visible.bias_mut();
-        vb.zip_zip_apply(&self.start_bias, rbm.visible.bias(), |x, a, v| {
-            *x = (1.0 - b) * a + b * v
-        });
-        self.hidden
-            .bias_mut()
-            .zip_apply(rbm.hidden.bias(), |x, h| *x = b * h);
-    }
-
-    /// `lp[c] = ln p*_β(v_c) = −E_V(v_c; b(β)) + Σ_j cumulant_H(β·(Wᵀv_c)_j; β·b_H)`, for the
-    /// tempered layers already set to β; `self.inputs` holds `Wᵀv`.
-    fn log_unnormalised(&mut self, v: &[f32], beta: f64) {
-        let b = beta as f32;
-        self.lp.iter_mut().for_each(|x| *x = 0.0);
-        self.visible.energy(v, &mut self.lp);
-        self.lp.iter_mut().for_each(|x| *x = -*x);
-        self.scaled
-            .iter_mut()
-            .zip(&self.inputs)
-            .for_each(|(s, a)| *s = b * a);
-        self.hidden.cumulant(&self.scaled, &mut self.lp);
-    }
-
-    /// Adds the weight of the step `β_prev → β` at the current states, then (if `transition`)
-    /// runs one Gibbs sweep at β.
+    /// Adds the weight `ln p*_β(v) − ln p*_{β_prev}(v)` of the step `β_prev → β` at the current
+    /// states, then (if `transition`) runs one Gibbs sweep at β.
     fn step(
         &mut self,
         rbm: &Rbm<V, H>,
@@ -401,19 +371,33 @@ impl<V: Layer, H: Layer> Block<V, H> {
         beta: f64,
         transition: bool,
     ) {
+        let nv = rbm.num_visible();
         rbm.hidden_inputs_into(v, &mut self.inputs);
-        self.temper(rbm, beta_prev);
-        self.log_unnormalised(v, beta_prev);
-        log_w.iter_mut().zip(&self.lp).for_each(|(w, lp)| *w -= lp);
-        self.temper(rbm, beta);
-        self.log_unnormalised(v, beta);
-        log_w.iter_mut().zip(&self.lp).for_each(|(w, lp)| *w += lp);
+        for (col, w) in v.chunks_exact(nv).zip(log_w.iter_mut()) {
+            let dot: f64 = col
+                .iter()
+                .zip(self.bias_gap.iter())
+                .map(|(x, g)| f64::from(*x) * g)
+                .sum();
+            *w += (beta - beta_prev) * dot;
+        }
+        rbm.hidden
+            .tempered_cumulant_step(&self.inputs, beta_prev, beta, log_w);
         if transition {
-            // `scaled` holds β·Wᵀv: sample h at β, then v at β.
-            self.h.copy_from_slice(&self.scaled);
-            self.hidden.sample(&mut self.h, &mut self.rng);
-            rbm.visible_inputs_into(&self.h, v);
+            // h ~ p_β(h | v) from inputs β·Wᵀv and biases β·b_H, then v ~ p_β(v | h) from
+            // inputs β·W h and biases (1 − β)·b_A + β·b_V.
             let b = beta as f32;
+            self.hidden
+                .bias_mut()
+                .zip_apply(rbm.hidden.bias(), |x, h| *x = b * h);
+            self.visible.bias_mut().zip_zip_apply(
+                &self.start_bias,
+                rbm.visible.bias(),
+                |x, a, v| *x = (1.0 - b) * a + b * v,
+            );
+            self.inputs.iter_mut().for_each(|a| *a *= b);
+            self.hidden.sample(&mut self.inputs, &mut self.rng);
+            rbm.visible_inputs_into(&self.inputs, v);
             v.iter_mut().for_each(|x| *x *= b);
             self.visible.sample(v, &mut self.rng);
         }

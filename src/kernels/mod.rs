@@ -2,6 +2,10 @@
 //! numbers. Everything that touches every unit of every chain goes through here, so that speed work
 //! has one place to happen.
 
+mod math;
+
+pub use math::{sigmoid_columns, softplus_steps};
+
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
 
 /// A column-major f32 matrix view with arbitrary strides.
