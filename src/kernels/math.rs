@@ -197,3 +197,54 @@ mod tests {
         }
     }
 }
+
+dispatch! {
+    /// `out = Wᵀ·X` for a column-major `W` (`rows × cols`) and `X` (`rows × n`): one dot product
+    /// of a column of `W` with a column of `X` per output. For few columns of `X`, where a
+    /// packing GEMM spends more time copying `W` than multiplying.
+    pub fn small_tr_mul(w: &[f32], rows: usize, x: &[f32], out: &mut [f32]) {
+        // Each column of W is read once and used for every column of X while it is in cache.
+        let cols = w.len() / rows.max(1);
+        for (j, wj) in w.chunks_exact(rows.max(1)).enumerate() {
+            for (c, xc) in x.chunks_exact(rows.max(1)).enumerate() {
+                out[c * cols + j] = dot(wj, xc);
+            }
+        }
+    }
+}
+
+dispatch! {
+    /// `out = W·Y` for a column-major `W` (`rows × cols`) and `Y` (`cols × n`), as sums of the
+    /// columns of `W` weighted by `Y`, skipping zero weights (half the hidden units of a binary
+    /// state). For few columns of `Y`.
+    pub fn small_mul(w: &[f32], rows: usize, y: &[f32], out: &mut [f32]) {
+        // Each column of W is read once and added into every output column while in cache.
+        let cols = w.len() / rows.max(1);
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for (j, wj) in w.chunks_exact(rows.max(1)).enumerate() {
+            for (yc, oc) in y.chunks_exact(cols.max(1)).zip(out.chunks_exact_mut(rows.max(1))) {
+                let yj = yc[j];
+                if yj != 0.0 {
+                    oc.iter_mut().zip(wj).for_each(|(o, w)| *o += yj * w);
+                }
+            }
+        }
+    }
+}
+
+/// A dot product with 32 independent partial sums: LLVM turns them into four vector
+/// accumulators, enough to hide the latency of the additions.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 32;
+    let mut acc = [0f32; LANES];
+    let (a8, b8) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (a8.remainder(), b8.remainder());
+    for (x, y) in a8.zip(b8) {
+        for k in 0..LANES {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}

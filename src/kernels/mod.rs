@@ -4,7 +4,7 @@
 
 mod math;
 
-pub use math::{sigmoid_columns, softplus_steps};
+pub use math::{sigmoid_columns, small_mul, small_tr_mul, softplus_steps};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
 
@@ -154,5 +154,49 @@ pub fn gemm(alpha: f32, a: &View<'_>, b: &View<'_>, beta: f32, c: &mut ViewMut<'
             rsc as isize,
             csc as isize,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct loops for few columns agree with the GEMM path.
+    #[test]
+    fn small_products_agree_with_gemm() {
+        let (rows, cols, n) = (37, 23, 5);
+        let mut rng = stream(1, 0);
+        let mut w = vec![0f32; rows * cols];
+        fill_normal(&mut rng, &mut w);
+        let mut x = vec![0f32; rows * n];
+        fill_normal(&mut rng, &mut x);
+        let mut y = vec![0f32; cols * n];
+        fill_uniform(&mut rng, &mut y);
+        y.iter_mut().for_each(|v| *v = f32::from(*v < 0.5)); // binary, with zeros to skip
+
+        let (mut fast, mut slow) = (vec![0f32; cols * n], vec![0f32; cols * n]);
+        small_tr_mul(&w, rows, &x, &mut fast);
+        gemm(
+            1.0,
+            &transposed(&w, rows, rows, cols),
+            &view(&x, rows),
+            0.0,
+            &mut view_mut(&mut slow, cols),
+        );
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let (mut fast, mut slow) = (vec![1f32; rows * n], vec![0f32; rows * n]);
+        small_mul(&w, rows, &y, &mut fast);
+        gemm(
+            1.0,
+            &view(&w, rows),
+            &view(&y, cols),
+            0.0,
+            &mut view_mut(&mut slow, rows),
+        );
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
     }
 }
