@@ -1,11 +1,13 @@
 //! The restricted Boltzmann machine `E(v, h) = E_V(v) + E_H(h) − vᵀWh`.
 
 use crate::error::{Error, Result, check_finite};
+use crate::gibbs::CHAIN_BLOCK;
 use crate::kernels::{
     ChainRng, fill_normal, gemm, small_mul, small_tr_mul, stream, transposed, view, view_mut,
 };
 use crate::layer::Layer;
 use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Below this many columns, products with `W` use direct loops instead of a packing GEMM
@@ -153,6 +155,18 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         }
         let w = view(self.weights.as_slice(), nv);
         gemm(1.0, &w, &view(h, nh), 0.0, &mut view_mut(out, nv));
+    }
+
+    /// `E[h | v]` for the columns of `v`, in parallel over fixed blocks of columns (each output
+    /// owned by one task, so the bits do not depend on the thread count).
+    pub(crate) fn hidden_mean_into(&self, v: &[f32], out: &mut [f32]) {
+        let (nv, nh) = (self.num_visible(), self.num_hidden());
+        out.par_chunks_mut(nh * CHAIN_BLOCK)
+            .zip(v.par_chunks(nv * CHAIN_BLOCK))
+            .for_each(|(h, v)| {
+                self.hidden_inputs_into(v, h);
+                self.hidden.mean(h);
+            });
     }
 
     fn hidden_inputs(&self, v: &DMatrix<f32>) -> Result<DMatrix<f32>> {

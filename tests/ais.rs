@@ -220,24 +220,40 @@ fn exact_samples_follow_the_enumerated_distribution() {
     assert!(chi2 < 61.10, "χ² = {chi2}");
 }
 
+/// Forward AIS with `betas` distributions and 200 runs lands within its own ±3 s.e. bounds of
+/// the exact ln Z, and within `tolerance` of it.
+fn assert_ais_matches_exact<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    start: &Start<V>,
+    betas: usize,
+    seed: u64,
+    tolerance: f64,
+) {
+    let exact = log_partition_exact(rbm).unwrap();
+    let config = AisConfig {
+        runs: 200,
+        betas: Betas::three_stage(betas).unwrap(),
+        seed,
+    };
+    let est = ais(rbm, start, &config, |_, _| {}).unwrap();
+    let msg = format!(
+        "seed {seed}: exact {exact}, AIS {} [{}, {}]",
+        est.log_z, est.log_z_lower, est.log_z_upper
+    );
+    assert!(
+        est.log_z_lower <= exact && exact <= est.log_z_upper,
+        "{msg}"
+    );
+    assert!((est.log_z - exact).abs() < tolerance, "{msg}");
+}
+
 #[test]
 fn ais_on_a_gaussian_visible_model() {
     // Gaussian visible units, enumerable hidden units; the start is N(b_V, 1) per unit.
     for seed in 0..3 {
         let rbm = random_rbm::<Gaussian, Bernoulli>(10, 8, 0.4, 7 + seed);
-        let exact = log_partition_exact(&rbm).unwrap();
         let start = Start::<Gaussian>::from_bias(rbm.visible().bias().clone()).unwrap();
-        let config = AisConfig {
-            runs: 200,
-            betas: Betas::three_stage(2000).unwrap(),
-            seed,
-        };
-        let est = ais(&rbm, &start, &config, |_, _| {}).unwrap();
-        assert!(
-            est.log_z_lower <= exact && exact <= est.log_z_upper,
-            "seed {seed}: exact {exact} outside {est:?}"
-        );
-        assert!((est.log_z - exact).abs() < 0.05);
+        assert_ais_matches_exact(&rbm, &start, 2000, seed, 0.05);
     }
 }
 
@@ -245,18 +261,7 @@ fn ais_on_a_gaussian_visible_model() {
 fn ais_with_softmax_hidden_units() {
     // Softmax hidden units take the layer trait's generic tempered cumulant.
     let rbm = random_rbm::<Bernoulli, boltzmann::Softmax>(8, 5, 1.0, 12);
-    let exact = log_partition_exact(&rbm).unwrap();
-    let config = AisConfig {
-        runs: 200,
-        betas: Betas::three_stage(2000).unwrap(),
-        seed: 13,
-    };
-    let est = ais(&rbm, &Start::uniform(8), &config, |_, _| {}).unwrap();
-    assert!(
-        est.log_z_lower <= exact && exact <= est.log_z_upper,
-        "{exact} vs {est:?}"
-    );
-    assert!((est.log_z - exact).abs() < 0.05);
+    assert_ais_matches_exact(&rbm, &Start::uniform(8), 2000, 13, 0.05);
 }
 
 #[test]

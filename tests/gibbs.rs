@@ -32,37 +32,34 @@ fn count_states<V: Layer, H: Layer>(rbm: &Rbm<V, H>, chains: &Chains) -> Vec<u64
     counts
 }
 
+/// Runs independent chains past burn-in and tests their visible states against the exact
+/// distribution at significance 0.001 (`critical` is the χ² quantile for states − 1 degrees of
+/// freedom).
+fn assert_stationary<V: Layer, H: Layer>(rbm: &Rbm<V, H>, seed: u64, critical: f64) {
+    let exact = brute_visible_distribution(rbm);
+    let mut chains = Chains::random(rbm, CHAINS, seed).unwrap();
+    chains.sweep(rbm, BURN_IN).unwrap();
+    let chi2 = chi_square(&count_states(rbm, &chains), &exact);
+    let df = exact.len() - 1;
+    assert!(chi2 < critical, "χ² = {chi2} with {df} degrees of freedom");
+}
+
 #[test]
 fn gibbs_samples_the_exact_visible_distribution() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(5, 3, 1.0, 11);
-    let exact = brute_visible_distribution(&rbm);
-    let mut chains = Chains::random(&rbm, CHAINS, 12).unwrap();
-    chains.sweep(&rbm, BURN_IN).unwrap();
-    let chi2 = chi_square(&count_states(&rbm, &chains), &exact);
-    assert!(
-        chi2 < CHI2_999_DF31,
-        "χ² = {chi2} with 31 degrees of freedom"
-    );
+    assert_stationary(&rbm, 12, CHI2_999_DF31);
 }
 
 #[test]
 fn gibbs_with_softmax_hidden_units() {
     let rbm = random_rbm::<Bernoulli, Softmax>(3, 4, 1.0, 13);
-    let exact = brute_visible_distribution(&rbm);
-    let mut chains = Chains::random(&rbm, CHAINS, 14).unwrap();
-    chains.sweep(&rbm, BURN_IN).unwrap();
-    let chi2 = chi_square(&count_states(&rbm, &chains), &exact);
-    assert!(chi2 < CHI2_999_DF7, "χ² = {chi2} with 7 degrees of freedom");
+    assert_stationary(&rbm, 14, CHI2_999_DF7);
 }
 
 #[test]
 fn gibbs_with_softmax_visible_units() {
     let rbm = random_rbm::<Softmax, Bernoulli>(6, 3, 1.0, 15);
-    let exact = brute_visible_distribution(&rbm);
-    let mut chains = Chains::random(&rbm, CHAINS, 16).unwrap();
-    chains.sweep(&rbm, BURN_IN).unwrap();
-    let chi2 = chi_square(&count_states(&rbm, &chains), &exact);
-    assert!(chi2 < CHI2_999_DF5, "χ² = {chi2} with 5 degrees of freedom");
+    assert_stationary(&rbm, 16, CHI2_999_DF5);
 }
 
 #[test]

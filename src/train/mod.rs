@@ -10,7 +10,7 @@ pub use config::{LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainCo
 
 use crate::data::binarize_in_place;
 use crate::error::{Error, Result, check_finite};
-use crate::gibbs::{CHAIN_BLOCK, Chains};
+use crate::gibbs::Chains;
 use crate::kernels::{gemm, stream, transposed, view, view_mut};
 use crate::layer::Layer;
 use crate::partition::{LogLikelihood, log_partition_exact};
@@ -214,8 +214,8 @@ impl State {
         let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
         let vd = self.data_batch.as_slice();
         let vm = model_visible.as_slice();
-        hidden_mean_into(rbm, vd, self.data_hidden.as_mut_slice());
-        hidden_mean_into(rbm, vm, self.model_hidden.as_mut_slice());
+        rbm.hidden_mean_into(vd, self.data_hidden.as_mut_slice());
+        rbm.hidden_mean_into(vm, self.model_hidden.as_mut_slice());
         let (bd, bm) = (self.data_batch.ncols(), model_visible.ncols());
         let hd = self.data_hidden.as_slice();
         let hm = self.model_hidden.as_slice();
@@ -262,17 +262,6 @@ impl State {
         *rbm.visible.bias_mut() += &self.vel_bv;
         *rbm.hidden.bias_mut() += &self.vel_bh;
     }
-}
-
-/// `E[h | v]` for the columns of `v`, in parallel over fixed blocks of columns.
-pub(crate) fn hidden_mean_into<V: Layer, H: Layer>(rbm: &Rbm<V, H>, v: &[f32], out: &mut [f32]) {
-    let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
-    out.par_chunks_mut(nh * CHAIN_BLOCK)
-        .zip(v.par_chunks(nv * CHAIN_BLOCK))
-        .for_each(|(h, v)| {
-            rbm.hidden_inputs_into(v, h);
-            rbm.hidden.mean(h);
-        });
 }
 
 /// Fisher–Yates shuffle.
