@@ -103,9 +103,17 @@ fn run(args: Args) -> boltzmann::Result<()> {
         None
     };
     let exact = if args.exact {
-        let log_z = log_partition_exact(&rbm)?;
-        println!("exact ln Z = {log_z:.3}");
-        Some(log_z)
+        match log_partition_exact(&rbm) {
+            Ok(log_z) => {
+                println!("exact ln Z = {log_z:.3}");
+                Some(log_z)
+            }
+            Err(e @ boltzmann::Error::NotEnumerable { .. }) => {
+                println!("no exact ln Z: {e}");
+                None
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         None
     };

@@ -61,6 +61,12 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     /// Checks that the parts fit together and hold finite numbers.
     pub fn check(&self) -> Result<()> {
         let (nv, nh) = self.weights.shape();
+        if nv == 0 || nh == 0 {
+            return Err(Error::invalid(
+                "RBM size",
+                format!("{nv} visible × {nh} hidden; both must be ≥ 1"),
+            ));
+        }
         if self.visible.len() != nv || self.hidden.len() != nh {
             return Err(Error::shape(
                 "RBM layers",

@@ -265,6 +265,26 @@ fn ais_with_softmax_hidden_units() {
 }
 
 #[test]
+fn ais_is_bit_identical_for_any_thread_count() {
+    let rbm = random_rbm::<Bernoulli, Bernoulli>(30, 12, 0.5, 14);
+    let config = AisConfig {
+        runs: 130,
+        betas: Betas::three_stage(200).unwrap(),
+        seed: 15,
+    };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| ais(&rbm, &Start::uniform(30), &config, |_, _| {}).unwrap())
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
+
+#[test]
 fn bad_ais_inputs_are_errors() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(5, 3, 1.0, 11);
     let config = AisConfig {

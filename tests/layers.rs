@@ -134,6 +134,17 @@ fn gaussian_visible_matches_numerical_integration() {
 }
 
 #[test]
+fn empty_layers_are_rejected() {
+    let empty = Rbm::new(
+        Bernoulli::new(nalgebra::DVector::zeros(0)),
+        Bernoulli::new(nalgebra::DVector::zeros(3)),
+        DMatrix::zeros(0, 3),
+    );
+    assert!(matches!(empty, Err(boltzmann::Error::Invalid { .. })));
+    assert!(Rbm::<Bernoulli, Bernoulli>::init(4, 0, 1).is_err());
+}
+
+#[test]
 fn continuous_layers_are_not_enumerated() {
     let rbm = random_rbm::<Gaussian, Gaussian>(3, 3, 0.1, 6);
     assert!(matches!(
