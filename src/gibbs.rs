@@ -1,9 +1,8 @@
-//! Blocked Gibbs sampling on a batch of persistent chains.
+//! Blocked Gibbs sampling on a batch of persistent chains, for any layered machine (RBMs and
+//! DBMs): all odd layers at once given the even ones, then all even layers given the odd ones.
 
 use crate::error::{Error, Result};
 use crate::kernels::{ChainRng, stream};
-use crate::layer::Layer;
-use crate::rbm::Rbm;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
@@ -12,72 +11,100 @@ use rayon::prelude::*;
 /// gives the same bits for any `RAYON_NUM_THREADS`.
 pub const CHAIN_BLOCK: usize = 50;
 
+/// A machine of layers `0 (visible), 1, …, L` with couplings between neighbours only, as seen by
+/// the Gibbs sampler: given its neighbours, each layer's units are independent.
+pub trait Machine: Sync {
+    /// Units per layer, visible first.
+    fn layer_sizes(&self) -> Vec<usize>;
+
+    /// Overwrites `states[layer]` with a sample given its neighbouring layers; `states` holds
+    /// every layer of the same chains (column-major, one column per chain).
+    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng);
+
+    /// Overwrites `x` with a sample of layer `layer` given no inputs (its biases alone).
+    fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng);
+
+    /// Checks that `v` holds states of the visible layer.
+    fn check_visible_state(&self, v: &[f32]) -> Result<()>;
+}
+
 /// Visible units held fixed during sampling, with their values in every chain.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Clamp {
     units: Vec<usize>,
     values: DMatrix<f32>,
 }
 
-/// A batch of persistent Gibbs chains of an RBM: one column per chain in `visible`
-/// (`visible × chains`) and `hidden` (`hidden × chains`).
+/// A batch of persistent Gibbs chains: for each layer a matrix with one column per chain.
 ///
-/// A [`sweep`](Chains::sweep) samples all hidden units given the visible ones, then all visible
-/// units given the hidden ones; clamped visible units keep their values.
-#[derive(Clone, Debug)]
+/// A [`sweep`](Chains::sweep) samples all odd layers given the even ones, then all even layers
+/// (the visible one among them) given the odd ones; for an RBM that is `h ~ p(h | v)` then
+/// `v ~ p(v | h)`. Clamped visible units keep their values.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Chains {
-    visible: DMatrix<f32>,
-    hidden: DMatrix<f32>,
+    layers: Vec<DMatrix<f32>>,
     streams: Vec<ChainRng>,
     clamp: Option<Clamp>,
 }
 
+// Streams for start states count down from u64::MAX, away from the blocks' (0, 1, …).
+const STREAM_START: u64 = u64::MAX;
+
 impl Chains {
-    /// Chains started at the visible states `v0` (`visible × chains`), with random streams
-    /// derived from `seed`.
-    pub fn from_visible<V: Layer, H: Layer>(
-        rbm: &Rbm<V, H>,
-        v0: DMatrix<f32>,
-        seed: u64,
-    ) -> Result<Self> {
-        rbm.check_batch("initial visible states", &v0, rbm.num_visible())?;
+    /// Chains started at the visible states `v0` (`visible × chains`); hidden layers start from
+    /// their biases alone. Random streams are derived from `seed`.
+    pub fn from_visible(machine: &impl Machine, v0: DMatrix<f32>, seed: u64) -> Result<Self> {
+        let sizes = machine.layer_sizes();
+        if v0.nrows() != sizes[0] {
+            return Err(Error::shape(
+                "initial visible states",
+                format!("{} rows (one column per chain)", sizes[0]),
+                format!("{} rows", v0.nrows()),
+            ));
+        }
         if v0.ncols() == 0 {
             return Err(Error::Empty {
                 what: "initial visible states",
             });
         }
-        rbm.visible.check_state(v0.as_slice())?;
-        Ok(Self::unchecked(v0, rbm.num_hidden(), seed))
+        crate::error::check_finite("initial visible states", v0.as_slice())?;
+        machine.check_visible_state(v0.as_slice())?;
+        let mut chains = Self::unchecked(&sizes, v0, seed);
+        for (l, x) in chains.layers.iter_mut().enumerate().skip(1) {
+            let mut rng = stream(seed, STREAM_START - 1 - l as u64);
+            machine.sample_unconnected(l, x.as_mut_slice(), &mut rng);
+        }
+        Ok(chains)
     }
 
-    /// Chains at `v0` without checking the states (for buffers that are overwritten first).
-    pub(crate) fn unchecked(v0: DMatrix<f32>, hidden_units: usize, seed: u64) -> Self {
-        let chains = v0.ncols();
-        let blocks = chains.div_ceil(CHAIN_BLOCK);
+    /// Chains at `v0` with zero hidden layers, without checks (for buffers that are overwritten
+    /// before use, as the minibatch chains of CD).
+    pub(crate) fn unchecked(sizes: &[usize], v0: DMatrix<f32>, seed: u64) -> Self {
+        let n = v0.ncols();
+        let mut layers = vec![v0];
+        layers.extend(sizes[1..].iter().map(|&s| DMatrix::zeros(s, n)));
         Chains {
-            hidden: DMatrix::zeros(hidden_units, chains),
-            visible: v0,
-            streams: (0..blocks as u64).map(|b| stream(seed, b)).collect(),
+            layers,
+            streams: (0..n.div_ceil(CHAIN_BLOCK) as u64)
+                .map(|b| stream(seed, b))
+                .collect(),
             clamp: None,
         }
     }
 
-    /// `chains` chains started from the visible layer's distribution without couplings (its
-    /// biases alone).
-    pub fn random<V: Layer, H: Layer>(rbm: &Rbm<V, H>, chains: usize, seed: u64) -> Result<Self> {
+    /// `chains` chains started from every layer's distribution without couplings.
+    pub fn random(machine: &impl Machine, chains: usize, seed: u64) -> Result<Self> {
         if chains == 0 {
             return Err(Error::invalid("number of chains", "0; expected at least 1"));
         }
-        let mut v0 = DMatrix::zeros(rbm.num_visible(), chains);
-        // Stream indices from u64::MAX down are reserved for start states, away from the blocks'.
-        rbm.visible
-            .sample(v0.as_mut_slice(), &mut stream(seed, u64::MAX));
-        Self::from_visible(rbm, v0, seed)
+        let mut v0 = DMatrix::zeros(machine.layer_sizes()[0], chains);
+        machine.sample_unconnected(0, v0.as_mut_slice(), &mut stream(seed, STREAM_START));
+        Self::from_visible(machine, v0, seed)
     }
 
     /// The number of chains.
     pub fn len(&self) -> usize {
-        self.visible.ncols()
+        self.layers[0].ncols()
     }
 
     /// Whether there are no chains (never true for chains built by this crate).
@@ -87,24 +114,29 @@ impl Chains {
 
     /// The visible states, one column per chain.
     pub fn visible(&self) -> &DMatrix<f32> {
-        &self.visible
+        &self.layers[0]
     }
 
-    /// The hidden states of the last sweep, one column per chain (zeros before the first sweep).
+    /// The states of the first hidden layer (of an RBM: its hidden layer).
     pub fn hidden(&self) -> &DMatrix<f32> {
-        &self.hidden
+        &self.layers[1]
+    }
+
+    /// The states of layer `l` (0 is visible), one column per chain.
+    pub fn layer(&self, l: usize) -> Option<&DMatrix<f32>> {
+        self.layers.get(l)
     }
 
     /// Replaces the visible states (e.g. with a new minibatch for CD-k), keeping the streams.
     pub(crate) fn set_visible(&mut self, v: &[f32]) {
-        self.visible.as_mut_slice().copy_from_slice(v);
+        self.layers[0].as_mut_slice().copy_from_slice(v);
     }
 
     /// Holds the visible units where `mask` is true at the values of `values` (`visible ×
     /// chains`, one column per chain) during every following sweep: sampling then draws from
-    /// `p(v_free | v_clamped)`. This is conditional generation and inpainting.
+    /// `p(v_free, h | v_clamped)`. This is conditional generation and inpainting.
     pub fn clamp(&mut self, mask: &[bool], values: &DMatrix<f32>) -> Result<()> {
-        let (nv, n) = self.visible.shape();
+        let (nv, n) = self.layers[0].shape();
         if mask.len() != nv {
             return Err(Error::shape("clamp mask", nv, mask.len()));
         }
@@ -119,7 +151,7 @@ impl Chains {
         let units: Vec<usize> = (0..nv).filter(|&i| mask[i]).collect();
         let values = values.select_rows(units.iter());
         let clamp = Clamp { units, values };
-        apply_clamp(&clamp, self.visible.as_mut_slice(), nv, 0);
+        apply_clamp(&clamp, self.layers[0].as_mut_slice(), nv, 0);
         self.clamp = Some(clamp);
         Ok(())
     }
@@ -129,35 +161,42 @@ impl Chains {
         self.clamp = None;
     }
 
-    /// Runs `sweeps` blocked Gibbs sweeps: `h ~ p(h | v)`, then `v ~ p(v | h)`, for all chains.
-    pub fn sweep<V: Layer, H: Layer>(&mut self, rbm: &Rbm<V, H>, sweeps: usize) -> Result<()> {
-        if self.visible.nrows() != rbm.num_visible() || self.hidden.nrows() != rbm.num_hidden() {
+    /// Runs `sweeps` blocked Gibbs sweeps of all chains, in parallel over the fixed blocks.
+    pub fn sweep(&mut self, machine: &impl Machine, sweeps: usize) -> Result<()> {
+        let sizes = machine.layer_sizes();
+        let ours: Vec<usize> = self.layers.iter().map(|x| x.nrows()).collect();
+        if sizes != ours {
             return Err(Error::shape(
                 "chains",
-                format!(
-                    "{} visible and {} hidden units",
-                    rbm.num_visible(),
-                    rbm.num_hidden()
-                ),
-                format!("{} and {}", self.visible.nrows(), self.hidden.nrows()),
+                format!("layers of {sizes:?} units"),
+                format!("{ours:?}"),
             ));
         }
-        let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
+        // Each block's slice of every layer, so that blocks can run in parallel.
+        let mut blocks: Vec<Vec<&mut [f32]>> = self.streams.iter().map(|_| Vec::new()).collect();
+        for (x, &units) in self.layers.iter_mut().zip(&sizes) {
+            for (block, part) in blocks
+                .iter_mut()
+                .zip(x.as_mut_slice().chunks_mut(units * CHAIN_BLOCK))
+            {
+                block.push(part);
+            }
+        }
         let clamp = self.clamp.as_ref();
-        self.visible
-            .as_mut_slice()
-            .par_chunks_mut(nv * CHAIN_BLOCK)
-            .zip(self.hidden.as_mut_slice().par_chunks_mut(nh * CHAIN_BLOCK))
+        let nv = sizes[0];
+        blocks
+            .into_par_iter()
             .zip(self.streams.par_iter_mut())
             .enumerate()
-            .for_each(|(block, ((v, h), rng))| {
+            .for_each(|(b, (mut states, rng))| {
                 for _ in 0..sweeps {
-                    rbm.hidden_inputs_into(v, h);
-                    rbm.hidden.sample(h, rng);
-                    rbm.visible_inputs_into(h, v);
-                    rbm.visible.sample(v, rng);
-                    if let Some(clamp) = clamp {
-                        apply_clamp(clamp, v, nv, block * CHAIN_BLOCK);
+                    for parity in [1, 0] {
+                        for l in (parity..sizes.len()).step_by(2) {
+                            machine.sample_layer(l, &mut states, rng);
+                            if let (0, Some(clamp)) = (l, clamp) {
+                                apply_clamp(clamp, states[0], nv, b * CHAIN_BLOCK);
+                            }
+                        }
                     }
                 }
             });

@@ -2,17 +2,11 @@
 
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::CHAIN_BLOCK;
-use crate::kernels::{
-    ChainRng, fill_normal, gemm, small_mul, small_tr_mul, stream, transposed, view, view_mut,
-};
+use crate::kernels::{ChainRng, coupling_down, coupling_up, fill_normal, stream};
 use crate::layer::Layer;
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-
-/// Below this many columns, products with `W` use direct loops instead of a packing GEMM
-/// (measured: 1 and 10 chains of a 784×500 RBM, `benches/gibbs.rs`).
-const SMALL_BATCH: usize = 16;
 
 /// A restricted Boltzmann machine with visible layer `V`, hidden layer `H` and f32 weights `W`
 /// (visible × hidden): `E(v, h) = E_V(v) + E_H(h) − vᵀWh`, where `E_V`, `E_H` are the layers' own
@@ -145,22 +139,12 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
 
     /// Inputs to the hidden layer from visible states: `out = Wᵀv` (`hidden × n`).
     pub(crate) fn hidden_inputs_into(&self, v: &[f32], out: &mut [f32]) {
-        let (nv, nh) = self.weights.shape();
-        if v.len() < SMALL_BATCH * nv {
-            return small_tr_mul(self.weights.as_slice(), nv, v, out);
-        }
-        let wt = transposed(self.weights.as_slice(), nv, nv, nh);
-        gemm(1.0, &wt, &view(v, nv), 0.0, &mut view_mut(out, nh));
+        coupling_up(&self.weights, v, out, false);
     }
 
     /// Inputs to the visible layer from hidden states: `out = W h` (`visible × n`).
     pub(crate) fn visible_inputs_into(&self, h: &[f32], out: &mut [f32]) {
-        let (nv, nh) = self.weights.shape();
-        if h.len() < SMALL_BATCH * nh {
-            return small_mul(self.weights.as_slice(), nv, h, out);
-        }
-        let w = view(self.weights.as_slice(), nv);
-        gemm(1.0, &w, &view(h, nh), 0.0, &mut view_mut(out, nv));
+        coupling_down(&self.weights, h, out, false);
     }
 
     /// `E[h | v]` for the columns of `v`, in parallel over fixed blocks of columns (each output
@@ -357,5 +341,37 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
             H::new(DVector::from_vec(bh.data)),
             DMatrix::from_row_slice(nv, nh, &w.data),
         )
+    }
+}
+
+impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
+    fn layer_sizes(&self) -> Vec<usize> {
+        vec![self.num_visible(), self.num_hidden()]
+    }
+
+    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng) {
+        let [v, h] = states else {
+            unreachable!("an RBM has two layers")
+        };
+        if layer == 1 {
+            self.hidden_inputs_into(v, h);
+            self.hidden.sample(h, rng);
+        } else {
+            self.visible_inputs_into(h, v);
+            self.visible.sample(v, rng);
+        }
+    }
+
+    fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
+        x.iter_mut().for_each(|x| *x = 0.0);
+        if layer == 0 {
+            self.visible.sample(x, rng);
+        } else {
+            self.hidden.sample(x, rng);
+        }
+    }
+
+    fn check_visible_state(&self, v: &[f32]) -> Result<()> {
+        self.visible.check_state(v)
     }
 }

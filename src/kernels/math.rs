@@ -199,28 +199,32 @@ mod tests {
 }
 
 dispatch! {
-    /// `out = Wᵀ·X` for a column-major `W` (`rows × cols`) and `X` (`rows × n`): one dot product
+    /// `out = Wᵀ·X` (or `out += Wᵀ·X`) for a column-major `W` (`rows × cols`) and `X` (`rows × n`): one dot product
     /// of a column of `W` with a column of `X` per output. For few columns of `X`, where a
     /// packing GEMM spends more time copying `W` than multiplying.
-    pub fn small_tr_mul(w: &[f32], rows: usize, x: &[f32], out: &mut [f32]) {
+    pub fn small_tr_mul(w: &[f32], rows: usize, x: &[f32], out: &mut [f32], accumulate: bool) {
         // Each column of W is read once and used for every column of X while it is in cache.
         let cols = w.len() / rows.max(1);
+        let keep = if accumulate { 1.0 } else { 0.0 };
         for (j, wj) in w.chunks_exact(rows.max(1)).enumerate() {
             for (c, xc) in x.chunks_exact(rows.max(1)).enumerate() {
-                out[c * cols + j] = dot(wj, xc);
+                let o = &mut out[c * cols + j];
+                *o = keep * *o + dot(wj, xc);
             }
         }
     }
 }
 
 dispatch! {
-    /// `out = W·Y` for a column-major `W` (`rows × cols`) and `Y` (`cols × n`), as sums of the
+    /// `out = W·Y` (or `out += W·Y`) for a column-major `W` (`rows × cols`) and `Y` (`cols × n`), as sums of the
     /// columns of `W` weighted by `Y`, skipping zero weights (half the hidden units of a binary
     /// state). For few columns of `Y`.
-    pub fn small_mul(w: &[f32], rows: usize, y: &[f32], out: &mut [f32]) {
+    pub fn small_mul(w: &[f32], rows: usize, y: &[f32], out: &mut [f32], accumulate: bool) {
         // Each column of W is read once and added into every output column while in cache.
         let cols = w.len() / rows.max(1);
-        out.iter_mut().for_each(|o| *o = 0.0);
+        if !accumulate {
+            out.iter_mut().for_each(|o| *o = 0.0);
+        }
         for (j, wj) in w.chunks_exact(rows.max(1)).enumerate() {
             for (yc, oc) in y.chunks_exact(cols.max(1)).zip(out.chunks_exact_mut(rows.max(1))) {
                 let yj = yc[j];

@@ -130,8 +130,8 @@ pub fn train<V: Layer, H: Layer>(
         }
         NegativePhase::Cd { .. } => {
             cd_chains = Some(Chains::unchecked(
+                &[nv, nh],
                 DMatrix::zeros(nv, batch),
-                nh,
                 stream(seed, STREAM_CD).next_u64(),
             ));
             None
