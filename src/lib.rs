@@ -58,6 +58,7 @@
 //! - [`kernels`]: GEMM, non-linearities and random numbers of the hot paths.
 
 pub mod data;
+pub mod dbm;
 pub mod error;
 pub mod gibbs;
 pub mod image;
@@ -68,8 +69,9 @@ pub mod partition;
 pub mod rbm;
 pub mod train;
 
+pub use dbm::Dbm;
 pub use error::{Error, Result};
-pub use gibbs::Chains;
+pub use gibbs::{Chains, Machine};
 pub use layer::{Bernoulli, Gaussian, Layer, Softmax};
 pub use rbm::Rbm;
 

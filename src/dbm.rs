@@ -1,0 +1,631 @@
+//! The deep Boltzmann machine `v —W₁— h₁ —W₂— h₂ … —W_L— h_L` (Salakhutdinov & Hinton 2009).
+//!
+//! `E(x₀, …, x_L) = Σ_l E_l(x_l) − Σ_{l ≥ 1} x_{l−1}ᵀ W_l x_l`, with `x₀ = v`. Layers couple to
+//! their neighbours only, so all odd layers are independent given the even ones and vice versa:
+//! the Gibbs sampler alternates between the two parities, and either parity can be summed out
+//! analytically.
+
+use crate::error::{Error, Result, check_finite};
+use crate::gibbs::Machine;
+use crate::kernels::{ChainRng, coupling_down, coupling_up, fill_normal, log_sum_exp, stream};
+use crate::layer::{Bernoulli, Layer};
+use crate::partition::MAX_ENUMERATED_STATES;
+use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A deep Boltzmann machine with visible layer `V` and hidden layers `H` (Bernoulli by default).
+/// Layer 0 is visible; `weights[l − 1]` (`W_l`, size of layer `l − 1` × size of layer `l`)
+/// couples layers `l − 1` and `l`. Batches have one column per example.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Dbm<V: Layer, H: Layer = Bernoulli> {
+    pub(crate) visible: V,
+    pub(crate) hidden: Vec<H>,
+    pub(crate) weights: Vec<DMatrix<f32>>,
+}
+
+/// Which layers a free energy sums out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parity {
+    /// Layers 1, 3, 5, …
+    Odd,
+    /// Layers 0 (visible), 2, 4, …
+    Even,
+}
+
+impl Parity {
+    fn of(layer: usize) -> Self {
+        if layer % 2 == 1 {
+            Parity::Odd
+        } else {
+            Parity::Even
+        }
+    }
+}
+
+impl<V: Layer, H: Layer> Dbm<V, H> {
+    /// A DBM from its layers and couplings; checks that the shapes chain together and that all
+    /// values are finite.
+    pub fn new(visible: V, hidden: Vec<H>, weights: Vec<DMatrix<f32>>) -> Result<Self> {
+        let dbm = Dbm {
+            visible,
+            hidden,
+            weights,
+        };
+        dbm.check()?;
+        Ok(dbm)
+    }
+
+    /// A fresh DBM with layer sizes `sizes` (visible first, at least one hidden layer):
+    /// `W ~ N(0, 0.01²)`, zero biases.
+    pub fn init(sizes: &[usize], seed: u64) -> Result<Self> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(Error::invalid(
+                "DBM layer sizes",
+                format!(
+                    "{sizes:?}; expected a visible and at least one hidden layer, all ≥ 1 unit"
+                ),
+            ));
+        }
+        let weights = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(l, pair)| {
+                let mut w = DMatrix::zeros(pair[0], pair[1]);
+                fill_normal(&mut stream(seed, l as u64), w.as_mut_slice());
+                w * 0.01
+            })
+            .collect();
+        Dbm::new(
+            V::new(DVector::zeros(sizes[0])),
+            sizes[1..]
+                .iter()
+                .map(|&n| H::new(DVector::zeros(n)))
+                .collect(),
+            weights,
+        )
+    }
+
+    /// Checks that the parts fit together and hold finite numbers.
+    pub fn check(&self) -> Result<()> {
+        let sizes = self.layer_sizes();
+        if self.hidden.is_empty() || sizes.contains(&0) {
+            return Err(Error::invalid(
+                "DBM layers",
+                format!("sizes {sizes:?}; expected at least one hidden layer, all ≥ 1 unit"),
+            ));
+        }
+        if self.weights.len() != self.hidden.len() {
+            return Err(Error::shape(
+                "DBM couplings",
+                self.hidden.len(),
+                self.weights.len(),
+            ));
+        }
+        for (l, w) in self.weights.iter().enumerate() {
+            if w.shape() != (sizes[l], sizes[l + 1]) {
+                return Err(Error::shape(
+                    "DBM coupling",
+                    format!("W{} of {}×{}", l + 1, sizes[l], sizes[l + 1]),
+                    format!("{}×{}", w.nrows(), w.ncols()),
+                ));
+            }
+            check_finite("DBM weights", w.as_slice())?;
+        }
+        check_finite("visible biases", self.visible.bias().as_slice())?;
+        for h in &self.hidden {
+            check_finite("hidden biases", h.bias().as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Units per layer, visible first.
+    pub fn layer_sizes(&self) -> Vec<usize> {
+        std::iter::once(self.visible.len())
+            .chain(self.hidden.iter().map(|h| h.len()))
+            .collect()
+    }
+
+    /// The number of layers, visible included.
+    pub fn num_layers(&self) -> usize {
+        self.hidden.len() + 1
+    }
+
+    /// The visible layer.
+    pub fn visible(&self) -> &V {
+        &self.visible
+    }
+
+    /// Hidden layer `l` (1-based, as in `h_l`).
+    pub fn hidden(&self, l: usize) -> Option<&H> {
+        l.checked_sub(1).and_then(|i| self.hidden.get(i))
+    }
+
+    /// The coupling `W_l` between layers `l − 1` and `l` (1-based).
+    pub fn weights(&self, l: usize) -> Option<&DMatrix<f32>> {
+        l.checked_sub(1).and_then(|i| self.weights.get(i))
+    }
+
+    /// The inputs layer `l` receives from its neighbours: `W_lᵀ x_{l−1} + W_{l+1} x_{l+1}`,
+    /// given the states of the whole stack (only layers `l ± 1` are read).
+    pub(crate) fn inputs_into(&self, l: usize, states: &[&[f32]], out: &mut [f32]) {
+        let below = l.checked_sub(1).map(|b| states[b]);
+        let above = states.get(l + 1).copied();
+        self.neighbour_inputs(l, below, above, out);
+    }
+
+    /// `out = W_lᵀ·below + W_{l+1}·above` (either term absent at the ends of the stack).
+    fn neighbour_inputs(
+        &self,
+        l: usize,
+        below: Option<&[f32]>,
+        above: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let mut written = false;
+        if let (Some(x), true) = (below, l > 0) {
+            coupling_up(&self.weights[l - 1], x, out, false);
+            written = true;
+        }
+        if let (Some(x), true) = (above, l < self.hidden.len()) {
+            coupling_down(&self.weights[l], x, out, written);
+            written = true;
+        }
+        if !written {
+            out.iter_mut().for_each(|x| *x = 0.0);
+        }
+    }
+
+    fn layer_mean(&self, l: usize, x: &mut [f32]) {
+        if l == 0 {
+            self.visible.mean(x)
+        } else {
+            self.hidden[l - 1].mean(x)
+        }
+    }
+
+    fn layer_sample(&self, l: usize, x: &mut [f32], rng: &mut ChainRng) {
+        if l == 0 {
+            self.visible.sample(x, rng)
+        } else {
+            self.hidden[l - 1].sample(x, rng)
+        }
+    }
+
+    fn layer_energy(&self, l: usize, x: &[f32], out: &mut [f64]) {
+        if l == 0 {
+            self.visible.energy(x, out)
+        } else {
+            self.hidden[l - 1].energy(x, out)
+        }
+    }
+
+    fn layer_cumulant(&self, l: usize, inputs: &[f32], out: &mut [f64]) {
+        if l == 0 {
+            self.visible.cumulant(inputs, out)
+        } else {
+            self.hidden[l - 1].cumulant(inputs, out)
+        }
+    }
+
+    fn layer_states(&self, l: usize) -> Option<u64> {
+        if l == 0 {
+            self.visible.num_states()
+        } else {
+            self.hidden[l - 1].num_states()
+        }
+    }
+
+    fn layer_write_state(&self, l: usize, index: u64, out: &mut [f32]) {
+        if l == 0 {
+            self.visible.write_state(index, out)
+        } else {
+            self.hidden[l - 1].write_state(index, out)
+        }
+    }
+
+    /// Checks a full set of states: one matrix per layer, the same number of columns.
+    fn check_states(&self, states: &[DMatrix<f32>]) -> Result<usize> {
+        let sizes = self.layer_sizes();
+        if states.len() != sizes.len() {
+            return Err(Error::shape("DBM states", sizes.len(), states.len()));
+        }
+        let n = states[0].ncols();
+        for (l, (x, &units)) in states.iter().zip(&sizes).enumerate() {
+            if x.shape() != (units, n) {
+                return Err(Error::shape(
+                    "DBM states",
+                    format!("layer {l}: {units}×{n}"),
+                    format!("{}×{}", x.nrows(), x.ncols()),
+                ));
+            }
+            check_finite("DBM states", x.as_slice())?;
+        }
+        Ok(n)
+    }
+
+    /// The energy of each column of a full set of states (one matrix per layer).
+    pub fn energy(&self, states: &[DMatrix<f32>]) -> Result<DVector<f64>> {
+        let n = self.check_states(states)?;
+        let mut e = DVector::zeros(n);
+        for (l, x) in states.iter().enumerate() {
+            self.layer_energy(l, x.as_slice(), e.as_mut_slice());
+        }
+        for (l, w) in self.weights.iter().enumerate() {
+            let mut up = DMatrix::zeros(w.ncols(), n);
+            coupling_up(w, states[l].as_slice(), up.as_mut_slice(), false);
+            for (c, ec) in e.iter_mut().enumerate() {
+                *ec -= up
+                    .column(c)
+                    .iter()
+                    .zip(states[l + 1].column(c).iter())
+                    .map(|(a, x)| f64::from(*a) * f64::from(*x))
+                    .sum::<f64>();
+            }
+        }
+        Ok(e)
+    }
+
+    /// The free energy with every layer of parity `summed` summed out analytically:
+    /// `F = Σ_{l kept} E_l(x_l) − Σ_{l summed} cumulant_l(inputs from its neighbours)`, so that
+    /// `p(kept layers) = exp(−F) / Z`. The matrices of the summed layers are not read (pass
+    /// zeros of the right shape).
+    pub fn free_energy(&self, states: &[DMatrix<f32>], summed: Parity) -> Result<DVector<f64>> {
+        let n = self.check_states(states)?;
+        let slices: Vec<&[f32]> = states.iter().map(|x| x.as_slice()).collect();
+        let mut f = vec![0f64; n];
+        self.free_energy_into(&slices, summed, &mut f);
+        Ok(DVector::from_vec(f))
+    }
+
+    fn free_energy_into(&self, states: &[&[f32]], summed: Parity, out: &mut [f64]) {
+        let n = out.len();
+        let mut cumulants = vec![0f64; n];
+        for (l, &units) in self.layer_sizes().iter().enumerate() {
+            if Parity::of(l) == summed {
+                let mut inputs = vec![0f32; units * n];
+                self.inputs_into(l, states, &mut inputs);
+                self.layer_cumulant(l, &inputs, &mut cumulants);
+            } else {
+                self.layer_energy(l, states[l], out);
+            }
+        }
+        out.iter_mut().zip(cumulants).for_each(|(f, c)| *f -= c);
+    }
+
+    /// `E[x_l | neighbours]` for each column, given the states of layers `l − 1` and `l + 1`
+    /// in `states` (the other matrices are not read).
+    pub fn conditional_mean(&self, l: usize, states: &[DMatrix<f32>]) -> Result<DMatrix<f32>> {
+        let n = self.check_states(states)?;
+        if l >= self.num_layers() {
+            return Err(Error::invalid(
+                "layer",
+                format!("{l}; the DBM has {} layers", self.num_layers()),
+            ));
+        }
+        let slices: Vec<&[f32]> = states.iter().map(|x| x.as_slice()).collect();
+        let mut out = DMatrix::zeros(self.layer_sizes()[l], n);
+        self.inputs_into(l, &slices, out.as_mut_slice());
+        self.layer_mean(l, out.as_mut_slice());
+        Ok(out)
+    }
+
+    /// The joint states of the layers of one parity, as (layers, number of joint states), if
+    /// all are discrete and their product is at most [`MAX_ENUMERATED_STATES`].
+    fn enumerable(&self, parity: Parity, skip_visible: bool) -> Option<(Vec<usize>, u64)> {
+        let layers: Vec<usize> = (0..self.num_layers())
+            .filter(|&l| Parity::of(l) == parity && !(skip_visible && l == 0))
+            .collect();
+        let mut total = 1u64;
+        for &l in &layers {
+            total = total.checked_mul(self.layer_states(l)?)?;
+        }
+        (total <= MAX_ENUMERATED_STATES).then_some((layers, total))
+    }
+
+    /// `ln Σ exp(−F)` over every joint state of `layers` (the others fixed at `fixed`, one
+    /// column), with the opposite parity summed out. Parallel over chunks, summed in a fixed order.
+    fn sum_over(&self, layers: &[usize], count: u64, fixed: &[&[f32]], summed: Parity) -> f64 {
+        const CHUNK: u64 = 1024;
+        let sizes = self.layer_sizes();
+        let radices: Vec<u64> = layers
+            .iter()
+            .map(|&l| self.layer_states(l).unwrap_or(1))
+            .collect();
+        let chunks: Vec<f64> = (0..count.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|chunk| {
+                let first = chunk * CHUNK;
+                let n = CHUNK.min(count - first) as usize;
+                let mut states: Vec<Vec<f32>> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(l, &units)| {
+                        let mut x = vec![0f32; units * n];
+                        if !layers.contains(&l) && !fixed[l].is_empty() {
+                            x.chunks_exact_mut(units)
+                                .for_each(|c| c.copy_from_slice(fixed[l]));
+                        }
+                        x
+                    })
+                    .collect();
+                for k in 0..n {
+                    let mut index = first + k as u64;
+                    for (&l, &radix) in layers.iter().zip(&radices) {
+                        let units = sizes[l];
+                        self.layer_write_state(
+                            l,
+                            index % radix,
+                            &mut states[l][k * units..(k + 1) * units],
+                        );
+                        index /= radix;
+                    }
+                }
+                let slices: Vec<&[f32]> = states.iter().map(|x| x.as_slice()).collect();
+                let mut f = vec![0f64; n];
+                self.free_energy_into(&slices, summed, &mut f);
+                let neg: Vec<f64> = f.iter().map(|f| -f).collect();
+                log_sum_exp(&neg)
+            })
+            .collect();
+        log_sum_exp(&chunks)
+    }
+
+    /// The exact `ln Z`, enumerating whichever parity has fewer joint states (all its layers
+    /// discrete, at most 2³⁰ joint states) and summing the other out.
+    pub fn log_partition_exact(&self) -> Result<f64> {
+        self.check()?;
+        let odd = self.enumerable(Parity::Odd, false);
+        let even = self.enumerable(Parity::Even, false);
+        let (layers, count, summed) = match (odd, even) {
+            (Some((l, c)), Some((_, e))) if c <= e => (l, c, Parity::Even),
+            (_, Some((l, c))) => (l, c, Parity::Odd),
+            (Some((l, c)), None) => (l, c, Parity::Even),
+            (None, None) => {
+                return Err(Error::NotEnumerable {
+                    what: "DBM partition function",
+                    message: format!(
+                        "neither the odd nor the even layers of {:?} are discrete with at most 2^30 joint states",
+                        self.layer_sizes()
+                    ),
+                });
+            }
+        };
+        let empty: Vec<&[f32]> = vec![&[]; self.num_layers()];
+        Ok(self.sum_over(&layers, count, &empty, summed))
+    }
+
+    /// The exact `ln p*(v) = ln Σ_h exp(−E(v, h))` of each column of `v` (unnormalised),
+    /// enumerating the even hidden layers and summing out the odd ones.
+    pub fn log_unnormalised_exact(&self, v: &DMatrix<f32>) -> Result<DVector<f64>> {
+        self.check()?;
+        if v.nrows() != self.visible.len() {
+            return Err(Error::shape("visible batch", self.visible.len(), v.nrows()));
+        }
+        check_finite("visible batch", v.as_slice())?;
+        let (layers, count) =
+            self.enumerable(Parity::Even, true)
+                .ok_or_else(|| Error::NotEnumerable {
+                    what: "DBM log-probability",
+                    message:
+                        "the even hidden layers are not discrete with at most 2^30 joint states"
+                            .into(),
+                })?;
+        Ok(DVector::from_iterator(
+            v.ncols(),
+            v.column_iter().map(|col| {
+                let mut fixed: Vec<&[f32]> = vec![&[]; self.num_layers()];
+                fixed[0] = col.as_slice();
+                self.sum_over(&layers, count, &fixed, Parity::Odd)
+            }),
+        ))
+    }
+}
+
+impl<V: Layer, H: Layer> Machine for Dbm<V, H> {
+    fn layer_sizes(&self) -> Vec<usize> {
+        Dbm::layer_sizes(self)
+    }
+
+    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng) {
+        let (below, rest) = states.split_at_mut(layer);
+        let Some((x, above)) = rest.split_first_mut() else {
+            return;
+        };
+        let (below, above) = (below.last().map(|b| &**b), above.first().map(|a| &**a));
+        self.neighbour_inputs(layer, below, above, x);
+        self.layer_sample(layer, x, rng);
+    }
+
+    fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
+        x.iter_mut().for_each(|x| *x = 0.0);
+        self.layer_sample(layer, x, rng);
+    }
+
+    fn check_visible_state(&self, v: &[f32]) -> Result<()> {
+        self.visible.check_state(v)
+    }
+}
+
+/// Settings of mean-field inference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeanField {
+    /// At most this many passes over the hidden layers (Salakhutdinov & Hinton: 10).
+    pub iterations: usize,
+    /// Stop when no mean changes by more than this in a pass.
+    pub tolerance: f32,
+}
+
+impl Default for MeanField {
+    fn default() -> Self {
+        MeanField {
+            iterations: 10,
+            tolerance: 1e-6,
+        }
+    }
+}
+
+impl<V: Layer> Dbm<V, Bernoulli> {
+    /// Mean-field posteriors `q(h | v) = Π_l Π_j Bernoulli(μ_lj)`, one matrix `μ_l` per hidden
+    /// layer (one column per column of `v`). Initialised by a bottom-up pass with doubled
+    /// weights into every layer that has a layer above (it will receive top-down input too),
+    /// then updated layer by layer, `μ_l = σ(W_lᵀ μ_{l−1} + W_{l+1} μ_{l+1} + b_l)`, until a
+    /// pass changes no mean by more than the tolerance.
+    pub fn mean_field(&self, v: &DMatrix<f32>, settings: &MeanField) -> Result<Vec<DMatrix<f32>>> {
+        self.check()?;
+        if v.nrows() != self.visible.len() {
+            return Err(Error::shape("visible batch", self.visible.len(), v.nrows()));
+        }
+        check_finite("visible batch", v.as_slice())?;
+        let sizes = self.layer_sizes();
+        let n = v.ncols();
+        let top = self.hidden.len();
+        let mut mu: Vec<DMatrix<f32>> = vec![v.clone()];
+        for l in 1..=top {
+            let mut m = DMatrix::zeros(sizes[l], n);
+            coupling_up(
+                &self.weights[l - 1],
+                mu[l - 1].as_slice(),
+                m.as_mut_slice(),
+                false,
+            );
+            if l < top {
+                m *= 2.0;
+            }
+            self.hidden[l - 1].mean(m.as_mut_slice());
+            mu.push(m);
+        }
+        let mut next: Vec<f32> = Vec::new();
+        for _ in 0..settings.iterations {
+            let mut change = 0f32;
+            for l in 1..=top {
+                next.resize(sizes[l] * n, 0.0);
+                {
+                    let slices: Vec<&[f32]> = mu.iter().map(|m| m.as_slice()).collect();
+                    self.inputs_into(l, &slices, &mut next);
+                }
+                self.hidden[l - 1].mean(&mut next);
+                for (old, new) in mu[l].as_mut_slice().iter_mut().zip(&next) {
+                    change = change.max((*old - new).abs());
+                    *old = *new;
+                }
+            }
+            if change <= settings.tolerance {
+                break;
+            }
+        }
+        mu.remove(0);
+        Ok(mu)
+    }
+
+    /// The variational lower bound on `ln p(v) + ln Z` of each column of `v`, for mean-field
+    /// posteriors `mu` (from [`Dbm::mean_field`]): `E_q[−E(v, h)] + H(q)`. Subtract `ln Z` (or an
+    /// AIS estimate of it) for the bound on `ln p(v)`.
+    pub fn variational_bound_unnormalised(
+        &self,
+        v: &DMatrix<f32>,
+        mu: &[DMatrix<f32>],
+    ) -> Result<DVector<f64>> {
+        // Bernoulli energies are linear in each layer and the layers are independent under q,
+        // so E_q[E(v, h)] = E(v, μ).
+        let mut states = vec![v.clone()];
+        states.extend(mu.iter().cloned());
+        let energy = self.energy(&states)?;
+        let mut bound = -energy;
+        let binary_entropy = |p: f64| {
+            let xlogx = |x: f64| if x > 0.0 { x * x.ln() } else { 0.0 };
+            -(xlogx(p) + xlogx(1.0 - p))
+        };
+        for m in mu {
+            for (b, col) in bound.iter_mut().zip(m.column_iter()) {
+                *b += col
+                    .iter()
+                    .map(|&p| binary_entropy(f64::from(p)))
+                    .sum::<f64>();
+            }
+        }
+        Ok(bound)
+    }
+}
+
+impl<V: Layer, H: Layer> crate::io::Model for Dbm<V, H> {
+    fn kind() -> String {
+        format!("dbm/{}/{}", V::KIND, H::KIND)
+    }
+
+    fn shapes(&self) -> Vec<u64> {
+        self.layer_sizes().iter().map(|&s| s as u64).collect()
+    }
+
+    fn check(&self) -> Result<()> {
+        Dbm::check(self)
+    }
+}
+
+impl<V: Layer, H: Layer> Dbm<V, H> {
+    /// Saves the model to a versioned, checksummed model file (see [`crate::io`]), atomically.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::io::save(self, path)
+    }
+
+    /// Loads a model saved by [`Dbm::save`], with the same checks as [`crate::Rbm::load`].
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        crate::io::load(path)
+    }
+
+    /// Exports the parameters as NumPy `.npz`: float32 `W1`, `W2`, … (layer below × layer
+    /// above) and biases `b0` (visible), `b1`, ….
+    pub fn save_npz(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let mut arrays = Vec::new();
+        for (l, w) in self.weights.iter().enumerate() {
+            let shape = vec![w.nrows() as u64, w.ncols() as u64];
+            arrays.push((
+                format!("W{}", l + 1),
+                shape,
+                w.transpose().as_slice().to_vec(),
+            ));
+        }
+        let biases =
+            std::iter::once(self.visible.bias()).chain(self.hidden.iter().map(|h| h.bias()));
+        for (l, b) in biases.enumerate() {
+            arrays.push((format!("b{l}"), vec![b.len() as u64], b.as_slice().to_vec()));
+        }
+        let named: Vec<(&str, Vec<u64>, Vec<f32>)> = arrays
+            .iter()
+            .map(|(n, s, d)| (n.as_str(), s.clone(), d.clone()))
+            .collect();
+        crate::io::write_npz(path, &named)
+    }
+
+    /// Imports parameters from an `.npz` with `W1`, `W2`, … and `b0`, `b1`, … (float32 or
+    /// float64), as written by [`Dbm::save_npz`].
+    pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut arrays = crate::io::read_npz(path)?;
+        let mut take = |name: String, dims: usize| {
+            let a = arrays.remove(&name).ok_or_else(|| Error::Format {
+                path: path.into(),
+                expected: "DBM .npz",
+                message: format!("no array `{name}`; expected W1, W2, … and b0, b1, …"),
+            })?;
+            if a.shape.len() != dims {
+                return Err(Error::shape(
+                    "DBM .npz array",
+                    format!("{name} with {dims} dimensions"),
+                    format!("{:?}", a.shape),
+                ));
+            }
+            Ok(a)
+        };
+        let mut weights = Vec::new();
+        while let Ok(w) = take(format!("W{}", weights.len() + 1), 2) {
+            weights.push(DMatrix::from_row_slice(w.shape[0], w.shape[1], &w.data));
+        }
+        let visible = V::new(DVector::from_vec(take("b0".into(), 1)?.data));
+        let hidden = (1..=weights.len())
+            .map(|l| Ok(H::new(DVector::from_vec(take(format!("b{l}"), 1)?.data))))
+            .collect::<Result<Vec<H>>>()?;
+        Dbm::new(visible, hidden, weights)
+    }
+}
