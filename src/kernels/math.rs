@@ -113,14 +113,16 @@ dispatch! {
 }
 
 dispatch! {
-    /// `Σ_i softplus(β₁·(a_i + b_i)) − softplus(β₀·(a_i + b_i))` for every column of `a`
+    /// `Σ_i softplus(s_i(β₁)) − softplus(s_i(β₀))` with `s_i(β) = β·a_i + (1 − β)·a⁰_i + β·b_i`
+    /// (inputs `a` scaled by β, biases moving from `start` to `bias`), for every column of `a`
     /// (`bias.len()` rows), added into `out` (one per column), summed in f64 per column.
-    pub fn softplus_steps(a: &[f32], bias: &[f32], beta0: f32, beta1: f32, out: &mut [f64]) {
+    pub fn softplus_steps(a: &[f32], bias: &[f32], start: &[f32], beta0: f32, beta1: f32, out: &mut [f64]) {
         let mut terms = vec![0f32; bias.len()];
         for (col, o) in a.chunks_exact(bias.len().max(1)).zip(out.iter_mut()) {
-            for ((t, ai), bi) in terms.iter_mut().zip(col).zip(bias) {
-                let total = ai + bi;
-                *t = softplus_step(beta0 * total, (beta1 - beta0) * total);
+            for (((t, ai), bi), si) in terms.iter_mut().zip(col).zip(bias).zip(start) {
+                // s(β) = si + β·slope: one small step d = (β₁ − β₀)·slope from x = s(β₀).
+                let slope = ai + bi - si;
+                *t = softplus_step(si + beta0 * slope, (beta1 - beta0) * slope);
             }
             *o += terms.iter().map(|&t| f64::from(t)).sum::<f64>();
         }
@@ -174,7 +176,7 @@ mod tests {
                 (0.3, 0.9),
             ] {
                 let mut out = [0f64];
-                softplus_steps(&[total], &[0.0], b0 as f32, b1 as f32, &mut out);
+                softplus_steps(&[total], &[0.0], &[0.0], b0 as f32, b1 as f32, &mut out);
                 let t = f64::from(total);
                 let exact = sp(f64::from(b1 as f32) * t) - sp(f64::from(b0 as f32) * t);
                 let err = (out[0] - exact).abs();

@@ -52,11 +52,19 @@ impl Layer for Bernoulli {
         }
     }
 
-    fn tempered_cumulant_step(&self, inputs: &[f32], beta0: f64, beta1: f64, out: &mut [f64]) {
-        // softplus(β₁t) − softplus(β₀t) computed as one small number, vectorised in f32.
+    fn tempered_cumulant_step(
+        &self,
+        inputs: &[f32],
+        start: &[f32],
+        beta0: f64,
+        beta1: f64,
+        out: &mut [f64],
+    ) {
+        // softplus(s(β₁)) − softplus(s(β₀)) computed as one small number, vectorised in f32.
         softplus_steps(
             inputs,
             self.bias.as_slice(),
+            start,
             beta0 as f32,
             beta1 as f32,
             out,

@@ -56,15 +56,23 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
     /// a free energy subtracts when this layer is summed out.
     fn cumulant(&self, inputs: &[f32], out: &mut [f64]);
 
-    /// Adds to `out[c]` the change of the cumulant of column `c` when inputs and biases are both
-    /// scaled from `beta0` to `beta1`: `Σ_units cumulant(β₁·(a + b)) − cumulant(β₀·(a + b))`.
+    /// Adds to `out[c]` the change of the cumulant of column `c` along the annealing path on
+    /// which inputs are scaled by β and biases move from `start` (at β = 0) to the layer's own
+    /// (at β = 1): `Σ_units cumulant(β₁a + (1 − β₁)b⁰ + β₁b) − cumulant(β₀a + (1 − β₀)b⁰ + β₀b)`.
     /// This is the weight of one AIS step with this layer summed out. The default evaluates both
     /// cumulants in f64; layers may compute the difference directly.
-    fn tempered_cumulant_step(&self, inputs: &[f32], beta0: f64, beta1: f64, out: &mut [f64]) {
+    fn tempered_cumulant_step(
+        &self,
+        inputs: &[f32],
+        start: &[f32],
+        beta0: f64,
+        beta1: f64,
+        out: &mut [f64],
+    ) {
         let n = out.len();
         let at = |beta: f64, sign: f64, out: &mut [f64]| {
+            let layer = Self::new(tempered_bias(start, self.bias().as_slice(), beta));
             let b = beta as f32;
-            let layer = Self::new(self.bias() * b);
             let scaled: Vec<f32> = inputs.iter().map(|a| a * b).collect();
             let mut c = vec![0f64; n];
             layer.cumulant(&scaled, &mut c);
@@ -115,4 +123,13 @@ pub(crate) fn linear_energy(bias: &DVector<f32>, x: &[f32], out: &mut [f64]) {
             .map(|(x, b)| f64::from(*x) * f64::from(*b))
             .sum::<f64>();
     }
+}
+
+/// The biases `(1 − β)·start + β·bias` of a layer on an annealing path.
+pub(crate) fn tempered_bias(start: &[f32], bias: &[f32], beta: f64) -> DVector<f32> {
+    let b = beta as f32;
+    DVector::from_iterator(
+        bias.len(),
+        start.iter().zip(bias).map(|(s, x)| (1.0 - b) * s + b * x),
+    )
 }

@@ -14,7 +14,7 @@
 use crate::error::{Error, Result};
 use crate::gibbs::CHAIN_BLOCK;
 use crate::kernels::{log_sum_exp, stream};
-use crate::layer::Layer;
+use crate::layer::{Layer, tempered_bias};
 use crate::rbm::Rbm;
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
@@ -243,16 +243,9 @@ pub fn ais<V: Layer, H: Layer>(
     let mut v0 = DMatrix::zeros(rbm.num_visible(), config.runs);
     let mut rng = stream(config.seed, u64::MAX);
     start.visible.sample(v0.as_mut_slice(), &mut rng);
-    let log_w = anneal(
-        rbm,
-        start,
-        config.betas.as_slice().iter().copied(),
-        v0,
-        config,
-        &progress,
-    );
-    let log_z0 = log_partition_start(rbm, start);
-    Ok(estimate(log_w, log_z0, false))
+    let blocks = RbmBlock::split(rbm, start, &v0, config.seed);
+    let log_w = anneal(blocks, config.runs, config.betas.as_slice(), &progress);
+    Ok(estimate(log_w, log_partition_start(rbm, start), false))
 }
 
 /// Reverse AIS: runs start at `initial` (`visible × runs`), ideally exact samples of the RBM,
@@ -269,10 +262,10 @@ pub fn reverse_ais<V: Layer, H: Layer>(
     check(rbm, start, initial.ncols())?;
     rbm.check_batch("initial states of reverse AIS", initial, rbm.num_visible())?;
     rbm.visible.check_state(initial.as_slice())?;
-    let betas = config.betas.as_slice().iter().rev().copied();
-    let log_w = anneal(rbm, start, betas, initial.clone(), config, &progress);
-    let log_z0 = log_partition_start(rbm, start);
-    Ok(estimate(log_w, log_z0, true))
+    let betas: Vec<f64> = config.betas.as_slice().iter().rev().copied().collect();
+    let blocks = RbmBlock::split(rbm, start, initial, config.seed);
+    let log_w = anneal(blocks, initial.ncols(), &betas, &progress);
+    Ok(estimate(log_w, log_partition_start(rbm, start), true))
 }
 
 fn check<V: Layer, H: Layer>(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize) -> Result<()> {
@@ -293,42 +286,32 @@ fn check<V: Layer, H: Layer>(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize) -> 
 /// Steps per call of `progress`.
 const SEGMENT: usize = 250;
 
-/// Runs the chains `v` (one column per run) along `betas`; returns each run's
-/// `Σ_k ln p*_{β_k}(v_{k−1}) − ln p*_{β_{k−1}}(v_{k−1})`, with one Gibbs sweep at `β_k` after
-/// each step.
-fn anneal<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
-    start: &Start<V>,
-    betas: impl Iterator<Item = f64>,
-    mut v: DMatrix<f32>,
-    config: &AisConfig,
+/// One block of AIS runs with its own states and random stream.
+pub(crate) trait Annealing: Send {
+    /// Adds to each run's log weight `ln p*_β(x) − ln p*_{β_prev}(x)` at its current state,
+    /// then, if `transition`, moves the state by one Gibbs sweep that leaves `p_β` invariant.
+    fn step(&mut self, log_w: &mut [f64], beta_prev: f64, beta: f64, transition: bool);
+}
+
+/// Runs every block along `betas` (blocks hold [`CHAIN_BLOCK`] runs each, in order), in
+/// parallel; returns each run's log importance weight. The final state needs no transition.
+pub(crate) fn anneal<B: Annealing>(
+    mut blocks: Vec<B>,
+    runs: usize,
+    betas: &[f64],
     progress: &(impl Fn(usize, usize) + Sync),
 ) -> Vec<f64> {
-    let betas: Vec<f64> = betas.collect();
-    let nv = rbm.num_visible();
-    let runs = v.ncols();
     let mut log_w = vec![0f64; runs];
-    let mut blocks: Vec<Block<V, H>> = (0..runs.div_ceil(CHAIN_BLOCK))
-        .map(|b| {
-            Block::new(
-                rbm,
-                start,
-                (runs - b * CHAIN_BLOCK).min(CHAIN_BLOCK),
-                stream(config.seed, b as u64),
-            )
-        })
-        .collect();
     let steps = betas.len() - 1;
     let mut done = 0;
     while done < steps {
         let end = (done + SEGMENT).min(steps);
-        v.as_mut_slice()
-            .par_chunks_mut(nv * CHAIN_BLOCK)
-            .zip(log_w.par_chunks_mut(CHAIN_BLOCK))
+        log_w
+            .par_chunks_mut(CHAIN_BLOCK)
             .zip(blocks.par_iter_mut())
-            .for_each(|((v, w), block)| {
+            .for_each(|(w, block)| {
                 for k in done + 1..=end {
-                    block.step(rbm, v, w, betas[k - 1], betas[k], k < steps);
+                    block.step(w, betas[k - 1], betas[k], k < steps);
                 }
             });
         done = end;
@@ -337,43 +320,48 @@ fn anneal<V: Layer, H: Layer>(
     log_w
 }
 
-/// Buffers and tempered layers of one block of runs.
-struct Block<V: Layer, H: Layer> {
+/// A block of AIS runs of an RBM: visible states, with the hidden layer summed out.
+struct RbmBlock<'a, V: Layer, H: Layer> {
+    rbm: &'a Rbm<V, H>,
+    v: Vec<f32>,
     rng: crate::kernels::ChainRng,
     start_bias: DVector<f32>,
     /// `b_V − b_A`: the visible part of `ln p*_β(v)` is `β·(b_V − b_A)ᵀv` plus terms free of β.
     bias_gap: DVector<f64>,
+    hidden_start: Vec<f32>,
     visible: V,
     hidden: H,
     inputs: Vec<f32>,
 }
 
-impl<V: Layer, H: Layer> Block<V, H> {
-    fn new(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize, rng: crate::kernels::ChainRng) -> Self {
-        Block {
-            rng,
-            start_bias: start.visible.bias().clone(),
-            bias_gap: (rbm.visible.bias() - start.visible.bias()).map(f64::from),
-            visible: rbm.visible.clone(),
-            hidden: rbm.hidden.clone(),
-            inputs: vec![0f32; rbm.num_hidden() * runs],
-        }
-    }
-
-    /// Adds the weight `ln p*_β(v) − ln p*_{β_prev}(v)` of the step `β_prev → β` at the current
-    /// states, then (if `transition`) runs one Gibbs sweep at β.
-    fn step(
-        &mut self,
-        rbm: &Rbm<V, H>,
-        v: &mut [f32],
-        log_w: &mut [f64],
-        beta_prev: f64,
-        beta: f64,
-        transition: bool,
-    ) {
+impl<'a, V: Layer, H: Layer> RbmBlock<'a, V, H> {
+    /// Blocks of [`CHAIN_BLOCK`] runs starting at the columns of `v0`, with streams from `seed`.
+    fn split(rbm: &'a Rbm<V, H>, start: &Start<V>, v0: &DMatrix<f32>, seed: u64) -> Vec<Self> {
         let nv = rbm.num_visible();
-        rbm.hidden_inputs_into(v, &mut self.inputs);
-        for (col, w) in v.chunks_exact(nv).zip(log_w.iter_mut()) {
+        v0.as_slice()
+            .chunks(nv * CHAIN_BLOCK)
+            .enumerate()
+            .map(|(b, v)| RbmBlock {
+                rbm,
+                v: v.to_vec(),
+                rng: stream(seed, b as u64),
+                start_bias: start.visible.bias().clone(),
+                bias_gap: (rbm.visible.bias() - start.visible.bias()).map(f64::from),
+                hidden_start: vec![0f32; rbm.num_hidden()],
+                visible: rbm.visible.clone(),
+                hidden: rbm.hidden.clone(),
+                inputs: vec![0f32; rbm.num_hidden() * (v.len() / nv)],
+            })
+            .collect()
+    }
+}
+
+impl<V: Layer, H: Layer> Annealing for RbmBlock<'_, V, H> {
+    fn step(&mut self, log_w: &mut [f64], beta_prev: f64, beta: f64, transition: bool) {
+        let rbm = self.rbm;
+        let nv = rbm.num_visible();
+        rbm.hidden_inputs_into(&self.v, &mut self.inputs);
+        for (col, w) in self.v.chunks_exact(nv).zip(log_w.iter_mut()) {
             let dot: f64 = col
                 .iter()
                 .zip(self.bias_gap.iter())
@@ -382,30 +370,29 @@ impl<V: Layer, H: Layer> Block<V, H> {
             *w += (beta - beta_prev) * dot;
         }
         rbm.hidden
-            .tempered_cumulant_step(&self.inputs, beta_prev, beta, log_w);
+            .tempered_cumulant_step(&self.inputs, &self.hidden_start, beta_prev, beta, log_w);
         if transition {
             // h ~ p_β(h | v) from inputs β·Wᵀv and biases β·b_H, then v ~ p_β(v | h) from
             // inputs β·W h and biases (1 − β)·b_A + β·b_V.
             let b = beta as f32;
-            self.hidden
-                .bias_mut()
-                .zip_apply(rbm.hidden.bias(), |x, h| *x = b * h);
-            self.visible.bias_mut().zip_zip_apply(
-                &self.start_bias,
-                rbm.visible.bias(),
-                |x, a, v| *x = (1.0 - b) * a + b * v,
+            *self.hidden.bias_mut() =
+                tempered_bias(&self.hidden_start, rbm.hidden.bias().as_slice(), beta);
+            *self.visible.bias_mut() = tempered_bias(
+                self.start_bias.as_slice(),
+                rbm.visible.bias().as_slice(),
+                beta,
             );
             self.inputs.iter_mut().for_each(|a| *a *= b);
             self.hidden.sample(&mut self.inputs, &mut self.rng);
-            rbm.visible_inputs_into(&self.inputs, v);
-            v.iter_mut().for_each(|x| *x *= b);
-            self.visible.sample(v, &mut self.rng);
+            rbm.visible_inputs_into(&self.inputs, &mut self.v);
+            self.v.iter_mut().for_each(|x| *x *= b);
+            self.visible.sample(&mut self.v, &mut self.rng);
         }
     }
 }
 
 /// Summarises log weights into an estimate of `ln Z`.
-fn estimate(log_w: Vec<f64>, log_z0: f64, reverse: bool) -> AisEstimate {
+pub(crate) fn estimate(log_w: Vec<f64>, log_z0: f64, reverse: bool) -> AisEstimate {
     let n = log_w.len() as f64;
     let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     // Weights relative to the largest, so that the moments cannot overflow.
