@@ -156,7 +156,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     }
 
     /// `out = W_lᵀ·below + W_{l+1}·above` (either term absent at the ends of the stack).
-    fn neighbour_inputs(
+    pub(crate) fn neighbour_inputs(
         &self,
         l: usize,
         below: Option<&[f32]>,
@@ -185,11 +185,47 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
-    fn layer_sample(&self, l: usize, x: &mut [f32], rng: &mut ChainRng) {
+    pub(crate) fn layer_sample(&self, l: usize, x: &mut [f32], rng: &mut ChainRng) {
         if l == 0 {
             self.visible.sample(x, rng)
         } else {
             self.hidden[l - 1].sample(x, rng)
+        }
+    }
+
+    /// Layer `l`'s [`Layer::tempered_cumulant_step`].
+    pub(crate) fn layer_tempered_step(
+        &self,
+        l: usize,
+        inputs: &[f32],
+        start: &[f32],
+        beta0: f64,
+        beta1: f64,
+        out: &mut [f64],
+    ) {
+        if l == 0 {
+            self.visible
+                .tempered_cumulant_step(inputs, start, beta0, beta1, out)
+        } else {
+            self.hidden[l - 1].tempered_cumulant_step(inputs, start, beta0, beta1, out)
+        }
+    }
+
+    /// The biases of layer `l`.
+    pub(crate) fn layer_bias(&self, l: usize) -> &DVector<f32> {
+        if l == 0 {
+            self.visible.bias()
+        } else {
+            self.hidden[l - 1].bias()
+        }
+    }
+
+    /// The biases of layer `l`, mutable.
+    pub(crate) fn layer_bias_mut(&mut self, l: usize) -> &mut DVector<f32> {
+        if l == 0 {
+            self.visible.bias_mut()
+        } else {
+            self.hidden[l - 1].bias_mut()
         }
     }
 

@@ -149,8 +149,8 @@ fn forward_ais_underestimates_and_reverse_ais_overestimates() {
     // Each run alone is an estimate ln Z₀ ± ln wᵢ whose expectation lies below ln Z (forward) or
     // above it (reverse from exact samples), by Jensen's inequality. With a coarse schedule the
     // gap is several nats, far beyond three standard errors of the mean over 200 runs, so the
-    // direction is checked without luck. With a fine schedule, the full estimates agree with
-    // the exact ln Z within their ±3 s.e. bounds.
+    // direction is checked without luck. With a fine schedule, the full estimates sandwich the
+    // exact ln Z up to their noise and lie close to it.
     for seed in 0..3 {
         let rbm = random_rbm::<Bernoulli, Bernoulli>(20, 10, 1.5, 100 + seed);
         let exact = log_partition_exact(&rbm).unwrap();
@@ -193,14 +193,14 @@ fn forward_ais_underestimates_and_reverse_ais_overestimates() {
                     "{msg}; single-run mean {r1} ± {r_se}"
                 );
             } else {
+                // The sandwich, up to noise: forward − 3 s.e. ≤ exact ≤ reverse + 3 s.e. (each
+                // estimator's bias may exceed its 3 s.e. on the far side); both close to exact.
                 assert!(
-                    fwd.log_z_lower <= exact && exact <= fwd.log_z_upper,
+                    fwd.log_z_lower <= exact && exact <= rev.log_z_upper,
                     "{msg}"
                 );
-                assert!(
-                    rev.log_z_lower <= exact && exact <= rev.log_z_upper,
-                    "{msg}"
-                );
+                assert!((fwd.log_z - exact).abs() < 0.1, "{msg}");
+                assert!((rev.log_z - exact).abs() < 0.1, "{msg}");
             }
         }
     }
