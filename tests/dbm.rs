@@ -298,8 +298,14 @@ fn dbm_ais_brackets_the_exact_log_partition() {
                 seed,
             };
             let fwd = dbm_ais(&dbm, &start, &config, |_, _| {}).unwrap();
-            let rev =
-                dbm_reverse_ais(&dbm, &start, &[samples.clone()], &config, |_, _| {}).unwrap();
+            let rev = dbm_reverse_ais(
+                &dbm,
+                &start,
+                std::slice::from_ref(&samples),
+                &config,
+                |_, _| {},
+            )
+            .unwrap();
             let msg = format!(
                 "seed {seed}, {betas} β: forward {} [{}, {}], exact {exact}, reverse {} [{}, {}]",
                 fwd.log_z,
