@@ -147,16 +147,9 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         coupling_down(&self.weights, h, out, false);
     }
 
-    /// `E[h | v]` for the columns of `v`, in parallel over fixed blocks of columns (each output
-    /// owned by one task, so the bits do not depend on the thread count).
-    pub(crate) fn hidden_mean_into(&self, v: &[f32], out: &mut [f32]) {
-        let (nv, nh) = (self.num_visible(), self.num_hidden());
-        out.par_chunks_mut(nh * CHAIN_BLOCK)
-            .zip(v.par_chunks(nv * CHAIN_BLOCK))
-            .for_each(|(h, v)| {
-                self.hidden_inputs_into(v, h);
-                self.hidden.mean(h);
-            });
+    /// This RBM with its inputs scaled.
+    pub(crate) fn scaled(&self, scale: InputScale) -> Scaled<'_, V, H> {
+        Scaled { rbm: self, scale }
     }
 
     fn hidden_inputs(&self, v: &DMatrix<f32>) -> Result<DMatrix<f32>> {
@@ -344,9 +337,52 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     }
 }
 
-impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
+/// How strongly each direction of an RBM's coupling counts: greedy DBM pretraining trains RBMs
+/// whose inputs are doubled bottom-up, top-down or both (Salakhutdinov & Hinton 2009), so that
+/// in the composed DBM, where each hidden layer hears both neighbours, the inputs add up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputScale {
+    /// Factor of the inputs to the hidden layer, `up·Wᵀv`.
+    pub up: f32,
+    /// Factor of the inputs to the visible layer, `down·W h`.
+    pub down: f32,
+}
+
+impl InputScale {
+    /// A plain RBM.
+    pub const ONE: InputScale = InputScale { up: 1.0, down: 1.0 };
+}
+
+/// An RBM whose inputs are scaled by `scale`, as the Gibbs sampler and trainer see it.
+pub(crate) struct Scaled<'a, V: Layer, H: Layer> {
+    pub rbm: &'a Rbm<V, H>,
+    pub scale: InputScale,
+}
+
+fn times(x: &mut [f32], factor: f32) {
+    if factor != 1.0 {
+        x.iter_mut().for_each(|x| *x *= factor);
+    }
+}
+
+impl<V: Layer, H: Layer> Scaled<'_, V, H> {
+    /// `E[h | v]` for the columns of `v`, in parallel over fixed blocks of columns (each output
+    /// owned by one task, so the bits do not depend on the thread count).
+    pub(crate) fn hidden_mean_into(&self, v: &[f32], out: &mut [f32]) {
+        let (nv, nh) = (self.rbm.num_visible(), self.rbm.num_hidden());
+        out.par_chunks_mut(nh * CHAIN_BLOCK)
+            .zip(v.par_chunks(nv * CHAIN_BLOCK))
+            .for_each(|(h, v)| {
+                self.rbm.hidden_inputs_into(v, h);
+                times(h, self.scale.up);
+                self.rbm.hidden.mean(h);
+            });
+    }
+}
+
+impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
     fn layer_sizes(&self) -> Vec<usize> {
-        vec![self.num_visible(), self.num_hidden()]
+        vec![self.rbm.num_visible(), self.rbm.num_hidden()]
     }
 
     fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng) {
@@ -354,21 +390,43 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
             unreachable!("an RBM has two layers")
         };
         if layer == 1 {
-            self.hidden_inputs_into(v, h);
-            self.hidden.sample(h, rng);
+            self.rbm.hidden_inputs_into(v, h);
+            times(h, self.scale.up);
+            self.rbm.hidden.sample(h, rng);
         } else {
-            self.visible_inputs_into(h, v);
-            self.visible.sample(v, rng);
+            self.rbm.visible_inputs_into(h, v);
+            times(v, self.scale.down);
+            self.rbm.visible.sample(v, rng);
         }
     }
 
     fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
         x.iter_mut().for_each(|x| *x = 0.0);
         if layer == 0 {
-            self.visible.sample(x, rng);
+            self.rbm.visible.sample(x, rng);
         } else {
-            self.hidden.sample(x, rng);
+            self.rbm.hidden.sample(x, rng);
         }
+    }
+
+    fn check_visible_state(&self, v: &[f32]) -> Result<()> {
+        self.rbm.visible.check_state(v)
+    }
+}
+
+impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
+    fn layer_sizes(&self) -> Vec<usize> {
+        vec![self.num_visible(), self.num_hidden()]
+    }
+
+    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng) {
+        self.scaled(InputScale::ONE)
+            .sample_layer(layer, states, rng)
+    }
+
+    fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
+        self.scaled(InputScale::ONE)
+            .sample_unconnected(layer, x, rng)
     }
 
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {

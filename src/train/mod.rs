@@ -5,8 +5,12 @@
 //! momentum SGD → parameters.
 
 mod config;
+mod dbm;
 
 pub use config::{LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig};
+pub use dbm::{
+    DbmEpochMetrics, DbmTrainConfig, Pretrained, pretrain, pretraining_scale, train_dbm,
+};
 
 use crate::data::binarize_in_place;
 use crate::error::{Error, Result, check_finite};
@@ -14,7 +18,7 @@ use crate::gibbs::Chains;
 use crate::kernels::{gemm, stream, transposed, view, view_mut};
 use crate::layer::Layer;
 use crate::partition::{LogLikelihood, log_partition_exact};
-use crate::rbm::Rbm;
+use crate::rbm::{InputScale, Rbm};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rayon::prelude::*;
@@ -63,6 +67,19 @@ const STREAM_PCD: u64 = 5 << 40;
 /// the last good epoch.
 pub fn train<V: Layer, H: Layer>(
     rbm: &mut Rbm<V, H>,
+    data: &DMatrix<f32>,
+    held_out: Option<&DMatrix<f32>>,
+    config: &TrainConfig,
+    monitor: impl FnMut(&EpochMetrics),
+) -> Result<Vec<EpochMetrics>> {
+    train_scaled(rbm, InputScale::ONE, data, held_out, config, monitor)
+}
+
+/// [`train`] for an RBM whose inputs are scaled (greedy DBM pretraining). Exact
+/// log-likelihoods are monitored only for plain RBMs.
+pub(crate) fn train_scaled<V: Layer, H: Layer>(
+    rbm: &mut Rbm<V, H>,
+    scale: InputScale,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
@@ -167,15 +184,16 @@ pub fn train<V: Layer, H: Layer>(
                 (None, Some(c)) => c,
                 (None, None) => unreachable!("one negative phase is always set up"),
             };
-            chains.sweep(rbm, k)?;
-            state.update(rbm, chains.visible(), lr, momentum, config);
+            chains.sweep(&rbm.scaled(scale), k)?;
+            state.update(rbm, scale, chains.visible(), lr, momentum, config);
         }
         let seconds = start.elapsed().as_secs_f64();
         if let Some(what) = non_finite(rbm) {
             *rbm = before;
             return Err(Error::Diverged { epoch, what });
         }
-        let metrics = measure(rbm, &monitor_train, monitor_held_out.as_ref(), epoch)?;
+        let exact = scale == InputScale::ONE;
+        let metrics = measure(rbm, &monitor_train, monitor_held_out.as_ref(), epoch, exact)?;
         let metrics = EpochMetrics {
             learning_rate: lr,
             momentum,
@@ -206,6 +224,7 @@ impl State {
     fn update<V: Layer, H: Layer>(
         &mut self,
         rbm: &mut Rbm<V, H>,
+        scale: InputScale,
         model_visible: &DMatrix<f32>,
         lr: f32,
         momentum: f32,
@@ -214,8 +233,9 @@ impl State {
         let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
         let vd = self.data_batch.as_slice();
         let vm = model_visible.as_slice();
-        rbm.hidden_mean_into(vd, self.data_hidden.as_mut_slice());
-        rbm.hidden_mean_into(vm, self.model_hidden.as_mut_slice());
+        let scaled = rbm.scaled(scale);
+        scaled.hidden_mean_into(vd, self.data_hidden.as_mut_slice());
+        scaled.hidden_mean_into(vm, self.model_hidden.as_mut_slice());
         let (bd, bm) = (self.data_batch.ncols(), model_visible.ncols());
         let hd = self.data_hidden.as_slice();
         let hm = self.model_hidden.as_slice();
@@ -291,6 +311,7 @@ fn measure<V: Layer, H: Layer>(
     train: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     epoch: usize,
+    exact: bool,
 ) -> Result<EpochMetrics> {
     let recon = rbm.visible_mean(&rbm.hidden_mean(train)?)?;
     let recon_error = (train - recon).norm_squared() as f64 / train.ncols() as f64;
@@ -300,7 +321,7 @@ fn measure<V: Layer, H: Layer>(
         None => None,
     };
     let (mut train_ll, mut held_out_ll) = (None, None);
-    if rbm.num_hidden() <= MAX_EXACT_MONITOR_HIDDEN && rbm.hidden.num_states().is_some() {
+    if exact && rbm.num_hidden() <= MAX_EXACT_MONITOR_HIDDEN && rbm.hidden.num_states().is_some() {
         let log_z = log_partition_exact(rbm)?;
         train_ll = Some(LogLikelihood::from_free_energies(free_train.as_slice(), log_z).mean);
         if let Some(h) = held_out {

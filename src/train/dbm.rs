@@ -1,0 +1,360 @@
+//! Training deep Boltzmann machines as Salakhutdinov & Hinton (2009): greedy layer-wise
+//! pretraining of RBMs with doubled inputs, then joint training with a mean-field positive phase
+//! and persistent Gibbs chains for the negative phase.
+
+use super::{EpochMetrics, LearningRate, Momentum, TrainConfig, train_scaled};
+use crate::data::binarize_in_place;
+use crate::dbm::{Dbm, MeanField};
+use crate::error::{Error, Result, check_finite};
+use crate::gibbs::Chains;
+use crate::kernels::{gemm, stream, transposed, view, view_mut};
+use crate::layer::{Bernoulli, Layer};
+use crate::rbm::{InputScale, Rbm};
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use std::time::Instant;
+
+/// The RBMs of greedy pretraining and the DBM they compose into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pretrained<V: Layer> {
+    /// The bottom RBM (visible–h₁), trained with doubled bottom-up inputs.
+    pub first: Rbm<V, Bernoulli>,
+    /// The RBMs above it (h₁–h₂, …): middle ones with doubled inputs both ways, the top one
+    /// with doubled top-down inputs.
+    pub upper: Vec<Rbm<Bernoulli, Bernoulli>>,
+    /// The DBM: `W_l` and the hidden biases of RBM `l`, the visible biases of the first RBM.
+    pub dbm: Dbm<V, Bernoulli>,
+}
+
+/// The input doubling of RBM `l` (1-based) in a stack of `layers` hidden layers: doubled
+/// bottom-up below the top, doubled top-down above the bottom, so that each hidden layer of the
+/// composed DBM, which hears both neighbours, gets inputs of the scale it was trained with.
+pub fn pretraining_scale(l: usize, layers: usize) -> InputScale {
+    InputScale {
+        up: if l < layers { 2.0 } else { 1.0 },
+        down: if l > 1 { 2.0 } else { 1.0 },
+    }
+}
+
+/// Greedy layer-wise pretraining: RBM `l` is trained (with `configs[l − 1]`) on the means of
+/// layer `l − 1` given the data, with inputs doubled as [`pretraining_scale`] says, and the stack
+/// composes into a DBM with the RBMs' weights. `hidden` gives the hidden layer sizes;
+/// `monitor(l, metrics)` is called after every epoch of RBM `l`.
+pub fn pretrain<V: Layer>(
+    data: &DMatrix<f32>,
+    hidden: &[usize],
+    configs: &[TrainConfig],
+    seed: u64,
+    mut monitor: impl FnMut(usize, &EpochMetrics),
+) -> Result<Pretrained<V>> {
+    if hidden.is_empty() || configs.len() != hidden.len() {
+        return Err(Error::invalid(
+            "pretraining",
+            format!(
+                "{} hidden layers and {} configurations; expected at least one layer and one configuration per layer",
+                hidden.len(),
+                configs.len()
+            ),
+        ));
+    }
+    for c in configs {
+        c.validate()?;
+    }
+    let layers = hidden.len();
+    let mut first: Rbm<V, Bernoulli> = Rbm::init(data.nrows(), hidden[0], seed)?;
+    train_scaled(
+        &mut first,
+        pretraining_scale(1, layers),
+        data,
+        None,
+        &configs[0],
+        |m| monitor(1, m),
+    )?;
+    let mut below = means(&first, pretraining_scale(1, layers), data);
+    let mut upper: Vec<Rbm<Bernoulli, Bernoulli>> = Vec::new();
+    for l in 2..=layers {
+        let scale = pretraining_scale(l, layers);
+        let mut rbm: Rbm<Bernoulli, Bernoulli> =
+            Rbm::init(hidden[l - 2], hidden[l - 1], seed + l as u64)?;
+        train_scaled(&mut rbm, scale, &below, None, &configs[l - 1], |m| {
+            monitor(l, m)
+        })?;
+        if l < layers {
+            below = means(&rbm, scale, &below);
+        }
+        upper.push(rbm);
+    }
+    let mut weights = vec![first.weights.clone()];
+    let mut hidden_layers = vec![first.hidden.clone()];
+    for rbm in &upper {
+        weights.push(rbm.weights.clone());
+        hidden_layers.push(rbm.hidden.clone());
+    }
+    let dbm = Dbm::new(first.visible.clone(), hidden_layers, weights)?;
+    Ok(Pretrained { first, upper, dbm })
+}
+
+/// `E[h | v]` of every column under the scaled RBM: the data of the next RBM up.
+fn means<V: Layer>(
+    rbm: &Rbm<V, Bernoulli>,
+    scale: InputScale,
+    data: &DMatrix<f32>,
+) -> DMatrix<f32> {
+    let mut h = DMatrix::zeros(rbm.num_hidden(), data.ncols());
+    rbm.scaled(scale)
+        .hidden_mean_into(data.as_slice(), h.as_mut_slice());
+    h
+}
+
+/// Settings of joint DBM training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbmTrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Salakhutdinov's code starts at 0.001 and decays towards 1e-4.
+    pub learning_rate: LearningRate,
+    pub momentum: Momentum,
+    /// L2 decay on the weights only.
+    pub weight_decay: f32,
+    /// Persistent chains of the negative phase (the paper: 100).
+    pub chains: usize,
+    /// Gibbs sweeps of the chains per update (the paper: 5).
+    pub sweeps: usize,
+    /// Mean-field settings of the positive phase (the paper: 10 iterations).
+    pub mean_field: MeanField,
+    /// Binarise grey-level data stochastically, a fresh draw per minibatch.
+    pub binarize: bool,
+    /// Training examples used for the per-epoch metrics.
+    pub monitor_examples: usize,
+    pub seed: u64,
+}
+
+impl Default for DbmTrainConfig {
+    fn default() -> Self {
+        DbmTrainConfig {
+            epochs: 20,
+            batch_size: 100,
+            learning_rate: LearningRate::Geometric {
+                initial: 0.001,
+                factor: 0.99,
+                floor: 1e-4,
+            },
+            momentum: Momentum::default(),
+            weight_decay: 2e-4,
+            chains: 100,
+            sweeps: 5,
+            mean_field: MeanField::default(),
+            binarize: false,
+            monitor_examples: 1000,
+            seed: 0,
+        }
+    }
+}
+
+impl DbmTrainConfig {
+    /// Checks every setting; [`train_dbm`] calls it before any work.
+    pub fn validate(&self) -> Result<()> {
+        // The settings shared with RBM training are checked by its validator.
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate.clone(),
+            momentum: self.momentum.clone(),
+            weight_decay: self.weight_decay,
+            ..TrainConfig::default()
+        }
+        .validate()?;
+        if self.chains == 0 || self.sweeps == 0 || self.mean_field.iterations == 0 {
+            return Err(Error::invalid(
+                "DBM training",
+                format!(
+                    "{} chains, {} sweeps, {} mean-field iterations; each must be ≥ 1",
+                    self.chains, self.sweeps, self.mean_field.iterations
+                ),
+            ));
+        }
+        if !(self.mean_field.tolerance >= 0.0) {
+            return Err(Error::invalid(
+                "mean-field tolerance",
+                "expected a value ≥ 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What [`train_dbm`] reports after each epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbmEpochMetrics {
+    pub epoch: usize,
+    pub learning_rate: f32,
+    pub momentum: f32,
+    /// Wall time of the epoch's updates, in seconds.
+    pub seconds: f64,
+    /// Mean over the monitor examples of `E_q[−E(v, h)] + H(q)` for the mean-field posteriors:
+    /// the variational bound on `ln p(v)` plus `ln Z`.
+    pub bound_unnormalised: f64,
+    /// Exact average log-likelihood of the monitor examples, for DBMs small enough to enumerate.
+    pub train_log_likelihood: Option<f64>,
+    /// Average variational lower bound on `ln p(v)` of the monitor examples, with the exact
+    /// `ln Z`, for DBMs small enough to enumerate.
+    pub train_lower_bound: Option<f64>,
+}
+
+/// Joint training of a DBM on the columns of `data`: for every minibatch, mean-field posteriors
+/// give the data statistics and `config.chains` persistent chains, advanced by `config.sweeps`
+/// Gibbs sweeps, the model statistics (with the odd layers replaced by their conditional means
+/// given the even ones). Stops with [`Error::Diverged`] and leaves `dbm` as after the last good
+/// epoch if the parameters become non-finite.
+pub fn train_dbm<V: Layer>(
+    dbm: &mut Dbm<V, Bernoulli>,
+    data: &DMatrix<f32>,
+    config: &DbmTrainConfig,
+    mut monitor: impl FnMut(&DbmEpochMetrics),
+) -> Result<Vec<DbmEpochMetrics>> {
+    config.validate()?;
+    dbm.check()?;
+    let sizes = dbm.layer_sizes();
+    let n = data.ncols();
+    if n == 0 {
+        return Err(Error::Empty {
+            what: "training data",
+        });
+    }
+    if data.nrows() != sizes[0] {
+        return Err(Error::shape(
+            "training data",
+            format!("{} rows", sizes[0]),
+            format!("{} rows", data.nrows()),
+        ));
+    }
+    check_finite("training data", data.as_slice())?;
+    let batch = config.batch_size;
+    if batch > n {
+        return Err(Error::invalid(
+            "batch size",
+            format!("{batch} exceeds the {n} training examples"),
+        ));
+    }
+    let seed = config.seed;
+    let mut monitor_set = data
+        .columns(0, config.monitor_examples.clamp(1, n))
+        .into_owned();
+    if config.binarize {
+        binarize_in_place(monitor_set.as_mut_slice(), stream(seed, 3 << 40).next_u64())?;
+    }
+    let mut chains = Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?;
+    let mut velocity: Vec<DMatrix<f32>> = dbm
+        .weights
+        .iter()
+        .map(|w| DMatrix::zeros(w.nrows(), w.ncols()))
+        .collect();
+    let mut bias_velocity: Vec<DVector<f32>> = sizes.iter().map(|&s| DVector::zeros(s)).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut batch_data = DMatrix::zeros(sizes[0], batch);
+    let batches = n / batch;
+    let mut history = Vec::new();
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        let before = dbm.clone();
+        let lr = config.learning_rate.at(epoch);
+        let momentum = config.momentum.at(epoch);
+        let mut rng = stream(seed, (1 << 40) + epoch as u64);
+        for i in (1..n).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        for (b, idx) in order.chunks_exact(batch).take(batches).enumerate() {
+            for (c, &i) in idx.iter().enumerate() {
+                batch_data.column_mut(c).copy_from(&data.column(i));
+            }
+            if config.binarize {
+                let draw = (2 << 40) + (epoch * batches + b) as u64;
+                binarize_in_place(batch_data.as_mut_slice(), stream(seed, draw).next_u64())?;
+            }
+            // Positive phase: the data and its mean-field posteriors.
+            let mut positive = vec![batch_data.clone()];
+            positive.extend(dbm.mean_field(&batch_data, &config.mean_field)?);
+            // Negative phase: persistent chains, odd layers Rao-Blackwellised.
+            chains.sweep(dbm, config.sweeps)?;
+            let mut negative: Vec<DMatrix<f32>> = (0..sizes.len())
+                .filter_map(|l| chains.layer(l).cloned())
+                .collect();
+            for l in (1..sizes.len()).step_by(2) {
+                negative[l] = dbm.conditional_mean(l, &negative)?;
+            }
+            update(
+                dbm,
+                &mut velocity,
+                &mut bias_velocity,
+                &positive,
+                &negative,
+                lr,
+                momentum,
+                config.weight_decay,
+            );
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if dbm.check().is_err() {
+            *dbm = before;
+            return Err(Error::Diverged {
+                epoch,
+                what: "DBM parameters",
+            });
+        }
+        let mu = dbm.mean_field(&monitor_set, &config.mean_field)?;
+        let bound = dbm.variational_bound_unnormalised(&monitor_set, &mu)?;
+        let (mut ll, mut lb) = (None, None);
+        if let Ok(log_z) = dbm.log_partition_exact() {
+            if let Ok(lp) = dbm.log_unnormalised_exact(&monitor_set) {
+                ll = Some(lp.mean() - log_z);
+            }
+            lb = Some(bound.mean() - log_z);
+        }
+        let metrics = DbmEpochMetrics {
+            epoch,
+            learning_rate: lr,
+            momentum,
+            seconds,
+            bound_unnormalised: bound.mean(),
+            train_log_likelihood: ll,
+            train_lower_bound: lb,
+        };
+        monitor(&metrics);
+        history.push(metrics);
+    }
+    Ok(history)
+}
+
+/// One momentum step on `⟨x_{l−1} x_lᵀ⟩_data − ⟨x_{l−1} x_lᵀ⟩_model − decay·W_l` for every
+/// coupling, and the bias gradients `⟨x_l⟩_data − ⟨x_l⟩_model`.
+#[allow(clippy::too_many_arguments)]
+fn update<V: Layer>(
+    dbm: &mut Dbm<V, Bernoulli>,
+    velocity: &mut [DMatrix<f32>],
+    bias_velocity: &mut [DVector<f32>],
+    positive: &[DMatrix<f32>],
+    negative: &[DMatrix<f32>],
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+) {
+    let (bd, bm) = (positive[0].ncols() as f32, negative[0].ncols() as f32);
+    for (l, vel) in velocity.iter_mut().enumerate() {
+        let (rows, cols) = vel.shape();
+        let mut out = view_mut(vel.as_mut_slice(), rows);
+        for (stats, alpha, beta) in [(positive, lr / bd, momentum), (negative, -lr / bm, 1.0)] {
+            let below = view(stats[l].as_slice(), rows);
+            let above_t = transposed(stats[l + 1].as_slice(), cols, cols, stats[l + 1].ncols());
+            gemm(alpha, &below, &above_t, beta, &mut out);
+        }
+        if weight_decay > 0.0 {
+            vel.zip_apply(&dbm.weights[l], |v, w| *v -= lr * weight_decay * w);
+        }
+        dbm.weights[l] += &*vel;
+    }
+    for (l, vel) in bias_velocity.iter_mut().enumerate() {
+        let grad = positive[l].column_mean() - negative[l].column_mean();
+        *vel = &*vel * momentum + grad * lr;
+        *dbm.layer_bias_mut(l) += &*vel;
+    }
+}

@@ -1,0 +1,156 @@
+//! Greedy pretraining and joint training of DBMs on bars-and-stripes, against exact
+//! enumeration.
+
+mod common;
+
+use boltzmann::data::bars_and_stripes;
+use boltzmann::rbm::InputScale;
+use boltzmann::train::{
+    DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps, TrainConfig, pretrain,
+    pretraining_scale, train_dbm,
+};
+use boltzmann::{Bernoulli, Dbm, Layer};
+use nalgebra::DMatrix;
+
+fn rbm_config(seed: u64) -> TrainConfig {
+    TrainConfig {
+        epochs: 100,
+        batch_size: 14,
+        learning_rate: LearningRate::Constant(0.05),
+        negative: NegativePhase::Cd {
+            k: Steps::Constant(1),
+        },
+        momentum: Momentum {
+            initial: 0.5,
+            later: 0.5,
+            switch_epoch: 1,
+        },
+        seed,
+        ..TrainConfig::default()
+    }
+}
+
+fn data() -> DMatrix<f32> {
+    let patterns = bars_and_stripes(3).unwrap();
+    DMatrix::from_fn(9, 140, |i, c| patterns[(i, c % 14)])
+}
+
+#[test]
+fn pretraining_doubles_the_right_inputs_and_composes() {
+    assert_eq!(pretraining_scale(1, 1), InputScale::ONE);
+    assert_eq!(pretraining_scale(1, 2), InputScale { up: 2.0, down: 1.0 });
+    assert_eq!(pretraining_scale(2, 2), InputScale { up: 1.0, down: 2.0 });
+    assert_eq!(pretraining_scale(2, 3), InputScale { up: 2.0, down: 2.0 });
+
+    let p = pretrain::<Bernoulli>(
+        &data(),
+        &[8, 4],
+        &[rbm_config(1), rbm_config(2)],
+        3,
+        |_, _| {},
+    )
+    .unwrap();
+    // The DBM takes the RBMs' weights as they are (the doubling during pretraining stands for
+    // the second neighbour each hidden layer has in the DBM), the visible biases of the first
+    // RBM and the hidden biases of each RBM.
+    assert_eq!(p.dbm.weights(1).unwrap(), p.first.weights());
+    assert_eq!(p.dbm.weights(2).unwrap(), p.upper[0].weights());
+    assert_eq!(p.dbm.visible().bias(), p.first.visible().bias());
+    assert_eq!(p.dbm.hidden(1).unwrap().bias(), p.first.hidden().bias());
+    assert_eq!(p.dbm.hidden(2).unwrap().bias(), p.upper[0].hidden().bias());
+    assert_eq!(p.dbm.layer_sizes(), vec![9, 8, 4]);
+}
+
+fn exact_log_likelihood(dbm: &Dbm<Bernoulli>, data: &DMatrix<f32>) -> f64 {
+    dbm.log_unnormalised_exact(data).unwrap().mean() - dbm.log_partition_exact().unwrap()
+}
+
+#[test]
+fn joint_training_raises_the_exact_log_likelihood() {
+    let patterns = bars_and_stripes(3).unwrap();
+    let p = pretrain::<Bernoulli>(
+        &data(),
+        &[8, 4],
+        &[rbm_config(1), rbm_config(2)],
+        3,
+        |_, _| {},
+    )
+    .unwrap();
+    let mut dbm = p.dbm;
+    let pretrained = exact_log_likelihood(&dbm, &patterns);
+    let config = DbmTrainConfig {
+        epochs: 150,
+        batch_size: 14,
+        learning_rate: LearningRate::Constant(0.02),
+        momentum: Momentum {
+            initial: 0.5,
+            later: 0.5,
+            switch_epoch: 1,
+        },
+        weight_decay: 0.0,
+        seed: 4,
+        monitor_examples: 14,
+        ..DbmTrainConfig::default()
+    };
+    let history = train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+    let trained = exact_log_likelihood(&dbm, &patterns);
+    let last = history.last().unwrap();
+    eprintln!(
+        "pretrained {pretrained}, trained {trained}, bound {:?}",
+        last.train_lower_bound
+    );
+    // The monitor's exact log-likelihood is the same quantity (its monitor set is the first 14
+    // examples: the 14 patterns).
+    assert!((last.train_log_likelihood.unwrap() - trained).abs() < 1e-6);
+    assert!(last.train_lower_bound.unwrap() <= trained + 1e-9);
+    assert!(trained > pretrained + 0.5, "{pretrained} → {trained}");
+}
+
+#[test]
+fn dbm_training_is_bit_identical_for_any_thread_count() {
+    let config = DbmTrainConfig {
+        epochs: 2,
+        batch_size: 70,
+        chains: 120,
+        seed: 5,
+        ..DbmTrainConfig::default()
+    };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 60, 30], 6).unwrap();
+            train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+            dbm
+        })
+    };
+    assert_eq!(run(1), run(2));
+}
+
+#[test]
+fn bad_dbm_training_settings_are_errors() {
+    let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 4, 3], 7).unwrap();
+    for config in [
+        DbmTrainConfig {
+            chains: 0,
+            ..DbmTrainConfig::default()
+        },
+        DbmTrainConfig {
+            sweeps: 0,
+            ..DbmTrainConfig::default()
+        },
+        DbmTrainConfig {
+            batch_size: 1000,
+            ..DbmTrainConfig::default()
+        },
+        DbmTrainConfig {
+            learning_rate: LearningRate::Constant(-1.0),
+            ..DbmTrainConfig::default()
+        },
+    ] {
+        assert!(train_dbm(&mut dbm, &data(), &config, |_| {}).is_err());
+    }
+    assert!(pretrain::<Bernoulli>(&data(), &[4, 3], &[rbm_config(1)], 1, |_, _| {}).is_err());
+}
