@@ -173,7 +173,7 @@ impl DbmTrainConfig {
                 ),
             ));
         }
-        if !(self.mean_field.tolerance >= 0.0) {
+        if self.mean_field.tolerance.is_nan() || self.mean_field.tolerance < 0.0 {
             return Err(Error::invalid(
                 "mean-field tolerance",
                 "expected a value ≥ 0",
