@@ -508,12 +508,33 @@ impl<V: Layer> Dbm<V, Bernoulli> {
     /// weights into every layer that has a layer above (it will receive top-down input too),
     /// then updated layer by layer, `μ_l = σ(W_lᵀ μ_{l−1} + W_{l+1} μ_{l+1} + b_l)`, until a
     /// pass changes no mean by more than the tolerance.
+    ///
+    /// Examples are independent: they are processed in parallel in fixed blocks of
+    /// [`CHAIN_BLOCK`](crate::gibbs::CHAIN_BLOCK) columns.
     pub fn mean_field(&self, v: &DMatrix<f32>, settings: &MeanField) -> Result<Vec<DMatrix<f32>>> {
         self.check()?;
         if v.nrows() != self.visible.len() {
             return Err(Error::shape("visible batch", self.visible.len(), v.nrows()));
         }
         check_finite("visible batch", v.as_slice())?;
+        let sizes = self.layer_sizes();
+        let blocks: Vec<Vec<DMatrix<f32>>> = v
+            .as_slice()
+            .par_chunks(sizes[0] * crate::gibbs::CHAIN_BLOCK)
+            .map(|block| {
+                let block = DMatrix::from_column_slice(sizes[0], block.len() / sizes[0], block);
+                self.mean_field_block(&block, settings)
+            })
+            .collect();
+        Ok((0..self.hidden.len())
+            .map(|l| {
+                let parts: Vec<&[f32]> = blocks.iter().map(|b| b[l].as_slice()).collect();
+                DMatrix::from_column_slice(sizes[l + 1], v.ncols(), &parts.concat())
+            })
+            .collect())
+    }
+
+    fn mean_field_block(&self, v: &DMatrix<f32>, settings: &MeanField) -> Vec<DMatrix<f32>> {
         let sizes = self.layer_sizes();
         let n = v.ncols();
         let top = self.hidden.len();
@@ -552,7 +573,7 @@ impl<V: Layer> Dbm<V, Bernoulli> {
             }
         }
         mu.remove(0);
-        Ok(mu)
+        mu
     }
 
     /// The variational lower bound on `ln p(v) + ln Z` of each column of `v`, for mean-field

@@ -191,6 +191,34 @@ pub fn coupling_down(w: &nalgebra::DMatrix<f32>, y: &[f32], out: &mut [f32], acc
     );
 }
 
+/// `out ← beta·out + Σ_t alpha_t · A_t · B_tᵀ` for `out` (`rows × cols`, column-major), where
+/// each term gives `alpha_t`, `A_t` (`rows × n_t`) and `B_t` (`cols × n_t`): the correlation
+/// statistics of a coupling's gradient. Parallel over fixed blocks of output columns, each owned
+/// by one task, so the bits do not depend on the thread count.
+pub fn correlate_into(out: &mut [f32], rows: usize, beta: f32, terms: &[(f32, &[f32], &[f32])]) {
+    use rayon::prelude::*;
+    const COLUMNS: usize = 32;
+    let cols = out.len() / rows.max(1);
+    out.par_chunks_mut(rows.max(1) * COLUMNS)
+        .enumerate()
+        .for_each(|(block, part)| {
+            let j0 = block * COLUMNS;
+            let width = part.len() / rows.max(1);
+            let mut part = view_mut(part, rows);
+            for (t, &(alpha, a, b)) in terms.iter().enumerate() {
+                let n = a.len() / rows.max(1);
+                let b_t = transposed(&b[j0..], cols, width, n);
+                gemm(
+                    alpha,
+                    &view(a, rows),
+                    &b_t,
+                    if t == 0 { beta } else { 1.0 },
+                    &mut part,
+                );
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use crate::data::binarize_in_place;
 use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
-use crate::kernels::{gemm, stream, transposed, view, view_mut};
+use crate::kernels::{correlate_into, stream};
 use crate::layer::{Bernoulli, Layer};
 use crate::rbm::{InputScale, Rbm};
 use nalgebra::{DMatrix, DVector};
@@ -340,13 +340,12 @@ fn update<V: Layer>(
 ) {
     let (bd, bm) = (positive[0].ncols() as f32, negative[0].ncols() as f32);
     for (l, vel) in velocity.iter_mut().enumerate() {
-        let (rows, cols) = vel.shape();
-        let mut out = view_mut(vel.as_mut_slice(), rows);
-        for (stats, alpha, beta) in [(positive, lr / bd, momentum), (negative, -lr / bm, 1.0)] {
-            let below = view(stats[l].as_slice(), rows);
-            let above_t = transposed(stats[l + 1].as_slice(), cols, cols, stats[l + 1].ncols());
-            gemm(alpha, &below, &above_t, beta, &mut out);
-        }
+        let terms = [
+            (lr / bd, positive[l].as_slice(), positive[l + 1].as_slice()),
+            (-lr / bm, negative[l].as_slice(), negative[l + 1].as_slice()),
+        ];
+        let rows = vel.nrows();
+        correlate_into(vel.as_mut_slice(), rows, momentum, &terms);
         if weight_decay > 0.0 {
             vel.zip_apply(&dbm.weights[l], |v, w| *v -= lr * weight_decay * w);
         }

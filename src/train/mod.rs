@@ -15,13 +15,12 @@ pub use dbm::{
 use crate::data::binarize_in_place;
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
-use crate::kernels::{gemm, stream, transposed, view, view_mut};
+use crate::kernels::{correlate_into, stream};
 use crate::layer::Layer;
 use crate::partition::{LogLikelihood, log_partition_exact};
 use crate::rbm::{InputScale, Rbm};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
-use rayon::prelude::*;
 use std::time::Instant;
 
 /// Hidden layers of at most this many units are small enough to monitor the exact
@@ -240,22 +239,9 @@ impl State {
         let hd = self.data_hidden.as_slice();
         let hm = self.model_hidden.as_slice();
 
-        // vel_W ← momentum·vel_W + lr·(vd hdᵀ / bd − vm hmᵀ / bm), in column blocks of hidden
-        // units so that each output element is owned by one task (same bits for any thread count).
-        const UNITS: usize = 32;
-        self.vel_w
-            .as_mut_slice()
-            .par_chunks_mut(nv * UNITS)
-            .enumerate()
-            .for_each(|(block, vel)| {
-                let j0 = block * UNITS;
-                let units = vel.len() / nv;
-                let mut vel = view_mut(vel, nv);
-                let hd_t = transposed(&hd[j0..], nh, units, bd);
-                let hm_t = transposed(&hm[j0..], nh, units, bm);
-                gemm(lr / bd as f32, &view(vd, nv), &hd_t, momentum, &mut vel);
-                gemm(-lr / bm as f32, &view(vm, nv), &hm_t, 1.0, &mut vel);
-            });
+        // vel_W ← momentum·vel_W + lr·(vd hdᵀ / bd − vm hmᵀ / bm).
+        let terms = [(lr / bd as f32, vd, hd), (-lr / bm as f32, vm, hm)];
+        correlate_into(self.vel_w.as_mut_slice(), nv, momentum, &terms);
         let mean = |x: &[f32], units: usize| -> DVector<f32> {
             let mut acc = DVector::zeros(units);
             for col in x.chunks_exact(units) {

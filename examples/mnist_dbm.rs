@@ -1,0 +1,239 @@
+//! Pretrains, jointly trains and evaluates a deep Boltzmann machine on MNIST (Salakhutdinov &
+//! Hinton 2009), and writes `model.bin`, `model.npz` and `samples.png`.
+//!
+//! ```text
+//! cargo run --release --example mnist_dbm -- --layers 500,1000 --json
+//! ```
+
+use boltzmann::data::Mnist;
+use boltzmann::dbm::MeanField;
+use boltzmann::image::{Scale, save_tile_grid};
+use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais};
+use boltzmann::train::{
+    DbmTrainConfig, LearningRate, NegativePhase, Steps, TrainConfig, pretrain, train_dbm,
+};
+use boltzmann::{Bernoulli, Chains};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Train a DBM on MNIST (stochastically binarised, a fresh draw per minibatch): greedy
+/// pretraining with doubled inputs, then joint training with mean-field and persistent chains;
+/// evaluate it by AIS and the variational lower bound.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Hidden layer sizes, bottom first.
+    #[arg(long, value_delimiter = ',', default_value = "500,1000")]
+    layers: Vec<usize>,
+    /// Epochs of CD-1 for each pretrained RBM.
+    #[arg(long, default_value_t = 10)]
+    pretrain_epochs: usize,
+    /// Learning rate of pretraining.
+    #[arg(long, default_value_t = 0.01)]
+    pretrain_lr: f64,
+    /// Epochs of joint training.
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Initial learning rate of joint training (decaying by 1 % per epoch to 1e-4).
+    #[arg(long, default_value_t = 0.001)]
+    lr: f64,
+    /// Persistent chains of joint training (also the number of samples drawn at the end).
+    #[arg(long, default_value_t = 100)]
+    chains: usize,
+    /// Gibbs sweeps of the chains per update.
+    #[arg(long, default_value_t = 5)]
+    sweeps: usize,
+    /// Mean-field iterations per example.
+    #[arg(long, default_value_t = 10)]
+    mf_iters: usize,
+    /// Master seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Skip the AIS evaluation.
+    #[arg(long)]
+    no_ais: bool,
+    /// AIS runs.
+    #[arg(long, default_value_t = 100)]
+    ais_runs: usize,
+    /// Distributions of the AIS schedule (the paper: 20,000).
+    #[arg(long, default_value_t = 20_000)]
+    ais_betas: usize,
+    /// Output directory.
+    #[arg(long, default_value = "out/mnist_dbm")]
+    out: PathBuf,
+    /// End with one JSON line of results on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    let template = format!("{{elapsed_precise}} [{{bar:30}}] {what} {{pos}}/{{len}} {{msg}}");
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn run(args: Args) -> boltzmann::Result<()> {
+    let started = Instant::now();
+    let mnist = Mnist::load(Mnist::shipped_dir())?;
+    std::fs::create_dir_all(&args.out).map_err(|e| boltzmann::Error::Io {
+        path: args.out.clone(),
+        source: e,
+    })?;
+
+    // Greedy pretraining.
+    let configs: Vec<TrainConfig> = (0..args.layers.len())
+        .map(|l| TrainConfig {
+            epochs: args.pretrain_epochs,
+            learning_rate: LearningRate::Constant(args.pretrain_lr as f32),
+            negative: NegativePhase::Cd {
+                k: Steps::Constant(1),
+            },
+            binarize: true,
+            seed: args.seed + l as u64,
+            ..TrainConfig::default()
+        })
+        .collect();
+    let progress = bar(
+        args.pretrain_epochs * args.layers.len(),
+        "pretraining epoch",
+    );
+    let pretrained = pretrain::<Bernoulli>(
+        &mnist.train_images,
+        &args.layers,
+        &configs,
+        args.seed,
+        |l, m| {
+            progress.suspend(|| {
+                println!(
+                    "pretrain RBM {l} epoch {:3}  {:6.2} s  recon error {:8.3}",
+                    m.epoch, m.seconds, m.recon_error
+                )
+            });
+            progress.inc(1);
+        },
+    )?;
+    progress.finish_and_clear();
+    let mut dbm = pretrained.dbm;
+
+    // Joint training.
+    let config = DbmTrainConfig {
+        epochs: args.epochs,
+        learning_rate: LearningRate::Geometric {
+            initial: args.lr as f32,
+            factor: 0.99,
+            floor: 1e-4,
+        },
+        chains: args.chains,
+        sweeps: args.sweeps,
+        mean_field: MeanField {
+            iterations: args.mf_iters,
+            ..MeanField::default()
+        },
+        binarize: true,
+        seed: args.seed,
+        ..DbmTrainConfig::default()
+    };
+    let progress = bar(args.epochs, "joint epoch");
+    let history = train_dbm(&mut dbm, &mnist.train_images, &config, |m| {
+        progress.suspend(|| {
+            println!(
+                "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}",
+                m.epoch, m.seconds, m.learning_rate, m.bound_unnormalised
+            )
+        });
+        progress.inc(1);
+    })?;
+    progress.finish_and_clear();
+    let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
+
+    dbm.save(args.out.join("model.bin"))?;
+    dbm.save_npz(args.out.join("model.npz"))?;
+    let mut chains = Chains::random(&dbm, args.chains, args.seed)?;
+    chains.sweep(&dbm, 1000)?;
+    // Show E[v | h₁] of the final states rather than binary samples.
+    let states: Vec<_> = (0..dbm.num_layers())
+        .filter_map(|l| chains.layer(l).cloned())
+        .collect();
+    let samples = dbm.conditional_mean(0, &states)?;
+    save_tile_grid(
+        args.out.join("samples.png"),
+        &samples,
+        Mnist::SIDE,
+        10,
+        Scale::Unit,
+    )?;
+    println!(
+        "wrote model.bin, model.npz and samples.png to {}",
+        args.out.display()
+    );
+
+    // Evaluation: AIS for ln Z, mean-field lower bounds on test and training log-probabilities.
+    let evaluation = if args.no_ais {
+        None
+    } else {
+        let (train_bin, test_bin) = mnist.binarized(args.seed)?;
+        let ais_config = AisConfig {
+            runs: args.ais_runs,
+            betas: Betas::three_stage(args.ais_betas)?,
+            seed: args.seed,
+        };
+        let progress = bar(args.ais_betas - 1, "AIS β steps");
+        let start = Start::base_rate_default(&train_bin)?;
+        let estimate = dbm_ais(&dbm, &start, &ais_config, |done, _| {
+            progress.set_position(done as u64)
+        })?;
+        progress.finish_and_clear();
+        let bound = |v| -> boltzmann::Result<LogLikelihood> {
+            let mu = dbm.mean_field(v, &config.mean_field)?;
+            let b = dbm.variational_bound_unnormalised(v, &mu)?;
+            let neg: Vec<f64> = b.iter().map(|x| -x).collect();
+            Ok(LogLikelihood::from_free_energies(&neg, estimate.log_z))
+        };
+        let (test, train) = (bound(&test_bin)?, bound(&train_bin)?);
+        println!(
+            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}]; test lower bound {:.3} ± {:.3} nats, train {:.3}",
+            estimate.log_z,
+            estimate.log_z_lower,
+            estimate.log_z_upper,
+            test.mean,
+            test.stderr,
+            train.mean
+        );
+        Some((estimate, test, train))
+    };
+
+    if args.json {
+        let e = evaluation.as_ref();
+        let json = serde_json::json!({
+            "layers": args.layers,
+            "pretrain_epochs": args.pretrain_epochs,
+            "epochs": args.epochs,
+            "chains": args.chains,
+            "mf_iters": args.mf_iters,
+            "seed": args.seed,
+            "seconds": started.elapsed().as_secs_f64(),
+            "joint_seconds_per_epoch": train_seconds / args.epochs.max(1) as f64,
+            "log_z": e.map(|e| e.0.log_z),
+            "log_z_lower": e.map(|e| e.0.log_z_lower),
+            "log_z_upper": e.map(|e| e.0.log_z_upper),
+            "test_lower_bound": e.map(|e| e.1.mean),
+            "test_lower_bound_stderr": e.map(|e| e.1.stderr),
+            "train_lower_bound": e.map(|e| e.2.mean),
+            "out": args.out,
+        });
+        println!("{json}");
+    }
+    Ok(())
+}
