@@ -33,8 +33,8 @@ struct Args {
     /// Learning rate of pretraining.
     #[arg(long, default_value_t = 0.01)]
     pretrain_lr: f64,
-    /// Epochs of joint training.
-    #[arg(long, default_value_t = 30)]
+    /// Epochs of joint training (about 30 s each on 2 cores for 500,1000).
+    #[arg(long, default_value_t = 100)]
     epochs: usize,
     /// Initial learning rate of joint training (decaying by 1 % per epoch to 1e-4).
     #[arg(long, default_value_t = 0.001)]

@@ -553,12 +553,20 @@ impl<V: Layer> Dbm<V, Bernoulli> {
             self.hidden[l - 1].mean(m.as_mut_slice());
             mu.push(m);
         }
+        // The data's input to h₁, W₁ᵀv, stays the same in every iteration.
+        let mut from_data = vec![0f32; sizes[1] * n];
+        coupling_up(&self.weights[0], v.as_slice(), &mut from_data, false);
         let mut next: Vec<f32> = Vec::new();
         for _ in 0..settings.iterations {
             let mut change = 0f32;
             for l in 1..=top {
                 next.resize(sizes[l] * n, 0.0);
-                {
+                if l == 1 {
+                    next.copy_from_slice(&from_data);
+                    if top > 1 {
+                        coupling_down(&self.weights[1], mu[2].as_slice(), &mut next, true);
+                    }
+                } else {
                     let slices: Vec<&[f32]> = mu.iter().map(|m| m.as_slice()).collect();
                     self.inputs_into(l, &slices, &mut next);
                 }
