@@ -1,8 +1,9 @@
 //! # boltzmann
 //!
-//! Restricted Boltzmann machines you can train, sample and *quantitatively evaluate*: blocked
-//! Gibbs sampling, CD-k and persistent CD, exact partition functions for small models, with
-//! Bernoulli, Gaussian and softmax units written once against one [`Layer`] trait.
+//! Restricted and deep Boltzmann machines you can train, sample and *quantitatively evaluate*:
+//! blocked Gibbs sampling, CD-k and persistent CD, greedy pretraining and mean-field training of
+//! DBMs, exact partition functions for small models and annealed importance sampling for large
+//! ones, with Bernoulli, Gaussian and softmax units written once against one [`Layer`] trait.
 //!
 //! ```
 //! use boltzmann::data::bars_and_stripes;
@@ -49,9 +50,13 @@
 //!
 //! - [`layer`]: the [`Layer`] trait and [`Bernoulli`], [`Gaussian`], [`Softmax`] units.
 //! - [`rbm`]: [`Rbm`]: energy, free energy, conditionals.
-//! - [`gibbs`]: [`Chains`]: persistent chains, blocked Gibbs sweeps, clamping.
-//! - [`train`]: CD-k and PCD with momentum, weight decay, schedules, sparsity, monitoring.
-//! - [`partition`]: exact `ln Z` and log-likelihoods.
+//! - [`dbm`]: [`Dbm`]: deep Boltzmann machines: energies, free energies with odd or even layers
+//!   summed out, conditionals, mean-field and the variational bound.
+//! - [`gibbs`]: [`Chains`]: persistent chains, blocked Gibbs sweeps, clamping, for any
+//!   [`Machine`] (RBMs and DBMs).
+//! - [`train`]: CD-k and PCD with momentum, weight decay, schedules, sparsity, monitoring; greedy
+//!   DBM pretraining and joint DBM training.
+//! - [`partition`]: exact `ln Z`, AIS and reverse AIS (RBMs and DBMs), log-likelihoods.
 //! - [`data`]: IDX files, MNIST, binarisation, bars-and-stripes.
 //! - [`io`]: versioned, checksummed model files and NumPy `.npz`.
 //! - [`image`]: PNG grids of samples and filters.

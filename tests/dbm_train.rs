@@ -154,3 +154,28 @@ fn bad_dbm_training_settings_are_errors() {
     }
     assert!(pretrain::<Bernoulli>(&data(), &[4, 3], &[rbm_config(1)], 1, |_, _| {}).is_err());
 }
+
+#[test]
+fn a_sparsity_target_lowers_hidden_activity() {
+    let activity = |sparsity: Option<boltzmann::train::Sparsity>| {
+        let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 8, 4], 8).unwrap();
+        let config = DbmTrainConfig {
+            epochs: 30,
+            batch_size: 14,
+            learning_rate: LearningRate::Constant(0.05),
+            sparsity,
+            seed: 9,
+            ..DbmTrainConfig::default()
+        };
+        train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+        let mu = dbm.mean_field(&data(), &config.mean_field).unwrap();
+        mu[0].mean()
+    };
+    let plain = activity(None);
+    let sparse = activity(Some(boltzmann::train::Sparsity {
+        target: 0.05,
+        cost: 1.0,
+        decay: 0.9,
+    }));
+    assert!(sparse < plain - 0.05, "mean h₁ activity {plain} → {sparse}");
+}

@@ -2,7 +2,7 @@
 //! pretraining of RBMs with doubled inputs, then joint training with a mean-field positive phase
 //! and persistent Gibbs chains for the negative phase.
 
-use super::{EpochMetrics, LearningRate, Momentum, TrainConfig, train_scaled};
+use super::{EpochMetrics, LearningRate, Momentum, Sparsity, TrainConfig, train_scaled};
 use crate::data::binarize_in_place;
 use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result, check_finite};
@@ -122,6 +122,9 @@ pub struct DbmTrainConfig {
     pub sweeps: usize,
     /// Mean-field settings of the positive phase (the paper: 10 iterations).
     pub mean_field: MeanField,
+    /// A sparsity target for the hidden layers' mean-field activations: each layer's running
+    /// mean `q_l` is pulled towards the target through its biases.
+    pub sparsity: Option<Sparsity>,
     /// Binarise grey-level data stochastically, a fresh draw per minibatch.
     pub binarize: bool,
     /// Training examples used for the per-epoch metrics.
@@ -144,6 +147,7 @@ impl Default for DbmTrainConfig {
             chains: 100,
             sweeps: 5,
             mean_field: MeanField::default(),
+            sparsity: None,
             binarize: false,
             monitor_examples: 1000,
             seed: 0,
@@ -161,6 +165,7 @@ impl DbmTrainConfig {
             learning_rate: self.learning_rate.clone(),
             momentum: self.momentum.clone(),
             weight_decay: self.weight_decay,
+            sparsity: self.sparsity.clone(),
             ..TrainConfig::default()
         }
         .validate()?;
@@ -250,6 +255,11 @@ pub fn train_dbm<V: Layer>(
         .map(|w| DMatrix::zeros(w.nrows(), w.ncols()))
         .collect();
     let mut bias_velocity: Vec<DVector<f32>> = sizes.iter().map(|&s| DVector::zeros(s)).collect();
+    let target = config.sparsity.as_ref().map_or(0.0, |s| s.target);
+    let mut activity: Vec<DVector<f32>> = sizes
+        .iter()
+        .map(|&s| DVector::from_element(s, target))
+        .collect();
     let mut order: Vec<usize> = (0..n).collect();
     let mut batch_data = DMatrix::zeros(sizes[0], batch);
     let batches = n / batch;
@@ -282,12 +292,25 @@ pub fn train_dbm<V: Layer>(
             for l in (1..sizes.len()).step_by(2) {
                 negative[l] = dbm.conditional_mean(l, &negative)?;
             }
+            let mut bias_grads: Vec<DVector<f32>> = positive
+                .iter()
+                .zip(&negative)
+                .map(|(p, n)| p.column_mean() - n.column_mean())
+                .collect();
+            if let Some(s) = &config.sparsity {
+                for l in 1..sizes.len() {
+                    activity[l] =
+                        &activity[l] * s.decay + positive[l].column_mean() * (1.0 - s.decay);
+                    bias_grads[l] += activity[l].map(|q| s.cost * (s.target - q));
+                }
+            }
             update(
                 dbm,
                 &mut velocity,
                 &mut bias_velocity,
                 &positive,
                 &negative,
+                &bias_grads,
                 lr,
                 momentum,
                 config.weight_decay,
@@ -326,7 +349,7 @@ pub fn train_dbm<V: Layer>(
 }
 
 /// One momentum step on `⟨x_{l−1} x_lᵀ⟩_data − ⟨x_{l−1} x_lᵀ⟩_model − decay·W_l` for every
-/// coupling, and the bias gradients `⟨x_l⟩_data − ⟨x_l⟩_model`.
+/// coupling, and on the given bias gradients (`⟨x_l⟩_data − ⟨x_l⟩_model`, plus any sparsity pull).
 #[allow(clippy::too_many_arguments)]
 fn update<V: Layer>(
     dbm: &mut Dbm<V, Bernoulli>,
@@ -334,6 +357,7 @@ fn update<V: Layer>(
     bias_velocity: &mut [DVector<f32>],
     positive: &[DMatrix<f32>],
     negative: &[DMatrix<f32>],
+    bias_grads: &[DVector<f32>],
     lr: f32,
     momentum: f32,
     weight_decay: f32,
@@ -351,8 +375,7 @@ fn update<V: Layer>(
         }
         dbm.weights[l] += &*vel;
     }
-    for (l, vel) in bias_velocity.iter_mut().enumerate() {
-        let grad = positive[l].column_mean() - negative[l].column_mean();
+    for (l, (vel, grad)) in bias_velocity.iter_mut().zip(bias_grads).enumerate() {
         *vel = &*vel * momentum + grad * lr;
         *dbm.layer_bias_mut(l) += &*vel;
     }
