@@ -202,6 +202,15 @@ fn run(args: Args) -> boltzmann::Result<()> {
             Ok(LogLikelihood::from_free_energies(&neg, estimate.log_z))
         };
         let (test, train) = (bound(&test_bin)?, bound(&train_bin)?);
+        if test.mean > 0.0 || train.mean > 0.0 {
+            // ln p(v) ≤ 0 for binary data, so a positive lower bound means ln Ẑ is far too low.
+            eprintln!(
+                "warning: a positive lower bound on a log-probability is impossible: AIS has \
+                 underestimated ln Z (ESS {:.1} of {} runs); the model mixes too poorly for this \
+                 schedule, and these numbers are not valid",
+                estimate.effective_sample_size, args.ais_runs
+            );
+        }
         println!(
             "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}]; test lower bound {:.3} ± {:.3} nats, train {:.3}",
             estimate.log_z,

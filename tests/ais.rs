@@ -164,44 +164,8 @@ fn forward_ais_underestimates_and_reverse_ais_overestimates() {
             };
             let fwd = ais(&rbm, &start, &config, |_, _| {}).unwrap();
             let rev = reverse_ais(&rbm, &start, &samples, &config, |_, _| {}).unwrap();
-            let msg = format!(
-                "seed {seed}, {betas} β: forward {} [{}, {}], exact {exact}, reverse {} [{}, {}]",
-                fwd.log_z,
-                fwd.log_z_lower,
-                fwd.log_z_upper,
-                rev.log_z,
-                rev.log_z_lower,
-                rev.log_z_upper
-            );
-            let single = |e: &AisEstimate, sign: f64| {
-                let n = e.log_weights.len() as f64;
-                let mean = e.log_weights.iter().sum::<f64>() / n;
-                (
-                    e.log_z_start + sign * mean,
-                    (e.log_weight_variance / n).sqrt(),
-                )
-            };
-            let (f1, f_se) = single(&fwd, 1.0);
-            let (r1, r_se) = single(&rev, -1.0);
-            if betas == 100 {
-                assert!(
-                    f1 + 3.0 * f_se < exact,
-                    "{msg}; single-run mean {f1} ± {f_se}"
-                );
-                assert!(
-                    r1 - 3.0 * r_se > exact,
-                    "{msg}; single-run mean {r1} ± {r_se}"
-                );
-            } else {
-                // The sandwich, up to noise: forward − 3 s.e. ≤ exact ≤ reverse + 3 s.e. (each
-                // estimator's bias may exceed its 3 s.e. on the far side); both close to exact.
-                assert!(
-                    fwd.log_z_lower <= exact && exact <= rev.log_z_upper,
-                    "{msg}"
-                );
-                assert!((fwd.log_z - exact).abs() < 0.1, "{msg}");
-                assert!((rev.log_z - exact).abs() < 0.1, "{msg}");
-            }
+            let context = format!("seed {seed}, {betas} β");
+            assert_ais_sandwich(&fwd, &rev, exact, betas == 100, &context);
         }
     }
 }
