@@ -377,3 +377,30 @@ fn gaussian_visible_dbm_ais_matches_exact() {
         assert!((est.log_z - exact).abs() < 0.05, "{msg}");
     }
 }
+
+#[test]
+fn dbm_ais_from_a_base_rate_start_matches_exact() {
+    use boltzmann::partition::{AisConfig, Betas, Start, dbm_ais};
+    // A start whose visible biases differ from the model's, as the base-rate start does.
+    let dbm = random_dbm_sized(&[12, 10, 6], 1.0, 50);
+    let exact = dbm.log_partition_exact().unwrap();
+    let data = DMatrix::from_vec(12, 40, normal(480, 1.0, 51)).map(|x| f32::from(x > 0.5));
+    let start = Start::<Bernoulli>::base_rate(&data, 2.0).unwrap();
+    for seed in 0..2 {
+        let config = AisConfig {
+            runs: 200,
+            betas: Betas::three_stage(3000).unwrap(),
+            seed,
+        };
+        let est = dbm_ais(&dbm, &start, &config, |_, _| {}).unwrap();
+        let msg = format!(
+            "seed {seed}: exact {exact}, AIS {} [{}, {}]",
+            est.log_z, est.log_z_lower, est.log_z_upper
+        );
+        assert!(
+            est.log_z_lower <= exact && exact <= est.log_z_upper,
+            "{msg}"
+        );
+        assert!((est.log_z - exact).abs() < 0.1, "{msg}");
+    }
+}
