@@ -10,7 +10,7 @@ use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais};
 use boltzmann::train::{
-    DbmTrainConfig, LearningRate, NegativePhase, Steps, TrainConfig, pretrain, train_dbm,
+    DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps, TrainConfig, pretrain, train_dbm,
 };
 use boltzmann::{Bernoulli, Chains};
 use clap::Parser;
@@ -39,6 +39,9 @@ struct Args {
     /// Initial learning rate of joint training (decaying by 1 % per epoch to 1e-4).
     #[arg(long, default_value_t = 0.001)]
     lr: f64,
+    /// Momentum of joint training from epoch 6 on (0.5 before).
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
     /// Persistent chains of joint training (also the number of samples drawn at the end).
     #[arg(long, default_value_t = 100)]
     chains: usize,
@@ -134,6 +137,10 @@ fn run(args: Args) -> boltzmann::Result<()> {
             initial: args.lr as f32,
             factor: 0.99,
             floor: 1e-4,
+        },
+        momentum: Momentum {
+            later: args.momentum as f32,
+            ..Momentum::default()
         },
         chains: args.chains,
         sweeps: args.sweeps,
