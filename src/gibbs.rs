@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{ChainRng, stream};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// Chains are split into fixed blocks of this many; each block has its own random stream and is
 /// the unit of parallel work. The block size never depends on the thread count, so the same seed
@@ -29,7 +30,7 @@ pub trait Machine: Sync {
 }
 
 /// Visible units held fixed during sampling, with their values in every chain.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Clamp {
     units: Vec<usize>,
     values: DMatrix<f32>,
@@ -40,7 +41,9 @@ struct Clamp {
 /// A [`sweep`](Chains::sweep) samples all odd layers given the even ones, then all even layers
 /// (the visible one among them) given the odd ones; for an RBM that is `h ~ p(h | v)` then
 /// `v ~ p(v | h)`. Clamped visible units keep their values.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Chains serialise with their random streams, so a checkpoint resumes them exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Chains {
     layers: Vec<DMatrix<f32>>,
     streams: Vec<ChainRng>,
@@ -130,6 +133,23 @@ impl Chains {
     /// Replaces the visible states (e.g. with a new minibatch for CD-k), keeping the streams.
     pub(crate) fn set_visible(&mut self, v: &[f32]) {
         self.layers[0].as_mut_slice().copy_from_slice(v);
+    }
+
+    /// Exchanges the states of chain `c` (every layer) with those of chain `c` in `other`: a
+    /// replica-exchange swap between two temperatures.
+    pub(crate) fn swap_chain(&mut self, other: &mut Chains, c: usize) {
+        for (x, y) in self.layers.iter_mut().zip(&mut other.layers) {
+            let units = x.nrows();
+            let range = c * units..(c + 1) * units;
+            x.as_mut_slice()[range.clone()].swap_with_slice(&mut y.as_mut_slice()[range]);
+        }
+    }
+
+    /// New random streams from `seed` (same block structure).
+    pub(crate) fn reseed(&mut self, seed: u64) {
+        for (b, s) in self.streams.iter_mut().enumerate() {
+            *s = stream(seed, b as u64);
+        }
     }
 
     /// Holds the visible units where `mask` is true at the values of `values` (`visible ×

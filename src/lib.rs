@@ -64,6 +64,7 @@
 
 pub mod data;
 pub mod dbm;
+pub mod diagnostics;
 pub mod error;
 pub mod gibbs;
 pub mod image;
@@ -72,6 +73,7 @@ pub mod kernels;
 pub mod layer;
 pub mod partition;
 pub mod rbm;
+pub mod tempering;
 pub mod train;
 
 pub use dbm::Dbm;

@@ -11,6 +11,7 @@
 //! for Gaussian and softmax units, whose quadratic or normalising terms are not tempered. One
 //! blocked Gibbs sweep at `β_k` is the transition of step `k`; weights are kept in f64.
 
+use crate::diagnostics::{importance_effective_sample_size, sample_variance};
 use crate::error::{Error, Result};
 use crate::gibbs::CHAIN_BLOCK;
 use crate::kernels::{log_sum_exp, stream};
@@ -398,8 +399,7 @@ pub(crate) fn estimate(log_w: Vec<f64>, log_z0: f64, reverse: bool) -> AisEstima
     // Weights relative to the largest, so that the moments cannot overflow.
     let rel: Vec<f64> = log_w.iter().map(|w| (w - max).exp()).collect();
     let mean = rel.iter().sum::<f64>() / n;
-    let var = rel.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    let sem = (var / n).sqrt();
+    let sem = (sample_variance(&rel) / n).sqrt();
     let log_mean = max + mean.ln();
     let log_at = |x: f64| {
         if x > 0.0 {
@@ -409,10 +409,8 @@ pub(crate) fn estimate(log_w: Vec<f64>, log_z0: f64, reverse: bool) -> AisEstima
         }
     };
     let (lo, hi) = (log_at(mean - 3.0 * sem), log_at(mean + 3.0 * sem));
-    let ess = rel.iter().sum::<f64>().powi(2) / rel.iter().map(|r| r * r).sum::<f64>();
-    let lw_mean = log_w.iter().sum::<f64>() / n;
-    let log_weight_variance =
-        log_w.iter().map(|w| (w - lw_mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let ess = importance_effective_sample_size(&log_w);
+    let log_weight_variance = sample_variance(&log_w);
     let (log_z, log_z_lower, log_z_upper) = if reverse {
         (log_z0 - log_mean, log_z0 - hi, log_z0 - lo)
     } else {

@@ -1,0 +1,301 @@
+//! Parallel tempering (replica exchange; Desjardins et al. 2010) for RBMs: a ladder of inverse
+//! temperatures `1 = β₀ > β₁ > … > β_M ≥ 0`, a batch of chains at every rung, Gibbs sweeps at
+//! every rung and Metropolis swaps between neighbouring rungs.
+//!
+//! Rung `k` samples `p_β(v, h) ∝ exp(β·G(v, h) − E₀(v) − E₀(h) + (1 − β)·b⁰ᵀv)`, where
+//! `G(v, h) = vᵀWh + (b − b⁰)ᵀv + cᵀh` collects the terms that β scales: the RBM at β = 1, and at
+//! β = 0 independent units with visible biases `b⁰` (zero: uniform) — the same path as AIS. A
+//! swap of the states `x` (rung k) and `y` (rung k+1) of one chain is accepted with probability
+//! `min(1, exp((β_k − β_{k+1})·(G(y) − G(x))))`, which leaves the product of the rungs'
+//! distributions invariant.
+
+use crate::error::{Error, Result};
+use crate::gibbs::Chains;
+use crate::kernels::{ChainRng, stream, uniform};
+use crate::layer::{Layer, tempered_bias};
+use crate::rbm::Rbm;
+use nalgebra::{DMatrix, DVector};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// A ladder of inverse temperatures with a batch of persistent chains at every rung.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParallelTempering {
+    betas: Vec<f64>,
+    base: DVector<f32>,
+    rungs: Vec<Chains>,
+    swaps: ChainRng,
+    attempted: Vec<u64>,
+    accepted: Vec<u64>,
+    rounds: u64,
+}
+
+// Streams of the rungs' chains and of the swap decisions, derived from the master seed.
+const STREAM_SWAPS: u64 = 1 << 50;
+
+/// `n` inverse temperatures from 1 down to `lowest`, evenly spaced in ln β (or linearly when
+/// `lowest` is 0): a starting ladder.
+pub fn geometric_ladder(n: usize, lowest: f64) -> Vec<f64> {
+    let n = n.max(2);
+    (0..n)
+        .map(|k| {
+            let t = k as f64 / (n - 1) as f64;
+            if lowest > 0.0 {
+                lowest.powf(t)
+            } else {
+                1.0 - t
+            }
+        })
+        .collect()
+}
+
+fn check_ladder(betas: &[f64]) -> Result<()> {
+    let ok = betas.len() >= 2
+        && betas[0] == 1.0
+        && betas.windows(2).all(|w| w[1] < w[0])
+        && betas.iter().all(|b| b.is_finite() && *b >= 0.0);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "temperature ladder",
+            format!(
+                "{betas:?}; expected at least two inverse temperatures, strictly decreasing from 1 to ≥ 0"
+            ),
+        ))
+    }
+}
+
+impl ParallelTempering {
+    /// `chains` chains at each inverse temperature of `betas` (decreasing from 1), with visible
+    /// biases `base` at β = 0 (`None`: zero, the uniform distribution for binary units). Chains
+    /// start from the rungs' unconnected distributions.
+    pub fn new<V: Layer, H: Layer>(
+        rbm: &Rbm<V, H>,
+        betas: Vec<f64>,
+        base: Option<DVector<f32>>,
+        chains: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        check_ladder(&betas)?;
+        let base = base.unwrap_or_else(|| DVector::zeros(rbm.num_visible()));
+        if base.len() != rbm.num_visible() {
+            return Err(Error::shape("base biases", rbm.num_visible(), base.len()));
+        }
+        crate::error::check_finite("base biases", base.as_slice())?;
+        let rungs = betas
+            .iter()
+            .enumerate()
+            .map(|(k, &beta)| {
+                Chains::random(
+                    &tempered(rbm, beta, &base),
+                    chains,
+                    stream(seed, k as u64).next_u64(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pairs = betas.len() - 1;
+        Ok(ParallelTempering {
+            betas,
+            base,
+            rungs,
+            swaps: stream(seed, STREAM_SWAPS),
+            attempted: vec![0; pairs],
+            accepted: vec![0; pairs],
+            rounds: 0,
+        })
+    }
+
+    /// The inverse temperatures, from 1 down.
+    pub fn betas(&self) -> &[f64] {
+        &self.betas
+    }
+
+    /// The chains at β = 1: samples of the model.
+    pub fn chains(&self) -> &Chains {
+        &self.rungs[0]
+    }
+
+    /// The chains at rung `k`.
+    pub fn rung(&self, k: usize) -> Option<&Chains> {
+        self.rungs.get(k)
+    }
+
+    /// For every neighbouring pair of rungs `(k, k + 1)`, the fraction of attempted swaps that
+    /// were accepted since the last [`reset_swap_counts`](Self::reset_swap_counts) (NaN if none
+    /// were attempted).
+    pub fn swap_rates(&self) -> Vec<f64> {
+        self.accepted
+            .iter()
+            .zip(&self.attempted)
+            .map(|(&a, &n)| a as f64 / n as f64)
+            .collect()
+    }
+
+    /// Swaps attempted per pair of rungs since the last reset.
+    pub fn swaps_attempted(&self) -> &[u64] {
+        &self.attempted
+    }
+
+    /// Forgets the swap statistics (e.g. after burn-in).
+    pub fn reset_swap_counts(&mut self) {
+        self.attempted.iter_mut().for_each(|x| *x = 0);
+        self.accepted.iter_mut().for_each(|x| *x = 0);
+    }
+
+    /// Runs `sweeps` rounds: one Gibbs sweep of every rung at its temperature, then swaps between
+    /// neighbouring rungs — pairs `(0,1), (2,3), …` in even rounds and `(1,2), (3,4), …` in odd
+    /// ones, every chain deciding on its own.
+    pub fn sweep<V: Layer, H: Layer>(&mut self, rbm: &Rbm<V, H>, sweeps: usize) -> Result<()> {
+        let machines: Vec<Rbm<V, H>> = self
+            .betas
+            .iter()
+            .map(|&beta| tempered(rbm, beta, &self.base))
+            .collect();
+        for _ in 0..sweeps {
+            for (chains, machine) in self.rungs.iter_mut().zip(&machines) {
+                chains.sweep(machine, 1)?;
+            }
+            self.swap(rbm);
+        }
+        Ok(())
+    }
+
+    /// One round of swap attempts between neighbouring rungs.
+    fn swap<V: Layer, H: Layer>(&mut self, rbm: &Rbm<V, H>) {
+        let parity = (self.rounds % 2) as usize;
+        self.rounds += 1;
+        for k in (parity..self.betas.len() - 1).step_by(2) {
+            let dbeta = self.betas[k] - self.betas[k + 1];
+            let (lo, hi) = self.rungs.split_at_mut(k + 1);
+            let (x, y) = (&mut lo[k], &mut hi[0]);
+            let gx = scaled_part(rbm, &self.base, x);
+            let gy = scaled_part(rbm, &self.base, y);
+            for c in 0..x.len() {
+                self.attempted[k] += 1;
+                let log_ratio = dbeta * (gy[c] - gx[c]);
+                if log_ratio >= 0.0 || f64::from(uniform(&mut self.swaps)).ln() < log_ratio {
+                    self.accepted[k] += 1;
+                    x.swap_chain(y, c);
+                }
+            }
+        }
+    }
+
+    /// Adapts the inner inverse temperatures (the ends stay) so that neighbouring swap rates
+    /// become equal, then inserts rungs in the slowest gap while the lowest rate is below
+    /// `target` (up to `max_rungs`). Each of the `rounds` rounds runs `sweeps` sweeps, measures
+    /// the rates and moves every gap in ln(β + ε) by a factor `exp(rate − mean rate)`: gaps with
+    /// rare swaps shrink. Swap counts are reset at the end.
+    pub fn tune_ladder<V: Layer, H: Layer>(
+        &mut self,
+        rbm: &Rbm<V, H>,
+        rounds: usize,
+        sweeps: usize,
+        target: f64,
+        max_rungs: usize,
+    ) -> Result<()> {
+        if !(0.0..1.0).contains(&target) {
+            return Err(Error::invalid(
+                "target swap rate",
+                format!("{target}; expected a value in [0, 1)"),
+            ));
+        }
+        let position = |b: f64| (b + 1e-3).ln();
+        for _ in 0..rounds {
+            self.reset_swap_counts();
+            self.sweep(rbm, sweeps.max(2))?;
+            let rates = self.swap_rates();
+            let lowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+            if lowest < target && self.betas.len() < max_rungs {
+                let k = rates.iter().position(|&r| r == lowest).unwrap_or(0);
+                let mid = ((position(self.betas[k]) + position(self.betas[k + 1])) / 2.0).exp();
+                self.insert_rung(rbm, k + 1, mid - 1e-3)?;
+                continue;
+            }
+            let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+            let ends = (
+                position(self.betas[0]),
+                position(*self.betas.last().unwrap_or(&0.0)),
+            );
+            let gaps: Vec<f64> = self
+                .betas
+                .windows(2)
+                .zip(&rates)
+                .map(|(w, r)| (position(w[0]) - position(w[1])) * (r - mean).exp())
+                .collect();
+            let total: f64 = gaps.iter().sum();
+            let mut at = ends.0;
+            for (k, gap) in gaps.iter().enumerate().take(gaps.len() - 1) {
+                at -= gap / total * (ends.0 - ends.1);
+                self.betas[k + 1] = at.exp() - 1e-3;
+            }
+        }
+        self.reset_swap_counts();
+        Ok(())
+    }
+
+    /// A new rung at inverse temperature `beta` in position `k`, starting from a copy of the
+    /// chains of rung `k` (its warmer neighbour is `k − 1`).
+    fn insert_rung<V: Layer, H: Layer>(
+        &mut self,
+        rbm: &Rbm<V, H>,
+        k: usize,
+        beta: f64,
+    ) -> Result<()> {
+        let mut chains = self.rungs[k].clone();
+        chains.reseed(stream(self.rounds, (self.betas.len() as u64) << 32).next_u64());
+        chains.sweep(&tempered(rbm, beta, &self.base), 1)?;
+        self.betas.insert(k, beta);
+        self.rungs.insert(k, chains);
+        self.attempted.push(0);
+        self.accepted.push(0);
+        check_ladder(&self.betas)
+    }
+}
+
+/// The RBM at inverse temperature β on the path from independent units with visible biases
+/// `base` (β = 0) to `rbm` (β = 1): weights βW, visible biases (1 − β)b⁰ + βb, hidden biases βc.
+pub(crate) fn tempered<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    beta: f64,
+    base: &DVector<f32>,
+) -> Rbm<V, H> {
+    let b = beta as f32;
+    Rbm {
+        visible: V::new(tempered_bias(
+            base.as_slice(),
+            rbm.visible.bias().as_slice(),
+            beta,
+        )),
+        hidden: H::new(rbm.hidden.bias() * b),
+        weights: &rbm.weights * b,
+    }
+}
+
+/// `G(v, h) = vᵀWh + (b − b⁰)ᵀv + cᵀh` for every chain: the part of `ln p_β` that β multiplies.
+pub(crate) fn scaled_part<V: Layer, H: Layer>(
+    rbm: &Rbm<V, H>,
+    base: &DVector<f32>,
+    chains: &Chains,
+) -> Vec<f64> {
+    let (v, h) = (chains.visible(), chains.hidden());
+    let mut wh = DMatrix::zeros(v.nrows(), v.ncols());
+    rbm.visible_inputs_into(h.as_slice(), wh.as_mut_slice());
+    let bv = rbm.visible.bias() - base;
+    let bh = rbm.hidden.bias();
+    (0..v.ncols())
+        .map(|c| {
+            let (vc, hc, whc) = (v.column(c), h.column(c), wh.column(c));
+            let dot = |a: &[f32], b: &[f32]| -> f64 {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                    .sum()
+            };
+            dot(vc.as_slice(), whc.as_slice())
+                + dot(vc.as_slice(), bv.as_slice())
+                + dot(hc.as_slice(), bh.as_slice())
+        })
+        .collect()
+}
