@@ -37,7 +37,7 @@ pub trait Model: Serialize + DeserializeOwned {
 }
 
 /// FNV-1a, 64 bits: detects any single flipped byte, needs no dependency.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -49,7 +49,7 @@ pub fn geometric_ladder(n: usize, lowest: f64) -> Vec<f64> {
         .collect()
 }
 
-fn check_ladder(betas: &[f64]) -> Result<()> {
+pub(crate) fn check_ladder(betas: &[f64]) -> Result<()> {
     let ok = betas.len() >= 2
         && betas[0] == 1.0
         && betas.windows(2).all(|w| w[1] < w[0])

@@ -7,7 +7,8 @@ mod common;
 use boltzmann::data::bars_and_stripes;
 use boltzmann::partition::log_likelihood_exact;
 use boltzmann::train::{
-    LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig, train,
+    EpochMetrics, FastWeights, LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig,
+    train,
 };
 use boltzmann::{Bernoulli, Error, Layer, Rbm};
 use common::*;
@@ -87,8 +88,9 @@ fn cd_with_many_steps_estimates_the_exact_gradient() {
     assert!(exact_w.abs().max() > 20.0 * tol);
 }
 
-#[test]
-fn pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
+/// Trains a 9-12 RBM for 300 epochs on the 14 bars-and-stripes patterns with the given negative
+/// phase and checks that the exact log-likelihood rises by more than 2 nats.
+fn assert_learns_bars_and_stripes(negative: NegativePhase) -> Vec<EpochMetrics> {
     let patterns = bars_and_stripes(3).unwrap();
     assert_eq!(patterns.ncols(), 14);
     let data = DMatrix::from_fn(9, 140, |i, c| patterns[(i, c % 14)]);
@@ -99,11 +101,8 @@ fn pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
         epochs: 300,
         batch_size: 14,
         learning_rate: LearningRate::Constant(0.05),
-        negative: NegativePhase::Pcd {
-            k: Steps::Constant(1),
-            chains: 100,
-        },
-        // PCD's persistent chains lag behind fast-moving parameters: high momentum makes it
+        negative,
+        // Persistent chains lag behind fast-moving parameters: high momentum makes them
         // oscillate on this multimodal set, so momentum stays at 0.5.
         momentum: Momentum {
             initial: 0.5,
@@ -126,6 +125,76 @@ fn pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
     // Uniform over the 14 patterns would be ln(1/14) = −2.64; the start is near −9·ln 2 ≈ −6.
     assert!(before < -5.0, "start {before}");
     assert!(after > before + 2.0, "log-likelihood {before} → {after}");
+    history
+}
+
+#[test]
+fn pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
+    let history = assert_learns_bars_and_stripes(NegativePhase::Pcd {
+        k: Steps::Constant(1),
+        chains: 100,
+    });
+    assert!(history.iter().all(|m| m.swap_rates.is_none()));
+}
+
+#[test]
+fn fast_pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
+    assert_learns_bars_and_stripes(NegativePhase::FastPcd {
+        k: Steps::Constant(1),
+        chains: 100,
+        fast: FastWeights {
+            learning_rate: 0.05,
+            decay: 0.95,
+        },
+    });
+}
+
+#[test]
+fn tempering_on_bars_and_stripes_raises_the_exact_log_likelihood() {
+    let history = assert_learns_bars_and_stripes(NegativePhase::Tempering {
+        k: Steps::Constant(1),
+        chains: 100,
+        betas: vec![1.0, 0.8, 0.6, 0.4, 0.2, 0.0],
+    });
+    for m in &history {
+        let rates = m.swap_rates.as_ref().expect("tempering reports swap rates");
+        assert_eq!(rates.len(), 5);
+        assert!(rates.iter().all(|r| (0.0..=1.0).contains(r)), "{rates:?}");
+    }
+}
+
+#[test]
+fn fast_pcd_without_fast_learning_is_pcd() {
+    let data = DMatrix::from_vec(12, 60, normal(12 * 60, 1.0, 71)).map(|x| f32::from(x > 0.3));
+    let run = |negative: NegativePhase| {
+        let config = TrainConfig {
+            epochs: 3,
+            batch_size: 20,
+            negative,
+            seed: 72,
+            ..TrainConfig::default()
+        };
+        let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(12, 7, 73).unwrap();
+        train(&mut rbm, &data, None, &config, |_| {}).unwrap();
+        rbm
+    };
+    let k = Steps::Constant(2);
+    let pcd = run(NegativePhase::Pcd {
+        k: k.clone(),
+        chains: 30,
+    });
+    let fast = |learning_rate| {
+        run(NegativePhase::FastPcd {
+            k: k.clone(),
+            chains: 30,
+            fast: FastWeights {
+                learning_rate,
+                decay: 0.95,
+            },
+        })
+    };
+    assert_eq!(pcd, fast(0.0));
+    assert_ne!(pcd, fast(0.01));
 }
 
 #[test]

@@ -57,15 +57,92 @@ pub enum NegativePhase {
     /// Persistent CD (Tieleman 2008): `chains` persistent chains run `k` sweeps per update;
     /// their number is independent of the minibatch size.
     Pcd { k: Steps, chains: usize },
+    /// Fast PCD (Tieleman & Hinton 2009): persistent chains that sample from the model plus
+    /// fast weights (and fast biases), which follow the same gradient estimate with their own
+    /// learning rate and shrink by `decay` every update, pushing the chains out of modes the
+    /// model has just visited.
+    FastPcd {
+        k: Steps,
+        chains: usize,
+        fast: FastWeights,
+    },
+    /// Parallel tempering (Desjardins et al. 2010): `chains` chains at each inverse temperature
+    /// of `betas` (decreasing from 1 to ≥ 0, from the uniform distribution at β = 0), `k` rounds
+    /// of sweeps and neighbour swaps per update; the statistics come from the β = 1 rung.
+    Tempering {
+        k: Steps,
+        chains: usize,
+        betas: Vec<f64>,
+    },
+}
+
+/// Fast weights of [`NegativePhase::FastPcd`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct FastWeights {
+    /// The fast weights' learning rate (constant; the paper uses the regular initial rate).
+    pub learning_rate: f32,
+    /// The factor the fast weights shrink by after every update (the paper: 19/20).
+    pub decay: f32,
 }
 
 impl NegativePhase {
     /// The sweeps per update in epoch `epoch` (from 1).
     pub fn steps(&self, epoch: usize) -> usize {
+        self.schedule().at(epoch)
+    }
+
+    fn schedule(&self) -> &Steps {
         match self {
-            NegativePhase::Cd { k } | NegativePhase::Pcd { k, .. } => k.at(epoch),
+            NegativePhase::Cd { k }
+            | NegativePhase::Pcd { k, .. }
+            | NegativePhase::FastPcd { k, .. }
+            | NegativePhase::Tempering { k, .. } => k,
         }
     }
+
+    /// The number of persistent chains (per temperature), if the phase keeps any.
+    pub(crate) fn persistent_chains(&self) -> Option<usize> {
+        match self {
+            NegativePhase::Cd { .. } => None,
+            NegativePhase::Pcd { chains, .. }
+            | NegativePhase::FastPcd { chains, .. }
+            | NegativePhase::Tempering { chains, .. } => Some(*chains),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.schedule().validate()?;
+        if self.persistent_chains() == Some(0) {
+            return Err(Error::invalid(
+                "persistent chains",
+                "0; expected at least 1",
+            ));
+        }
+        if let NegativePhase::FastPcd { fast, .. } = self {
+            let ok = fast.learning_rate.is_finite()
+                && fast.learning_rate >= 0.0
+                && (0.0..1.0).contains(&fast.decay);
+            if !ok {
+                return Err(Error::invalid(
+                    "fast weights",
+                    format!("{fast:?}; expected a learning rate ≥ 0 and a decay in [0, 1)"),
+                ));
+            }
+        }
+        if let NegativePhase::Tempering { betas, .. } = self {
+            crate::tempering::check_ladder(betas)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where and how often [`train`](super::train) saves a checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpointing {
+    /// The checkpoint file, replaced atomically at every save.
+    pub path: std::path::PathBuf,
+    /// Save after every `every` epochs, and after the last.
+    pub every: usize,
 }
 
 /// The learning rate as a function of the epoch.
@@ -187,6 +264,9 @@ pub struct TrainConfig {
     pub monitor_examples: usize,
     /// Master seed of every random draw in training.
     pub seed: u64,
+    /// Save a checkpoint (parameters, optimiser state, chains and random streams, epoch) from
+    /// which [`resume`](super::resume) continues bit-identically.
+    pub checkpoint: Option<Checkpointing>,
 }
 
 impl Default for TrainConfig {
@@ -207,6 +287,7 @@ impl Default for TrainConfig {
             init_visible_bias: true,
             monitor_examples: 1000,
             seed: 0,
+            checkpoint: None,
         }
     }
 }
@@ -236,13 +317,13 @@ impl TrainConfig {
                 format!("{}; expected a finite value ≥ 0", self.weight_decay),
             ));
         }
-        match &self.negative {
-            NegativePhase::Cd { k } => k.validate()?,
-            NegativePhase::Pcd { k, chains } => {
-                k.validate()?;
-                if *chains == 0 {
-                    return Err(Error::invalid("PCD chains", "0; expected at least 1"));
-                }
+        self.negative.validate()?;
+        if let Some(c) = &self.checkpoint {
+            if c.every == 0 {
+                return Err(Error::invalid(
+                    "checkpoint interval",
+                    "0 epochs; expected at least 1",
+                ));
             }
         }
         if let Some(s) = &self.sparsity {
@@ -259,5 +340,16 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// A fingerprint of every setting that shapes the run except `epochs` and `checkpoint`: a
+    /// checkpoint only resumes under the settings that wrote it.
+    pub(crate) fn digest(&self) -> u64 {
+        let settings = TrainConfig {
+            epochs: 0,
+            checkpoint: None,
+            ..self.clone()
+        };
+        crate::io::fnv1a(format!("{settings:?}").as_bytes())
     }
 }

@@ -68,6 +68,7 @@ pub fn pretrain<V: Layer>(
         data,
         None,
         &configs[0],
+        None,
         |m| monitor(1, m),
     )?;
     let mut below = means(&first, pretraining_scale(1, layers), data);
@@ -76,7 +77,7 @@ pub fn pretrain<V: Layer>(
         let scale = pretraining_scale(l, layers);
         let mut rbm: Rbm<Bernoulli, Bernoulli> =
             Rbm::init(hidden[l - 2], hidden[l - 1], seed + l as u64)?;
-        train_scaled(&mut rbm, scale, &below, None, &configs[l - 1], |m| {
+        train_scaled(&mut rbm, scale, &below, None, &configs[l - 1], None, |m| {
             monitor(l, m)
         })?;
         if l < layers {

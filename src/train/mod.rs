@@ -7,7 +7,9 @@
 mod config;
 mod dbm;
 
-pub use config::{LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig};
+pub use config::{
+    Checkpointing, FastWeights, LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig,
+};
 pub use dbm::{
     DbmEpochMetrics, DbmTrainConfig, Pretrained, pretrain, pretraining_scale, train_dbm,
 };
@@ -19,8 +21,10 @@ use crate::kernels::{correlate_into, stream};
 use crate::layer::Layer;
 use crate::partition::{LogLikelihood, log_partition_exact};
 use crate::rbm::{InputScale, Rbm};
+use crate::tempering::ParallelTempering;
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Hidden layers of at most this many units are small enough to monitor the exact
@@ -49,6 +53,9 @@ pub struct EpochMetrics {
     pub held_out_log_likelihood: Option<f64>,
     /// Wall time of the epoch's updates (without the metrics), in seconds.
     pub seconds: f64,
+    /// With parallel tempering: the swap acceptance rate of each neighbouring pair of rungs in
+    /// this epoch.
+    pub swap_rates: Option<Vec<f64>>,
 }
 
 // Stream indices of the master seed, one family per purpose, so draws never overlap.
@@ -63,7 +70,8 @@ const STREAM_PCD: u64 = 5 << 40;
 ///
 /// The configuration is validated and the data checked before any work. If the parameters
 /// become non-finite, training stops with [`Error::Diverged`] and `rbm` is left as it was after
-/// the last good epoch.
+/// the last good epoch. With [`TrainConfig::checkpoint`] set, a [`Checkpoint`] is saved as
+/// configured, from which [`resume`] continues.
 pub fn train<V: Layer, H: Layer>(
     rbm: &mut Rbm<V, H>,
     data: &DMatrix<f32>,
@@ -71,17 +79,246 @@ pub fn train<V: Layer, H: Layer>(
     config: &TrainConfig,
     monitor: impl FnMut(&EpochMetrics),
 ) -> Result<Vec<EpochMetrics>> {
-    train_scaled(rbm, InputScale::ONE, data, held_out, config, monitor)
+    train_scaled(rbm, InputScale::ONE, data, held_out, config, None, monitor)
 }
 
-/// [`train`] for an RBM whose inputs are scaled (greedy DBM pretraining). Exact
-/// log-likelihoods are monitored only for plain RBMs.
+/// Continues the run saved in the checkpoint file `checkpoint` up to `config.epochs` epochs in
+/// total, leaving the model in `rbm`. The result is bit-identical to a run without a break. The
+/// configuration must be the one that wrote the checkpoint (apart from `epochs` and
+/// `checkpoint`), and `data` the same training set.
+pub fn resume<V: Layer, H: Layer>(
+    rbm: &mut Rbm<V, H>,
+    checkpoint: impl AsRef<std::path::Path>,
+    data: &DMatrix<f32>,
+    held_out: Option<&DMatrix<f32>>,
+    config: &TrainConfig,
+    monitor: impl FnMut(&EpochMetrics),
+) -> Result<Vec<EpochMetrics>> {
+    let saved: Checkpoint<V, H> = crate::io::load(checkpoint)?;
+    if saved.config_digest != config.digest() {
+        return Err(Error::invalid(
+            "training configuration",
+            "differs from the one that wrote the checkpoint (only `epochs` and `checkpoint` may change)",
+        ));
+    }
+    if saved.order.len() != data.ncols() {
+        return Err(Error::shape(
+            "training data",
+            format!("{} examples, as in the checkpoint", saved.order.len()),
+            format!("{} examples", data.ncols()),
+        ));
+    }
+    *rbm = saved.rbm.clone();
+    train_scaled(
+        rbm,
+        InputScale::ONE,
+        data,
+        held_out,
+        config,
+        Some(saved),
+        monitor,
+    )
+}
+
+/// Everything a training run carries from one epoch to the next, saved by [`train`] and read
+/// by [`resume`]: parameters, optimiser state, the sampler's chains with their random streams,
+/// the order of the examples and the number of epochs done.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct Checkpoint<V: Layer, H: Layer> {
+    rbm: Rbm<V, H>,
+    epoch: usize,
+    config_digest: u64,
+    optimiser: Optimiser,
+    sampler: Sampler<V, H>,
+    order: Vec<usize>,
+}
+
+impl<V: Layer, H: Layer> Checkpoint<V, H> {
+    /// Epochs completed when the checkpoint was written.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// The model at that point.
+    pub fn rbm(&self) -> &Rbm<V, H> {
+        &self.rbm
+    }
+}
+
+impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
+    fn kind() -> String {
+        format!("checkpoint/{}", Rbm::<V, H>::kind())
+    }
+
+    fn shapes(&self) -> Vec<u64> {
+        self.rbm.shapes()
+    }
+
+    fn check(&self) -> Result<()> {
+        self.rbm.check()?;
+        let (nv, nh) = (self.rbm.num_visible(), self.rbm.num_hidden());
+        let o = &self.optimiser;
+        let fits = o.vel_w.shape() == (nv, nh)
+            && o.vel_bv.len() == nv
+            && o.vel_bh.len() == nh
+            && o.sparsity_q.len() == nh;
+        let mut seen = vec![false; self.order.len()];
+        let permutation = self
+            .order
+            .iter()
+            .all(|&i| i < seen.len() && !std::mem::replace(&mut seen[i], true));
+        if !fits || !permutation {
+            return Err(Error::invalid(
+                "checkpoint",
+                "optimiser state or example order does not fit the model",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Momentum velocities and the running sparsity estimate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Optimiser {
+    vel_w: DMatrix<f32>,
+    vel_bv: DVector<f32>,
+    vel_bh: DVector<f32>,
+    sparsity_q: DVector<f32>,
+}
+
+/// The chains of the negative phase and whatever they carry between updates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+enum Sampler<V: Layer, H: Layer> {
+    /// CD: chains restarted at every minibatch (only their random streams persist).
+    Restarted(Chains),
+    Persistent(Chains),
+    /// Fast PCD: the fast parameters (as an RBM of the same shape) and a buffer for the model
+    /// plus them, which the chains sample from.
+    Fast {
+        chains: Chains,
+        fast: Rbm<V, H>,
+        #[serde(skip)]
+        combined: Option<Rbm<V, H>>,
+    },
+    Tempering(ParallelTempering),
+}
+
+impl<V: Layer, H: Layer> Sampler<V, H> {
+    fn new(rbm: &Rbm<V, H>, config: &TrainConfig, batch: usize) -> Result<Self> {
+        let seed = stream(config.seed, STREAM_PCD).next_u64();
+        let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
+        Ok(match &config.negative {
+            NegativePhase::Cd { .. } => Sampler::Restarted(Chains::unchecked(
+                &[nv, nh],
+                DMatrix::zeros(nv, batch),
+                stream(config.seed, STREAM_CD).next_u64(),
+            )),
+            NegativePhase::Pcd { chains, .. } => {
+                Sampler::Persistent(Chains::random(rbm, *chains, seed)?)
+            }
+            NegativePhase::FastPcd { chains, .. } => {
+                let mut fast = rbm.clone();
+                fast.weights.fill(0.0);
+                fast.visible.bias_mut().fill(0.0);
+                fast.hidden.bias_mut().fill(0.0);
+                Sampler::Fast {
+                    chains: Chains::random(rbm, *chains, seed)?,
+                    fast,
+                    combined: None,
+                }
+            }
+            NegativePhase::Tempering { chains, betas, .. } => Sampler::Tempering(
+                ParallelTempering::new(rbm, betas.clone(), None, *chains, seed)?,
+            ),
+        })
+    }
+
+    /// Runs the negative phase for one update.
+    fn run(
+        &mut self,
+        rbm: &Rbm<V, H>,
+        scale: InputScale,
+        data: &DMatrix<f32>,
+        k: usize,
+    ) -> Result<()> {
+        let unscaled = |what| {
+            if scale == InputScale::ONE {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    "negative phase",
+                    format!(
+                        "{what} is not available for RBMs with scaled inputs (DBM pretraining)"
+                    ),
+                ))
+            }
+        };
+        match self {
+            Sampler::Restarted(chains) => {
+                chains.set_visible(data.as_slice());
+                chains.sweep(&rbm.scaled(scale), k)
+            }
+            Sampler::Persistent(chains) => chains.sweep(&rbm.scaled(scale), k),
+            Sampler::Fast {
+                chains,
+                fast,
+                combined,
+            } => {
+                unscaled("fast PCD")?;
+                let sum = combined.get_or_insert_with(|| rbm.clone());
+                sum.weights
+                    .zip_zip_apply(&rbm.weights, &fast.weights, |s, w, f| *s = w + f);
+                let bv = rbm.visible.bias() + fast.visible.bias();
+                sum.visible.bias_mut().copy_from(&bv);
+                let bh = rbm.hidden.bias() + fast.hidden.bias();
+                sum.hidden.bias_mut().copy_from(&bh);
+                chains.sweep(&*sum, k)
+            }
+            Sampler::Tempering(pt) => {
+                unscaled("parallel tempering")?;
+                pt.sweep(rbm, k)
+            }
+        }
+    }
+
+    /// The model's visible samples of the last update.
+    fn visible(&self) -> &DMatrix<f32> {
+        match self {
+            Sampler::Restarted(chains)
+            | Sampler::Persistent(chains)
+            | Sampler::Fast { chains, .. } => chains.visible(),
+            Sampler::Tempering(pt) => pt.chains().visible(),
+        }
+    }
+
+    /// Fast PCD's step of the fast parameters, after the update of the model.
+    fn learn_fast(&mut self, buffers: &Buffers, negative: &NegativePhase) {
+        if let (Sampler::Fast { chains, fast, .. }, NegativePhase::FastPcd { fast: rates, .. }) =
+            (self, negative)
+        {
+            buffers.gradient_step(fast, chains.visible(), rates.learning_rate, rates.decay);
+        }
+    }
+
+    fn swap_rates(&self) -> Option<Vec<f64>> {
+        match self {
+            Sampler::Tempering(pt) => Some(pt.swap_rates()),
+            _ => None,
+        }
+    }
+}
+
+/// [`train`] for an RBM whose inputs are scaled (greedy DBM pretraining), optionally continuing
+/// from a checkpoint. Exact log-likelihoods are monitored only for plain RBMs.
 pub(crate) fn train_scaled<V: Layer, H: Layer>(
     rbm: &mut Rbm<V, H>,
     scale: InputScale,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
+    resumed: Option<Checkpoint<V, H>>,
     mut monitor: impl FnMut(&EpochMetrics),
 ) -> Result<Vec<EpochMetrics>> {
     config.validate()?;
@@ -121,70 +358,66 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
     };
     let monitor_train = monitor_set(data)?;
     let monitor_held_out = held_out.map(monitor_set).transpose()?;
-    if config.init_visible_bias {
-        rbm.set_visible_bias_from_data(data)?;
-    }
 
-    let mut state = State {
-        vel_w: DMatrix::zeros(nv, nh),
-        vel_bv: DVector::zeros(nv),
-        vel_bh: DVector::zeros(nh),
+    let mut run = match resumed {
+        Some(checkpoint) => checkpoint,
+        None => {
+            if config.init_visible_bias {
+                rbm.set_visible_bias_from_data(data)?;
+            }
+            Checkpoint {
+                rbm: rbm.clone(),
+                epoch: 0,
+                config_digest: config.digest(),
+                optimiser: Optimiser {
+                    vel_w: DMatrix::zeros(nv, nh),
+                    vel_bv: DVector::zeros(nv),
+                    vel_bh: DVector::zeros(nh),
+                    sparsity_q: DVector::from_element(
+                        nh,
+                        config.sparsity.as_ref().map_or(0.0, |s| s.target),
+                    ),
+                },
+                sampler: Sampler::new(rbm, config, batch)?,
+                order: (0..n).collect(),
+            }
+        }
+    };
+    let mut buffers = Buffers {
         data_batch: DMatrix::zeros(nv, batch),
         data_hidden: DMatrix::zeros(nh, batch),
-        model_hidden: DMatrix::zeros(nh, batch),
-        sparsity_q: DVector::from_element(nh, config.sparsity.as_ref().map_or(0.0, |s| s.target)),
-    };
-    let mut cd_chains = None;
-    let mut pcd_chains = match &config.negative {
-        NegativePhase::Pcd { chains, .. } => {
-            state.model_hidden = DMatrix::zeros(nh, *chains);
-            Some(Chains::random(
-                rbm,
-                *chains,
-                stream(seed, STREAM_PCD).next_u64(),
-            )?)
-        }
-        NegativePhase::Cd { .. } => {
-            cd_chains = Some(Chains::unchecked(
-                &[nv, nh],
-                DMatrix::zeros(nv, batch),
-                stream(seed, STREAM_CD).next_u64(),
-            ));
-            None
-        }
+        model_hidden: DMatrix::zeros(nh, config.negative.persistent_chains().unwrap_or(batch)),
     };
 
     let batches = n / batch;
-    let mut order: Vec<usize> = (0..n).collect();
     let mut history = Vec::with_capacity(config.epochs);
-    for epoch in 1..=config.epochs {
+    for epoch in run.epoch + 1..=config.epochs {
         let start = Instant::now();
         let before = rbm.clone();
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
         let k = config.negative.steps(epoch);
-        shuffle(&mut order, &mut stream(seed, STREAM_SHUFFLE + epoch as u64));
-        for (b, idx) in order.chunks_exact(batch).take(batches).enumerate() {
+        shuffle(
+            &mut run.order,
+            &mut stream(seed, STREAM_SHUFFLE + epoch as u64),
+        );
+        for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
             for (c, &i) in idx.iter().enumerate() {
-                state.data_batch.column_mut(c).copy_from(&data.column(i));
+                buffers.data_batch.column_mut(c).copy_from(&data.column(i));
             }
             if config.binarize {
                 let draw = STREAM_BINARIZE + (epoch * batches + b) as u64;
                 binarize_in_place(
-                    state.data_batch.as_mut_slice(),
+                    buffers.data_batch.as_mut_slice(),
                     stream(seed, draw).next_u64(),
                 )?;
             }
-            let chains = match (&mut cd_chains, &mut pcd_chains) {
-                (Some(c), _) => {
-                    c.set_visible(state.data_batch.as_slice());
-                    c
-                }
-                (None, Some(c)) => c,
-                (None, None) => unreachable!("one negative phase is always set up"),
-            };
-            chains.sweep(&rbm.scaled(scale), k)?;
-            state.update(rbm, scale, chains.visible(), lr, momentum, config);
+            run.sampler.run(rbm, scale, &buffers.data_batch, k)?;
+            let model_visible = run.sampler.visible();
+            buffers.statistics(rbm, scale, model_visible);
+            run.optimiser
+                .update(rbm, &buffers, model_visible, lr, momentum, config);
+            run.sampler.learn_fast(&buffers, &config.negative);
         }
         let seconds = start.elapsed().as_secs_f64();
         if let Some(what) = non_finite(rbm) {
@@ -198,60 +431,94 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
             momentum,
             k,
             seconds,
+            swap_rates: run.sampler.swap_rates(),
             ..metrics
         };
+        if let Sampler::Tempering(pt) = &mut run.sampler {
+            pt.reset_swap_counts();
+        }
+        run.epoch = epoch;
+        if let Some(c) = &config.checkpoint {
+            if epoch % c.every == 0 || epoch == config.epochs {
+                run.rbm.clone_from(rbm);
+                crate::io::save(&run, &c.path)?;
+            }
+        }
         monitor(&metrics);
         history.push(metrics);
     }
     Ok(history)
 }
 
-/// Optimiser state and reused buffers.
-struct State {
-    vel_w: DMatrix<f32>,
-    vel_bv: DVector<f32>,
-    vel_bh: DVector<f32>,
+/// Buffers reused by every update: the minibatch and the hidden statistics.
+struct Buffers {
     data_batch: DMatrix<f32>,
     data_hidden: DMatrix<f32>,
     model_hidden: DMatrix<f32>,
-    sparsity_q: DVector<f32>,
 }
 
-impl State {
+impl Buffers {
+    /// Hidden means given the data and given the model's visible samples.
+    fn statistics<V: Layer, H: Layer>(
+        &mut self,
+        rbm: &Rbm<V, H>,
+        scale: InputScale,
+        model_visible: &DMatrix<f32>,
+    ) {
+        let scaled = rbm.scaled(scale);
+        scaled.hidden_mean_into(self.data_batch.as_slice(), self.data_hidden.as_mut_slice());
+        scaled.hidden_mean_into(model_visible.as_slice(), self.model_hidden.as_mut_slice());
+    }
+
+    /// `θ ← decay·θ + lr·(⟨·⟩_data − ⟨·⟩_model)` for the weights and biases of `params`: the
+    /// fast weights' step.
+    fn gradient_step<V: Layer, H: Layer>(
+        &self,
+        params: &mut Rbm<V, H>,
+        model_visible: &DMatrix<f32>,
+        lr: f32,
+        decay: f32,
+    ) {
+        let nv = params.num_visible();
+        let (vd, vm) = (self.data_batch.as_slice(), model_visible.as_slice());
+        let (hd, hm) = (self.data_hidden.as_slice(), self.model_hidden.as_slice());
+        let (bd, bm) = (self.data_batch.ncols() as f32, model_visible.ncols() as f32);
+        let terms = [(lr / bd, vd, hd), (-lr / bm, vm, hm)];
+        correlate_into(params.weights.as_mut_slice(), nv, decay, &terms);
+        let bv = (self.data_batch.column_mean() - model_visible.column_mean()) * lr;
+        let bh = (self.data_hidden.column_mean() - self.model_hidden.column_mean()) * lr;
+        let vis = params.visible.bias_mut();
+        *vis = &*vis * decay + bv;
+        let hid = params.hidden.bias_mut();
+        *hid = &*hid * decay + bh;
+    }
+}
+
+impl Optimiser {
     /// One momentum-SGD step on the log-likelihood gradient estimate
     /// `⟨v hᵀ⟩_data − ⟨v hᵀ⟩_model − decay·W`, with hidden means in place of hidden samples.
     fn update<V: Layer, H: Layer>(
         &mut self,
         rbm: &mut Rbm<V, H>,
-        scale: InputScale,
+        buffers: &Buffers,
         model_visible: &DMatrix<f32>,
         lr: f32,
         momentum: f32,
         config: &TrainConfig,
     ) {
-        let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
-        let vd = self.data_batch.as_slice();
+        let nv = rbm.num_visible();
+        let vd = buffers.data_batch.as_slice();
         let vm = model_visible.as_slice();
-        let scaled = rbm.scaled(scale);
-        scaled.hidden_mean_into(vd, self.data_hidden.as_mut_slice());
-        scaled.hidden_mean_into(vm, self.model_hidden.as_mut_slice());
-        let (bd, bm) = (self.data_batch.ncols(), model_visible.ncols());
-        let hd = self.data_hidden.as_slice();
-        let hm = self.model_hidden.as_slice();
+        let (bd, bm) = (buffers.data_batch.ncols(), model_visible.ncols());
+        let hd = buffers.data_hidden.as_slice();
+        let hm = buffers.model_hidden.as_slice();
 
         // vel_W ← momentum·vel_W + lr·(vd hdᵀ / bd − vm hmᵀ / bm).
         let terms = [(lr / bd as f32, vd, hd), (-lr / bm as f32, vm, hm)];
         correlate_into(self.vel_w.as_mut_slice(), nv, momentum, &terms);
-        let mean = |x: &[f32], units: usize| -> DVector<f32> {
-            let mut acc = DVector::zeros(units);
-            for col in x.chunks_exact(units) {
-                acc += DVector::from_column_slice(col);
-            }
-            acc / (x.len() / units) as f32
-        };
-        let (mvd, mvm) = (mean(vd, nv), mean(vm, nv));
-        let (mhd, mhm) = (mean(hd, nh), mean(hm, nh));
-        let mut grad_bh = &mhd - &mhm;
+        let mvd = buffers.data_batch.column_mean();
+        let mhd = buffers.data_hidden.column_mean();
+        let mut grad_bh = &mhd - buffers.model_hidden.column_mean();
         if let Some(s) = &config.sparsity {
             self.sparsity_q = &self.sparsity_q * s.decay + &mhd * (1.0 - s.decay);
             let pull = self.sparsity_q.map(|q| s.cost * (s.target - q));
@@ -262,7 +529,7 @@ impl State {
             self.vel_w
                 .zip_apply(&rbm.weights, |v, w| *v -= lr * config.weight_decay * w);
         }
-        self.vel_bv = &self.vel_bv * momentum + (mvd - mvm) * lr;
+        self.vel_bv = &self.vel_bv * momentum + (mvd - model_visible.column_mean()) * lr;
         self.vel_bh = &self.vel_bh * momentum + grad_bh * lr;
         rbm.weights += &self.vel_w;
         *rbm.visible.bias_mut() += &self.vel_bv;
@@ -325,5 +592,6 @@ fn measure<V: Layer, H: Layer>(
         train_log_likelihood: train_ll,
         held_out_log_likelihood: held_out_ll,
         seconds: 0.0,
+        swap_rates: None,
     })
 }

@@ -1,0 +1,176 @@
+//! Training checkpoints: a run broken after some epochs and resumed ends with the same bits as
+//! a run without a break, for every negative phase; damaged or mismatched checkpoints are
+//! rejected with typed errors.
+
+mod common;
+
+use boltzmann::io::load;
+use boltzmann::train::{
+    Checkpoint, Checkpointing, FastWeights, NegativePhase, Sparsity, Steps, TrainConfig, resume,
+    train,
+};
+use boltzmann::{Bernoulli, Error, Rbm};
+use common::*;
+use nalgebra::DMatrix;
+use std::path::{Path, PathBuf};
+
+type Bb = Rbm<Bernoulli, Bernoulli>;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("boltzmann-checkpoint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn data() -> DMatrix<f32> {
+    DMatrix::from_vec(16, 90, normal(16 * 90, 1.0, 81)).map(|x| (x * 0.3 + 0.4).clamp(0.0, 1.0))
+}
+
+fn config(negative: NegativePhase, epochs: usize, path: &Path) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 30,
+        negative,
+        binarize: true,
+        sparsity: Some(Sparsity {
+            target: 0.1,
+            cost: 0.1,
+            decay: 0.9,
+        }),
+        // Momentum switches inside the resumed part.
+        seed: 82,
+        checkpoint: Some(Checkpointing {
+            path: path.to_path_buf(),
+            every: 1,
+        }),
+        ..TrainConfig::default()
+    }
+}
+
+fn phases() -> Vec<NegativePhase> {
+    let k = Steps::Linear {
+        from: 1,
+        to: 3,
+        epochs: 7,
+    };
+    vec![
+        NegativePhase::Cd { k: k.clone() },
+        NegativePhase::Pcd {
+            k: k.clone(),
+            chains: 40,
+        },
+        NegativePhase::FastPcd {
+            k: k.clone(),
+            chains: 40,
+            fast: FastWeights {
+                learning_rate: 0.002,
+                decay: 0.95,
+            },
+        },
+        NegativePhase::Tempering {
+            k,
+            chains: 20,
+            betas: vec![1.0, 0.5, 0.0],
+        },
+    ]
+}
+
+#[test]
+fn resuming_is_bit_identical_to_an_unbroken_run() {
+    let data = data();
+    for (p, negative) in phases().into_iter().enumerate() {
+        let whole = scratch(&format!("whole-{p}.ckpt"));
+        let broken = scratch(&format!("broken-{p}.ckpt"));
+        let mut straight: Bb = Rbm::init(16, 9, 83).unwrap();
+        train(
+            &mut straight,
+            &data,
+            None,
+            &config(negative.clone(), 7, &whole),
+            |_| {},
+        )
+        .unwrap();
+
+        let mut first: Bb = Rbm::init(16, 9, 83).unwrap();
+        train(
+            &mut first,
+            &data,
+            None,
+            &config(negative.clone(), 4, &broken),
+            |_| {},
+        )
+        .unwrap();
+        let saved: Checkpoint<Bernoulli, Bernoulli> = load(&broken).unwrap();
+        assert_eq!((saved.epoch(), saved.rbm()), (4, &first));
+        // Resume into a model in any state: the checkpoint supplies everything.
+        let mut resumed: Bb = Rbm::init(16, 9, 0).unwrap();
+        let mut epochs = Vec::new();
+        resume(
+            &mut resumed,
+            &broken,
+            &data,
+            None,
+            &config(negative.clone(), 7, &broken),
+            |m| epochs.push(m.epoch),
+        )
+        .unwrap();
+        assert_eq!(epochs, [5, 6, 7], "{negative:?}");
+        assert_eq!(resumed, straight, "{negative:?}");
+        // Chains, streams, velocities and example order agree too.
+        let a: Checkpoint<Bernoulli, Bernoulli> = load(&whole).unwrap();
+        let b: Checkpoint<Bernoulli, Bernoulli> = load(&broken).unwrap();
+        assert_eq!(a, b, "{negative:?}");
+    }
+}
+
+#[test]
+fn bad_checkpoints_are_rejected() {
+    let data = data();
+    let path = scratch("bad.ckpt");
+    let negative = phases().remove(1);
+    let mut rbm: Bb = Rbm::init(16, 9, 84).unwrap();
+    train(
+        &mut rbm,
+        &data,
+        None,
+        &config(negative.clone(), 2, &path),
+        |_| {},
+    )
+    .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let resume_from = |p: &Path, cfg: &TrainConfig, data: &DMatrix<f32>| {
+        let mut rbm: Bb = Rbm::init(16, 9, 84).unwrap();
+        resume(&mut rbm, p, data, None, cfg, |_| {}).unwrap_err()
+    };
+    let cfg = config(negative.clone(), 3, &path);
+
+    let flipped = scratch("flipped.ckpt");
+    let mut damaged = bytes.clone();
+    let last = damaged.len() - 10;
+    damaged[last] ^= 0x40;
+    std::fs::write(&flipped, &damaged).unwrap();
+    let err = resume_from(&flipped, &cfg, &data);
+    assert!(matches!(err, Error::Checksum { .. }), "{err}");
+
+    let cut = scratch("cut.ckpt");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = resume_from(&cut, &cfg, &data);
+    assert!(matches!(err, Error::Truncated { .. }), "{err}");
+
+    // A model file is not a checkpoint.
+    let model = scratch("model.bin");
+    rbm.save(&model).unwrap();
+    let err = resume_from(&model, &cfg, &data);
+    assert!(matches!(err, Error::Kind { .. }), "{err}");
+
+    // Other settings, or other data, than the run that wrote it.
+    let other = TrainConfig {
+        seed: 1,
+        ..cfg.clone()
+    };
+    let err = resume_from(&path, &other, &data);
+    assert!(err.to_string().contains("configuration"), "{err}");
+    let fewer = data.columns(0, 60).into_owned();
+    let err = resume_from(&path, &cfg, &fewer);
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+}
