@@ -1,23 +1,30 @@
-//! Trains a Bernoulli RBM on MNIST and writes `model.bin`, `model.npz`, `samples.png` and
-//! `filters.png`.
+//! Trains a Bernoulli RBM on MNIST and writes `model.bin`, `model.npz`, `samples.png`,
+//! `filters.png`, a training checkpoint `checkpoint.bin` and the run's settings `args.json`.
 //!
 //! ```text
 //! cargo run --release --example mnist_rbm -- --hidden 500 --epochs 10 --cd 1 --json
+//! cargo run --release --example mnist_rbm -- --epochs 2 --resume out/mnist_rbm
 //! ```
 
 use boltzmann::data::Mnist;
+use boltzmann::diagnostics::Trace;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate};
-use boltzmann::train::{EpochMetrics, LearningRate, NegativePhase, Steps, TrainConfig, train};
-use boltzmann::{Bernoulli, Chains, Rbm};
+use boltzmann::tempering::geometric_ladder;
+use boltzmann::train::{
+    Centering, Checkpointing, EpochMetrics, FastWeights, LearningRate, NegativePhase, Steps,
+    TrainConfig, resume, train,
+};
+use boltzmann::{Bernoulli, Chains, Error, Rbm};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Train a Bernoulli–Bernoulli RBM on MNIST (stochastically binarised, a fresh draw per
-/// minibatch) by CD-k or PCD.
-#[derive(Parser, Debug)]
+/// minibatch) by CD-k, PCD, fast PCD or parallel tempering (PT) as the negative phase.
+#[derive(Parser, Debug, Serialize, Deserialize)]
 #[command(version, about)]
 struct Args {
     /// Hidden units.
@@ -27,14 +34,31 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     /// Contrastive divergence with K Gibbs sweeps per update (the default, with K = 1).
-    #[arg(long, value_name = "K", conflicts_with = "pcd")]
+    #[arg(long, value_name = "K", group = "negative")]
     cd: Option<usize>,
     /// Persistent CD with K Gibbs sweeps per update.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", group = "negative")]
     pcd: Option<usize>,
-    /// Persistent chains for PCD (also the number of samples drawn at the end).
+    /// Fast PCD (Tieleman & Hinton 2009) with K Gibbs sweeps per update.
+    #[arg(long, value_name = "K", group = "negative")]
+    fpcd: Option<usize>,
+    /// Learning rate of fast PCD's fast weights (which shrink by 19/20 per update).
+    #[arg(long, default_value_t = 0.002)]
+    fast_lr: f64,
+    /// Parallel tempering as the negative phase, with K rounds of sweeps and swaps per update.
+    #[arg(long, value_name = "K", group = "negative")]
+    pt: Option<usize>,
+    /// Inverse temperatures of parallel tempering, evenly spaced from 1 to 0.
+    #[arg(long, default_value_t = 10)]
+    pt_rungs: usize,
+    /// Persistent chains for PCD and fast PCD, per temperature for PT (also the number of
+    /// samples drawn at the end).
     #[arg(long, default_value_t = 100)]
     chains: usize,
+    /// Train in centred coordinates, with offsets following the data means at this rate
+    /// (Melchior et al. 2016 use 0.01).
+    #[arg(long, value_name = "RATE")]
+    centering: Option<f64>,
     /// Minibatch size.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -60,12 +84,88 @@ struct Args {
     /// Directory of the MNIST IDX files (default: the copy shipped in `datasets/mnist`).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output directory.
-    #[arg(long, default_value = "out/mnist_rbm")]
-    out: PathBuf,
+    /// Output directory [default: the `--resume` directory, else out/mnist_rbm].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Save a checkpoint every N epochs (and after the last) to `checkpoint.bin`.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    checkpoint_every: usize,
+    /// Continue the run checkpointed in DIR (with its settings, read from DIR/args.json) up to
+    /// `--epochs` epochs in total.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// End with one JSON line of results on standard output.
     #[arg(long)]
     json: bool,
+}
+
+impl Args {
+    fn negative_phase(&self) -> (&'static str, NegativePhase) {
+        let constant = |k: Option<usize>| Steps::Constant(k.unwrap_or(1));
+        let chains = self.chains;
+        if self.pcd.is_some() {
+            (
+                "pcd",
+                NegativePhase::Pcd {
+                    k: constant(self.pcd),
+                    chains,
+                },
+            )
+        } else if self.fpcd.is_some() {
+            let fast = FastWeights {
+                learning_rate: self.fast_lr as f32,
+                decay: 0.95,
+            };
+            (
+                "fpcd",
+                NegativePhase::FastPcd {
+                    k: constant(self.fpcd),
+                    chains,
+                    fast,
+                },
+            )
+        } else if self.pt.is_some() {
+            let betas = geometric_ladder(self.pt_rungs, 0.0);
+            (
+                "pt",
+                NegativePhase::Tempering {
+                    k: constant(self.pt),
+                    chains,
+                    betas,
+                },
+            )
+        } else {
+            (
+                "cd",
+                NegativePhase::Cd {
+                    k: constant(self.cd),
+                },
+            )
+        }
+    }
+}
+
+/// The settings of the run in `dir` (from `args.json`) with this invocation's epochs and output
+/// options.
+fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
+    let path = dir.join("args.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    let saved: Args = serde_json::from_str(&text).map_err(|e| Error::Format {
+        path,
+        expected: "mnist_rbm settings",
+        message: e.to_string(),
+    })?;
+    Ok(Args {
+        epochs: now.epochs,
+        out: now.out.or_else(|| Some(dir.to_path_buf())),
+        resume: now.resume,
+        json: now.json,
+        no_ais: now.no_ais,
+        ..saved
+    })
 }
 
 fn main() {
@@ -77,20 +177,20 @@ fn main() {
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
+    let args = match &args.resume {
+        Some(dir) => resumed_args(&dir.clone(), args)?,
+        None => args,
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/mnist_rbm"));
     let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
-    std::fs::create_dir_all(&args.out).map_err(|e| boltzmann::Error::Io {
-        path: args.out.clone(),
+    std::fs::create_dir_all(&out).map_err(|e| Error::Io {
+        path: out.clone(),
         source: e,
     })?;
-    let negative = match args.pcd {
-        Some(k) => NegativePhase::Pcd {
-            k: Steps::Constant(k),
-            chains: args.chains,
-        },
-        None => NegativePhase::Cd {
-            k: Steps::Constant(args.cd.unwrap_or(1)),
-        },
-    };
+    let (phase, negative) = args.negative_phase();
     let lr = args.lr;
     let config = TrainConfig {
         epochs: args.epochs,
@@ -98,10 +198,21 @@ fn run(args: Args) -> boltzmann::Result<()> {
         learning_rate: LearningRate::Constant(lr as f32),
         negative,
         binarize: true,
+        centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
         seed: args.seed,
+        checkpoint: Some(Checkpointing {
+            path: out.join("checkpoint.bin"),
+            every: args.checkpoint_every,
+        }),
         ..TrainConfig::default()
     };
     config.validate()?;
+    let settings = serde_json::to_string_pretty(&args).unwrap_or_default();
+    let args_path = out.join("args.json");
+    std::fs::write(&args_path, settings).map_err(|e| Error::Io {
+        path: args_path,
+        source: e,
+    })?;
     let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(Mnist::PIXELS, args.hidden, args.seed)?;
 
     let bar = ProgressBar::new(args.epochs as u64);
@@ -109,34 +220,56 @@ fn run(args: Args) -> boltzmann::Result<()> {
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let history = train(
-        &mut rbm,
-        &mnist.train_images,
-        Some(&mnist.test_images),
-        &config,
-        |m: &EpochMetrics| {
-            bar.suspend(|| {
-                println!(
-                    "epoch {:3}  {:6.2} s  recon error {:8.3}  free-energy gap (test − train) {:+8.3}",
-                    m.epoch,
-                    m.seconds,
-                    m.recon_error,
-                    m.free_energy_gap.unwrap_or(f64::NAN)
-                )
+    let report = |m: &EpochMetrics| {
+        bar.suspend(|| {
+            let swaps = m.swap_rates.as_ref().map_or(String::new(), |r| {
+                let lowest = r.iter().copied().fold(1.0, f64::min);
+                format!("  lowest swap rate {lowest:.3}")
             });
-            bar.inc(1);
-        },
-    )?;
+            println!(
+                "epoch {:3}  {:6.2} s  recon error {:8.3}  free-energy gap (test − train) {:+8.3}{swaps}",
+                m.epoch,
+                m.seconds,
+                m.recon_error,
+                m.free_energy_gap.unwrap_or(f64::NAN)
+            )
+        });
+        bar.set_position(m.epoch as u64);
+    };
+    let (train_images, test_images) = (&mnist.train_images, Some(&mnist.test_images));
+    let history = match &args.resume {
+        Some(dir) => resume(
+            &mut rbm,
+            dir.join("checkpoint.bin"),
+            train_images,
+            test_images,
+            &config,
+            report,
+        )?,
+        None => train(&mut rbm, train_images, test_images, &config, report)?,
+    };
     bar.finish_and_clear();
     let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
 
-    rbm.save(args.out.join("model.bin"))?;
-    rbm.save_npz(args.out.join("model.npz"))?;
+    rbm.save(out.join("model.bin"))?;
+    rbm.save_npz(out.join("model.npz"))?;
+    // Samples, with the free energy of the chains recorded along the second half of the sweeps
+    // to measure how well plain Gibbs mixes on the trained model.
     let mut chains = Chains::random(&rbm, args.chains, args.seed)?;
-    chains.sweep(&rbm, args.sample_sweeps)?;
+    let burn_in = args.sample_sweeps / 2;
+    chains.sweep(&rbm, burn_in)?;
+    let trace = Trace::record(&rbm, &mut chains, args.sample_sweeps - burn_in, |c| {
+        Ok(rbm.free_energy(c.visible())?.as_slice().to_vec())
+    })?;
     let samples = rbm.visible_mean(chains.hidden())?;
+    println!(
+        "sampling: free-energy autocorrelation time {:.1} sweeps, effective sample size {:.0} of {} draws",
+        trace.integrated_autocorrelation_time(),
+        trace.effective_sample_size(),
+        args.chains * (args.sample_sweeps - burn_in)
+    );
     save_tile_grid(
-        args.out.join("samples.png"),
+        out.join("samples.png"),
         &samples,
         Mnist::SIDE,
         10,
@@ -144,7 +277,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     )?;
     let filters = rbm.weights().columns(0, args.hidden.min(100)).into_owned();
     save_tile_grid(
-        args.out.join("filters.png"),
+        out.join("filters.png"),
         &filters,
         Mnist::SIDE,
         10,
@@ -152,7 +285,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     )?;
     println!(
         "wrote model.bin, model.npz, samples.png and filters.png to {}",
-        args.out.display()
+        out.display()
     );
 
     // Evaluation as in Salakhutdinov & Murray (2008): AIS from a base-rate model of the
@@ -196,17 +329,25 @@ fn run(args: Args) -> boltzmann::Result<()> {
         let json = serde_json::json!({
             "hidden": args.hidden,
             "epochs": args.epochs,
-            "negative_phase": if args.pcd.is_some() { "pcd" } else { "cd" },
+            "negative_phase": phase,
+            "centering": args.centering,
             "k": config.negative.steps(args.epochs),
             "batch": args.batch,
             "lr": lr,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
             "train_seconds": train_seconds,
-            "seconds_per_epoch": train_seconds / args.epochs as f64,
+            "seconds_per_epoch": train_seconds / history.len().max(1) as f64,
             "recon_error": last.map(|m| m.recon_error),
             "free_energy_gap": last.and_then(|m| m.free_energy_gap),
-            "out": args.out,
+            "out": out,
+            "resumed": args.resume.is_some(),
+            "epochs_run": history.len(),
+            "swap_rates": last.and_then(|m| m.swap_rates.clone()),
+            "sample_autocorrelation_time": trace.integrated_autocorrelation_time(),
+            "sample_ess": trace.effective_sample_size(),
+            "ais_ess": evaluation.as_ref().map(|e| e.forward.effective_sample_size),
+            "ais_log_weight_variance": evaluation.as_ref().map(|e| e.forward.log_weight_variance),
             "log_z": evaluation.as_ref().map(|e| e.forward.log_z),
             "log_z_lower": evaluation.as_ref().map(|e| e.forward.log_z_lower),
             "log_z_upper": evaluation.as_ref().map(|e| e.forward.log_z_upper),

@@ -62,6 +62,7 @@
 //! - [`image`]: PNG grids of samples and filters.
 //! - [`kernels`]: GEMM, non-linearities and random numbers of the hot paths.
 
+pub mod centering;
 pub mod data;
 pub mod dbm;
 pub mod diagnostics;

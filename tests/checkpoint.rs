@@ -6,8 +6,8 @@ mod common;
 
 use boltzmann::io::load;
 use boltzmann::train::{
-    Checkpoint, Checkpointing, FastWeights, NegativePhase, Sparsity, Steps, TrainConfig, resume,
-    train,
+    Centering, Checkpoint, Checkpointing, FastWeights, NegativePhase, Sparsity, Steps, TrainConfig,
+    resume, train,
 };
 use boltzmann::{Bernoulli, Error, Rbm};
 use common::*;
@@ -27,7 +27,13 @@ fn data() -> DMatrix<f32> {
 }
 
 fn config(negative: NegativePhase, epochs: usize, path: &Path) -> TrainConfig {
+    // Centring (with its offsets in the checkpoint) for the persistent phases.
+    let centering = match negative {
+        NegativePhase::Cd { .. } => None,
+        _ => Some(Centering { rate: 0.05 }),
+    };
     TrainConfig {
+        centering,
         epochs,
         batch_size: 30,
         negative,

@@ -7,8 +7,8 @@ mod common;
 use boltzmann::data::bars_and_stripes;
 use boltzmann::partition::log_likelihood_exact;
 use boltzmann::train::{
-    EpochMetrics, FastWeights, LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig,
-    train,
+    Centering, EpochMetrics, FastWeights, LearningRate, Momentum, NegativePhase, Sparsity, Steps,
+    TrainConfig, train,
 };
 use boltzmann::{Bernoulli, Error, Layer, Rbm};
 use common::*;
@@ -90,7 +90,10 @@ fn cd_with_many_steps_estimates_the_exact_gradient() {
 
 /// Trains a 9-12 RBM for 300 epochs on the 14 bars-and-stripes patterns with the given negative
 /// phase and checks that the exact log-likelihood rises by more than 2 nats.
-fn assert_learns_bars_and_stripes(negative: NegativePhase) -> Vec<EpochMetrics> {
+fn assert_learns_bars_and_stripes(
+    negative: NegativePhase,
+    centering: Option<Centering>,
+) -> Vec<EpochMetrics> {
     let patterns = bars_and_stripes(3).unwrap();
     assert_eq!(patterns.ncols(), 14);
     let data = DMatrix::from_fn(9, 140, |i, c| patterns[(i, c % 14)]);
@@ -102,6 +105,7 @@ fn assert_learns_bars_and_stripes(negative: NegativePhase) -> Vec<EpochMetrics> 
         batch_size: 14,
         learning_rate: LearningRate::Constant(0.05),
         negative,
+        centering,
         // Persistent chains lag behind fast-moving parameters: high momentum makes them
         // oscillate on this multimodal set, so momentum stays at 0.5.
         momentum: Momentum {
@@ -130,32 +134,52 @@ fn assert_learns_bars_and_stripes(negative: NegativePhase) -> Vec<EpochMetrics> 
 
 #[test]
 fn pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
-    let history = assert_learns_bars_and_stripes(NegativePhase::Pcd {
-        k: Steps::Constant(1),
-        chains: 100,
-    });
+    let history = assert_learns_bars_and_stripes(
+        NegativePhase::Pcd {
+            k: Steps::Constant(1),
+            chains: 100,
+        },
+        None,
+    );
     assert!(history.iter().all(|m| m.swap_rates.is_none()));
 }
 
 #[test]
 fn fast_pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
-    assert_learns_bars_and_stripes(NegativePhase::FastPcd {
-        k: Steps::Constant(1),
-        chains: 100,
-        fast: FastWeights {
-            learning_rate: 0.05,
-            decay: 0.95,
+    assert_learns_bars_and_stripes(
+        NegativePhase::FastPcd {
+            k: Steps::Constant(1),
+            chains: 100,
+            fast: FastWeights {
+                learning_rate: 0.05,
+                decay: 0.95,
+            },
         },
-    });
+        None,
+    );
+}
+
+#[test]
+fn centred_pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
+    assert_learns_bars_and_stripes(
+        NegativePhase::Pcd {
+            k: Steps::Constant(1),
+            chains: 100,
+        },
+        Some(Centering { rate: 0.01 }),
+    );
 }
 
 #[test]
 fn tempering_on_bars_and_stripes_raises_the_exact_log_likelihood() {
-    let history = assert_learns_bars_and_stripes(NegativePhase::Tempering {
-        k: Steps::Constant(1),
-        chains: 100,
-        betas: vec![1.0, 0.8, 0.6, 0.4, 0.2, 0.0],
-    });
+    let history = assert_learns_bars_and_stripes(
+        NegativePhase::Tempering {
+            k: Steps::Constant(1),
+            chains: 100,
+            betas: vec![1.0, 0.8, 0.6, 0.4, 0.2, 0.0],
+        },
+        None,
+    );
     for m in &history {
         let rates = m.swap_rates.as_ref().expect("tempering reports swap rates");
         assert_eq!(rates.len(), 5);

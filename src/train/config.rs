@@ -67,8 +67,9 @@ pub enum NegativePhase {
         fast: FastWeights,
     },
     /// Parallel tempering (Desjardins et al. 2010): `chains` chains at each inverse temperature
-    /// of `betas` (decreasing from 1 to ≥ 0, from the uniform distribution at β = 0), `k` rounds
-    /// of sweeps and neighbour swaps per update; the statistics come from the β = 1 rung.
+    /// of `betas` (decreasing from 1 to ≥ 0), `k` rounds of sweeps and neighbour swaps per
+    /// update; the statistics come from the β = 1 rung. The temperatures follow the AIS path
+    /// from the base-rate model of the training data (β = 0) to the RBM.
     Tempering {
         k: Steps,
         chains: usize,
@@ -134,6 +135,15 @@ impl NegativePhase {
         }
         Ok(())
     }
+}
+
+/// Centring (Melchior et al. 2016): gradient steps are taken in the centred parameterisation
+/// around offsets that follow the data means of the visible units and the data-driven means of
+/// the hidden units; the trained RBM is always returned in plain form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Centering {
+    /// The fraction by which the offsets move towards each minibatch's means (the paper: 0.01).
+    pub rate: f32,
 }
 
 /// Where and how often [`train`](super::train) saves a checkpoint.
@@ -255,6 +265,9 @@ pub struct TrainConfig {
     pub weight_decay: f32,
     pub negative: NegativePhase,
     pub sparsity: Option<Sparsity>,
+    /// Train in centred coordinates (offsets start at the training data's mean and the initial
+    /// model's mean hidden activity on it).
+    pub centering: Option<Centering>,
     /// Binarise grey-level data in [0, 1] stochastically with a fresh draw for every minibatch
     /// (as Salakhutdinov's code does); monitoring uses one fixed draw.
     pub binarize: bool,
@@ -283,6 +296,7 @@ impl Default for TrainConfig {
                 k: Steps::Constant(1),
             },
             sparsity: None,
+            centering: None,
             binarize: false,
             init_visible_bias: true,
             monitor_examples: 1000,
@@ -318,13 +332,21 @@ impl TrainConfig {
             ));
         }
         self.negative.validate()?;
-        if let Some(c) = &self.checkpoint {
-            if c.every == 0 {
-                return Err(Error::invalid(
-                    "checkpoint interval",
-                    "0 epochs; expected at least 1",
-                ));
-            }
+        if let Some(c) = &self.centering
+            && !(0.0..=1.0).contains(&c.rate)
+        {
+            return Err(Error::invalid(
+                "centring rate",
+                format!("{}; expected a value in [0, 1]", c.rate),
+            ));
+        }
+        if let Some(c) = &self.checkpoint
+            && c.every == 0
+        {
+            return Err(Error::invalid(
+                "checkpoint interval",
+                "0 epochs; expected at least 1",
+            ));
         }
         if let Some(s) = &self.sparsity {
             let ok = s.target > 0.0

@@ -8,18 +8,20 @@ mod config;
 mod dbm;
 
 pub use config::{
-    Checkpointing, FastWeights, LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig,
+    Centering, Checkpointing, FastWeights, LearningRate, Momentum, NegativePhase, Sparsity, Steps,
+    TrainConfig,
 };
 pub use dbm::{
     DbmEpochMetrics, DbmTrainConfig, Pretrained, pretrain, pretraining_scale, train_dbm,
 };
 
+use crate::centering::Offsets;
 use crate::data::binarize_in_place;
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, stream};
 use crate::layer::Layer;
-use crate::partition::{LogLikelihood, log_partition_exact};
+use crate::partition::{LogLikelihood, Start, log_partition_exact};
 use crate::rbm::{InputScale, Rbm};
 use crate::tempering::ParallelTempering;
 use nalgebra::{DMatrix, DVector};
@@ -162,7 +164,10 @@ impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
         let fits = o.vel_w.shape() == (nv, nh)
             && o.vel_bv.len() == nv
             && o.vel_bh.len() == nh
-            && o.sparsity_q.len() == nh;
+            && o.sparsity_q.len() == nh
+            && o.offsets
+                .as_ref()
+                .is_none_or(|c| c.visible.len() == nv && c.hidden.len() == nh);
         let mut seen = vec![false; self.order.len()];
         let permutation = self
             .order
@@ -178,13 +183,15 @@ impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
     }
 }
 
-/// Momentum velocities and the running sparsity estimate.
+/// Momentum velocities (of the centred parameters when centring), the running sparsity
+/// estimate and the centring offsets.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Optimiser {
     vel_w: DMatrix<f32>,
     vel_bv: DVector<f32>,
     vel_bh: DVector<f32>,
     sparsity_q: DVector<f32>,
+    offsets: Option<Offsets>,
 }
 
 /// The chains of the negative phase and whatever they carry between updates.
@@ -206,7 +213,8 @@ enum Sampler<V: Layer, H: Layer> {
 }
 
 impl<V: Layer, H: Layer> Sampler<V, H> {
-    fn new(rbm: &Rbm<V, H>, config: &TrainConfig, batch: usize) -> Result<Self> {
+    fn new(rbm: &Rbm<V, H>, config: &TrainConfig, data: &DMatrix<f32>) -> Result<Self> {
+        let batch = config.batch_size;
         let seed = stream(config.seed, STREAM_PCD).next_u64();
         let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
         Ok(match &config.negative {
@@ -229,9 +237,21 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                     combined: None,
                 }
             }
-            NegativePhase::Tempering { chains, betas, .. } => Sampler::Tempering(
-                ParallelTempering::new(rbm, betas.clone(), None, *chains, seed)?,
-            ),
+            NegativePhase::Tempering { chains, betas, .. } => {
+                // The hottest rung samples the data's base rates: far closer to the model than
+                // the uniform distribution, so swaps with it are accepted.
+                let base = Start::<V>::base_rate_default(data)?
+                    .visible()
+                    .bias()
+                    .clone();
+                Sampler::Tempering(ParallelTempering::new(
+                    rbm,
+                    betas.clone(),
+                    Some(base),
+                    *chains,
+                    seed,
+                )?)
+            }
         })
     }
 
@@ -377,8 +397,20 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
                         nh,
                         config.sparsity.as_ref().map_or(0.0, |s| s.target),
                     ),
+                    offsets: match config.centering {
+                        Some(_) => {
+                            let mut h = DMatrix::zeros(nh, monitor_train.ncols());
+                            let scaled = rbm.scaled(scale);
+                            scaled.hidden_mean_into(monitor_train.as_slice(), h.as_mut_slice());
+                            Some(Offsets {
+                                visible: data.column_mean(),
+                                hidden: h.column_mean(),
+                            })
+                        }
+                        None => None,
+                    },
                 },
-                sampler: Sampler::new(rbm, config, batch)?,
+                sampler: Sampler::new(rbm, config, data)?,
                 order: (0..n).collect(),
             }
         }
@@ -438,11 +470,11 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
             pt.reset_swap_counts();
         }
         run.epoch = epoch;
-        if let Some(c) = &config.checkpoint {
-            if epoch % c.every == 0 || epoch == config.epochs {
-                run.rbm.clone_from(rbm);
-                crate::io::save(&run, &c.path)?;
-            }
+        if let Some(c) = &config.checkpoint
+            && (epoch % c.every == 0 || epoch == config.epochs)
+        {
+            run.rbm.clone_from(rbm);
+            crate::io::save(&run, &c.path)?;
         }
         monitor(&metrics);
         history.push(metrics);
@@ -513,12 +545,17 @@ impl Optimiser {
         let hd = buffers.data_hidden.as_slice();
         let hm = buffers.model_hidden.as_slice();
 
-        // vel_W ← momentum·vel_W + lr·(vd hdᵀ / bd − vm hmᵀ / bm).
-        let terms = [(lr / bd as f32, vd, hd), (-lr / bm as f32, vm, hm)];
-        correlate_into(self.vel_w.as_mut_slice(), nv, momentum, &terms);
         let mvd = buffers.data_batch.column_mean();
         let mhd = buffers.data_hidden.column_mean();
+        let grad_bv = &mvd - model_visible.column_mean();
         let mut grad_bh = &mhd - buffers.model_hidden.column_mean();
+        // vel_W ← momentum·vel_W + lr·(vd hdᵀ / bd − vm hmᵀ / bm), centred if asked.
+        let terms = [(lr / bd as f32, vd, hd), (-lr / bm as f32, vm, hm)];
+        correlate_into(self.vel_w.as_mut_slice(), nv, momentum, &terms);
+        if let (Some(offsets), Some(c)) = (&mut self.offsets, &config.centering) {
+            offsets.track(&mvd, &mhd, c.rate);
+            offsets.centre_weight_gradient(&mut self.vel_w, &(&grad_bv * lr), &(&grad_bh * lr));
+        }
         if let Some(s) = &config.sparsity {
             self.sparsity_q = &self.sparsity_q * s.decay + &mhd * (1.0 - s.decay);
             let pull = self.sparsity_q.map(|q| s.cost * (s.target - q));
@@ -529,11 +566,16 @@ impl Optimiser {
             self.vel_w
                 .zip_apply(&rbm.weights, |v, w| *v -= lr * config.weight_decay * w);
         }
-        self.vel_bv = &self.vel_bv * momentum + (mvd - model_visible.column_mean()) * lr;
+        self.vel_bv = &self.vel_bv * momentum + grad_bv * lr;
         self.vel_bh = &self.vel_bh * momentum + grad_bh * lr;
-        rbm.weights += &self.vel_w;
-        *rbm.visible.bias_mut() += &self.vel_bv;
-        *rbm.hidden.bias_mut() += &self.vel_bh;
+        match &self.offsets {
+            Some(offsets) => offsets.apply_step(rbm, &self.vel_w, &self.vel_bv, &self.vel_bh),
+            None => {
+                rbm.weights += &self.vel_w;
+                *rbm.visible.bias_mut() += &self.vel_bv;
+                *rbm.hidden.bias_mut() += &self.vel_bh;
+            }
+        }
     }
 }
 
