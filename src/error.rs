@@ -90,7 +90,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(what: &'static str, message: impl Into<String>) -> Self {
+    /// An [`Error::Invalid`] for the setting or argument `what`.
+    pub fn invalid(what: &'static str, message: impl Into<String>) -> Self {
         Error::Invalid {
             what,
             message: message.into(),

@@ -1,0 +1,276 @@
+//! Inpainting: hides part of each (binarised) MNIST test digit, fills it in by Gibbs sampling
+//! with the observed pixels clamped, from a trained RBM or DBM, and writes `inpaint.png`
+//! (rows of originals, masked inputs with the hidden part grey, and completions).
+//!
+//! ```text
+//! cargo run --release --example mnist_rbm -- --out out/mnist_rbm
+//! cargo run --release --example mnist_inpaint -- --model out/mnist_rbm/model.bin --json
+//! ```
+
+use boltzmann::data::Mnist;
+use boltzmann::image::{Scale, save_tile_grid};
+use boltzmann::kernels::{stream, uniform};
+use boltzmann::partition::conditional_log_likelihood_exact;
+use boltzmann::{Bernoulli, Chains, Dbm, Error, Rbm};
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use nalgebra::DMatrix;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Mask {
+    /// The lower half of every digit.
+    Bottom,
+    /// The right half of every digit.
+    Right,
+    /// A random set of pixels (`--fraction` of them), the same for every digit.
+    Random,
+}
+
+/// Fill in hidden parts of MNIST test digits by sampling from a trained RBM or DBM with the
+/// observed pixels clamped.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// A model file written by `mnist_rbm` or `mnist_dbm` (`model.bin`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Which pixels to hide.
+    #[arg(long, value_enum, default_value_t = Mask::Bottom)]
+    mask: Mask,
+    /// Fraction of pixels hidden by `--mask random`.
+    #[arg(long, default_value_t = 0.5)]
+    fraction: f64,
+    /// Test digits completed and scored.
+    #[arg(long, default_value_t = 1000)]
+    examples: usize,
+    /// Gibbs sweeps before completions are averaged.
+    #[arg(long, default_value_t = 200)]
+    burn_in: usize,
+    /// Sweeps over which the conditional means of the hidden pixels are averaged.
+    #[arg(long, default_value_t = 100)]
+    average: usize,
+    /// Test digits (of the first ones) for which the exact ln p(hidden part | observed part)
+    /// is computed, where it is tractable (RBMs with few hidden pixels or hidden units).
+    #[arg(long, default_value_t = 20)]
+    exact_examples: usize,
+    /// Master seed (binarisation, random masks, chains).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Directory of the MNIST IDX files (default: the copy shipped in `datasets/mnist`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "out/mnist_inpaint")]
+    out: PathBuf,
+    /// End with one JSON line of results on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The models the example accepts.
+enum Model {
+    Rbm(Rbm<Bernoulli, Bernoulli>),
+    Dbm(Dbm<Bernoulli, Bernoulli>),
+}
+
+impl Model {
+    fn load(path: &PathBuf) -> boltzmann::Result<Self> {
+        match Rbm::load(path) {
+            Ok(rbm) => Ok(Model::Rbm(rbm)),
+            Err(Error::Kind { .. }) => Ok(Model::Dbm(Dbm::load(path)?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn chains(&self, v0: DMatrix<f32>, seed: u64) -> boltzmann::Result<Chains> {
+        match self {
+            Model::Rbm(m) => Chains::from_visible(m, v0, seed),
+            Model::Dbm(m) => Chains::from_visible(m, v0, seed),
+        }
+    }
+
+    fn sweep(&self, chains: &mut Chains, sweeps: usize) -> boltzmann::Result<()> {
+        match self {
+            Model::Rbm(m) => chains.sweep(m, sweeps),
+            Model::Dbm(m) => chains.sweep(m, sweeps),
+        }
+    }
+
+    /// `E[v | neighbours]` of the chains' visible layer: a Rao-Blackwellised completion.
+    fn visible_mean(&self, chains: &Chains) -> boltzmann::Result<DMatrix<f32>> {
+        match self {
+            Model::Rbm(m) => m.visible_mean(chains.hidden()),
+            Model::Dbm(m) => {
+                let layers: Vec<DMatrix<f32>> = (0..m.num_layers())
+                    .filter_map(|l| chains.layer(l).cloned())
+                    .collect();
+                m.conditional_mean(0, &layers)
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Model::Rbm(_) => "rbm",
+            Model::Dbm(_) => "dbm",
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> boltzmann::Result<()> {
+    let started = Instant::now();
+    if !(args.fraction > 0.0 && args.fraction < 1.0) {
+        return Err(Error::invalid(
+            "--fraction",
+            format!("{}; expected a value in (0, 1)", args.fraction),
+        ));
+    }
+    let model = Model::load(&args.model)?;
+    let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
+    let (_, test) = mnist.binarized(args.seed)?;
+    let n = args.examples.clamp(1, test.ncols());
+    let truth = test.columns(0, n).into_owned();
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
+        path: args.out.clone(),
+        source: e,
+    })?;
+
+    // observed[i]: pixel i is shown to the model and clamped.
+    let side = Mnist::SIDE;
+    let mut rng = stream(args.seed, 0x1a9a);
+    let observed: Vec<bool> = (0..Mnist::PIXELS)
+        .map(|i| match args.mask {
+            Mask::Bottom => i / side < side / 2,
+            Mask::Right => i % side < side / 2,
+            Mask::Random => f64::from(uniform(&mut rng)) >= args.fraction,
+        })
+        .collect();
+    let hidden_pixels = observed.iter().filter(|&&o| !o).count();
+    println!(
+        "{} model, {hidden_pixels} of {} pixels hidden ({:?} mask), {n} test digits",
+        model.name(),
+        Mnist::PIXELS,
+        args.mask
+    );
+
+    // Start the hidden pixels at 0 and let the clamped chains fill them in.
+    let masked = DMatrix::from_fn(Mnist::PIXELS, n, |i, c| {
+        if observed[i] { truth[(i, c)] } else { 0.0 }
+    });
+    let mut chains = model.chains(masked.clone(), args.seed)?;
+    chains.clamp(&observed, &truth)?;
+    let bar = ProgressBar::new((args.burn_in + args.average) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] sweep {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for _ in 0..args.burn_in {
+        model.sweep(&mut chains, 1)?;
+        bar.inc(1);
+    }
+    let mut completion = DMatrix::zeros(Mnist::PIXELS, n);
+    for _ in 0..args.average.max(1) {
+        model.sweep(&mut chains, 1)?;
+        completion += model.visible_mean(&chains)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    completion /= args.average.max(1) as f32;
+    for (i, &o) in observed.iter().enumerate() {
+        if o {
+            completion.row_mut(i).copy_from(&truth.row(i));
+        }
+    }
+
+    // Per hidden pixel: the expected error of a sampled completion, |q − x|, and the error of
+    // the thresholded completion.
+    let (mut mae, mut wrong) = (0.0f64, 0usize);
+    for c in 0..n {
+        for i in (0..Mnist::PIXELS).filter(|&i| !observed[i]) {
+            let (q, x) = (completion[(i, c)], truth[(i, c)]);
+            mae += f64::from((q - x).abs());
+            wrong += usize::from((q >= 0.5) != (x == 1.0));
+        }
+    }
+    let count = (n * hidden_pixels).max(1) as f64;
+    let (mae, error_rate) = (mae / count, wrong as f64 / count);
+    println!(
+        "hidden pixels: mean |E[x] − x| = {mae:.4} (expected error of a sampled pixel), thresholded error rate {error_rate:.4}"
+    );
+
+    // Exact ln p(hidden part | observed part) where enumeration is tractable.
+    let exact = match &model {
+        Model::Rbm(rbm) => {
+            let first = truth.columns(0, args.exact_examples.min(n)).into_owned();
+            let missing: Vec<bool> = observed.iter().map(|o| !o).collect();
+            match conditional_log_likelihood_exact(rbm, &first, &missing) {
+                Ok(lp) => {
+                    let mean = lp.mean();
+                    println!(
+                        "exact ln p(hidden pixels | observed) = {mean:.3} nats per digit (first {} digits)",
+                        first.ncols()
+                    );
+                    Some(mean)
+                }
+                Err(e @ Error::NotEnumerable { .. }) => {
+                    println!("no exact conditional log-likelihood: {e}");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Model::Dbm(_) => None,
+    };
+
+    let shown = n.min(10);
+    let mut grid = DMatrix::from_element(Mnist::PIXELS, 3 * shown, 0.0);
+    for c in 0..shown {
+        grid.set_column(c, &truth.column(c));
+        let grey = DMatrix::from_fn(Mnist::PIXELS, 1, |i, _| {
+            if observed[i] { truth[(i, c)] } else { 0.5 }
+        });
+        grid.set_column(shown + c, &grey.column(0));
+        grid.set_column(2 * shown + c, &completion.column(c));
+    }
+    save_tile_grid(
+        args.out.join("inpaint.png"),
+        &grid,
+        side,
+        shown,
+        Scale::Unit,
+    )?;
+    println!(
+        "wrote inpaint.png (rows: original, masked, completed) to {}",
+        args.out.display()
+    );
+
+    if args.json {
+        let json = serde_json::json!({
+            "model": args.model,
+            "kind": model.name(),
+            "mask": format!("{:?}", args.mask).to_lowercase(),
+            "hidden_pixels": hidden_pixels,
+            "examples": n,
+            "burn_in": args.burn_in,
+            "average": args.average,
+            "pixel_mae": mae,
+            "pixel_error_rate": error_rate,
+            "exact_conditional_log_likelihood": exact,
+            "exact_examples": exact.map(|_| args.exact_examples.min(n)),
+            "seed": args.seed,
+            "seconds": started.elapsed().as_secs_f64(),
+            "out": args.out,
+        });
+        println!("{json}");
+    }
+    Ok(())
+}
