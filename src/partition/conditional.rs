@@ -114,17 +114,17 @@ fn by_hidden_states<H: Layer>(
             (full, partial)
         })
         .collect();
-    DVector::from_fn(v.ncols(), |c, _| {
-        let gather = |pick: fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| -> Vec<f64> {
-            blocks
-                .iter()
-                .flat_map(|blk| {
-                    let data = pick(blk);
-                    let count = data.len() / v.ncols();
-                    data[c * count..(c + 1) * count].to_vec()
-                })
-                .collect()
-        };
-        log_sum_exp(&gather(|b| &b.0)) - log_sum_exp(&gather(|b| &b.1))
-    })
+    // ln Σ_h over all blocks of one column's terms (`part` 0: full, 1: observed part only).
+    let log_sum = |c: usize, part: usize| -> f64 {
+        let terms: Vec<f64> = blocks
+            .iter()
+            .flat_map(|blk| {
+                let data = if part == 0 { &blk.0 } else { &blk.1 };
+                let count = data.len() / v.ncols();
+                data[c * count..(c + 1) * count].iter().copied()
+            })
+            .collect();
+        log_sum_exp(&terms)
+    };
+    DVector::from_fn(v.ncols(), |c, _| log_sum(c, 0) - log_sum(c, 1))
 }
