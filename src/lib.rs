@@ -63,6 +63,7 @@
 //! - [`kernels`]: GEMM, non-linearities and random numbers of the hot paths.
 
 pub mod centering;
+pub mod classify;
 pub mod data;
 pub mod dbm;
 pub mod diagnostics;

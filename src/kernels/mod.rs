@@ -4,7 +4,7 @@
 
 mod math;
 
-pub use math::{sigmoid_columns, softplus_steps};
+pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps};
 use math::{small_mul, small_tr_mul};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
