@@ -45,17 +45,18 @@ fn brute_log_unnormalised(p: &[f32], x: &[f32], y: usize) -> f64 {
     let terms: Vec<f64> = hs
         .column_iter()
         .map(|h| {
-            let mut e = 0f64;
-            for i in 0..INPUTS {
-                e += f64::from(x[i] * m.rbm().visible().bias()[i]);
-                for j in 0..HIDDEN {
-                    e += f64::from(x[i] * m.rbm().weights()[(i, j)] * h[j]);
+            // −E = bᵀx + xᵀWh + (c + U_y)ᵀh + d_y, summed term by term in f64.
+            let mut e = f64::from(m.label_bias()[y]);
+            for (i, &xi) in x.iter().enumerate() {
+                e += f64::from(xi * m.rbm().visible().bias()[i]);
+                for (j, &hj) in h.iter().enumerate() {
+                    e += f64::from(xi * m.rbm().weights()[(i, j)] * hj);
                 }
             }
-            for j in 0..HIDDEN {
-                e += f64::from(h[j] * (m.rbm().hidden().bias()[j] + m.label_weights()[(y, j)]));
+            for (j, &hj) in h.iter().enumerate() {
+                e += f64::from(hj * (m.rbm().hidden().bias()[j] + m.label_weights()[(y, j)]));
             }
-            e + f64::from(m.label_bias()[y])
+            e
         })
         .collect();
     log_sum_exp(terms)
