@@ -1,27 +1,33 @@
 //! Pretrains, jointly trains and evaluates a deep Boltzmann machine on MNIST (Salakhutdinov &
-//! Hinton 2009), and writes `model.bin`, `model.npz` and `samples.png`.
+//! Hinton 2009), and writes `model.bin`, `model.npz`, `samples.png`, a checkpoint of joint
+//! training `checkpoint.bin` and the run's settings `args.json`.
 //!
 //! ```text
 //! cargo run --release --example mnist_dbm -- --layers 500,1000 --json
+//! cargo run --release --example mnist_dbm -- --epochs 150 --resume out/mnist_dbm
 //! ```
+
+mod common;
 
 use boltzmann::data::Mnist;
 use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais};
 use boltzmann::train::{
-    DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps, TrainConfig, pretrain, train_dbm,
+    Checkpointing, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps,
+    TrainConfig, pretrain, resume_dbm, train_dbm,
 };
-use boltzmann::{Bernoulli, Chains};
+use boltzmann::{Bernoulli, Chains, Dbm};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Train a DBM on MNIST (stochastically binarised, a fresh draw per minibatch): greedy
 /// pretraining with doubled inputs, then joint training with mean-field and persistent chains;
 /// evaluate it by AIS and the variational lower bound.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Serialize, Deserialize)]
 #[command(version, about)]
 struct Args {
     /// Hidden layer sizes, bottom first.
@@ -63,12 +69,35 @@ struct Args {
     /// Distributions of the AIS schedule (the paper: 20,000).
     #[arg(long, default_value_t = 20_000)]
     ais_betas: usize,
-    /// Output directory.
-    #[arg(long, default_value = "out/mnist_dbm")]
-    out: PathBuf,
+    /// Output directory [default: the `--resume` directory, else out/mnist_dbm].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Save a checkpoint of joint training every N epochs (and after the last).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    checkpoint_every: usize,
+    /// Continue the joint training checkpointed in DIR (with its settings, from DIR/args.json)
+    /// up to `--epochs` epochs in total; pretraining is not repeated.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// End with one JSON line of results on standard output.
     #[arg(long)]
     json: bool,
+}
+
+/// The settings of the run in `dir` with this invocation's epochs, evaluation and output
+/// options.
+fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
+    let saved: Args = common::load_args(dir, "mnist_dbm settings")?;
+    Ok(Args {
+        epochs: now.epochs,
+        out: now.out.or_else(|| Some(dir.to_path_buf())),
+        resume: now.resume,
+        json: now.json,
+        no_ais: now.no_ais,
+        ais_runs: now.ais_runs,
+        ais_betas: now.ais_betas,
+        ..saved
+    })
 }
 
 fn main() {
@@ -89,13 +118,88 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
+    let args = match &args.resume {
+        Some(dir) => resumed_args(&dir.clone(), args)?,
+        None => args,
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/mnist_dbm"));
     let mnist = Mnist::load(Mnist::shipped_dir())?;
-    std::fs::create_dir_all(&args.out).map_err(|e| boltzmann::Error::Io {
-        path: args.out.clone(),
+    std::fs::create_dir_all(&out).map_err(|e| boltzmann::Error::Io {
+        path: out.clone(),
         source: e,
     })?;
+    common::save_args(&out, &args)?;
+    let config = DbmTrainConfig {
+        epochs: args.epochs,
+        learning_rate: LearningRate::Geometric {
+            initial: args.lr as f32,
+            factor: 0.99,
+            floor: 1e-4,
+        },
+        momentum: Momentum {
+            later: args.momentum as f32,
+            ..Momentum::default()
+        },
+        chains: args.chains,
+        sweeps: args.sweeps,
+        mean_field: MeanField {
+            iterations: args.mf_iters,
+            ..MeanField::default()
+        },
+        binarize: true,
+        seed: args.seed,
+        checkpoint: Some(Checkpointing {
+            path: out.join("checkpoint.bin"),
+            every: args.checkpoint_every,
+        }),
+        ..DbmTrainConfig::default()
+    };
+    fn report(progress: &ProgressBar) -> impl FnMut(&DbmEpochMetrics) + '_ {
+        move |m| {
+            progress.suspend(|| {
+                println!(
+                    "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}",
+                    m.epoch, m.seconds, m.learning_rate, m.bound_unnormalised
+                )
+            });
+            progress.set_position(m.epoch as u64);
+        }
+    }
+    let (dbm, history) = match &args.resume {
+        Some(dir) => {
+            let mut dbm = Dbm::init(&[Mnist::PIXELS, 1, 1], 0)?;
+            let progress = bar(args.epochs, "joint epoch");
+            let history = resume_dbm(
+                &mut dbm,
+                dir.join("checkpoint.bin"),
+                &mnist.train_images,
+                &config,
+                report(&progress),
+            )?;
+            progress.finish_and_clear();
+            (dbm, history)
+        }
+        None => {
+            let mut dbm = pretrain_stack(&args, &mnist)?;
+            let progress = bar(args.epochs, "joint epoch");
+            let history = train_dbm(&mut dbm, &mnist.train_images, &config, report(&progress))?;
+            progress.finish_and_clear();
+            (dbm, history)
+        }
+    };
+    let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
+    let args = Args {
+        out: Some(out),
+        ..args
+    };
+    finish(args, &mnist, &dbm, &history, train_seconds, started)
+}
 
-    // Greedy pretraining.
+/// Greedy pretraining of the stack, composed into a DBM.
+fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli>> {
     let configs: Vec<TrainConfig> = (0..args.layers.len())
         .map(|l| TrainConfig {
             epochs: args.pretrain_epochs,
@@ -128,54 +232,30 @@ fn run(args: Args) -> boltzmann::Result<()> {
         },
     )?;
     progress.finish_and_clear();
-    let mut dbm = pretrained.dbm;
+    Ok(pretrained.dbm)
+}
 
-    // Joint training.
-    let config = DbmTrainConfig {
-        epochs: args.epochs,
-        learning_rate: LearningRate::Geometric {
-            initial: args.lr as f32,
-            factor: 0.99,
-            floor: 1e-4,
-        },
-        momentum: Momentum {
-            later: args.momentum as f32,
-            ..Momentum::default()
-        },
-        chains: args.chains,
-        sweeps: args.sweeps,
-        mean_field: MeanField {
-            iterations: args.mf_iters,
-            ..MeanField::default()
-        },
-        binarize: true,
-        seed: args.seed,
-        ..DbmTrainConfig::default()
-    };
-    let progress = bar(args.epochs, "joint epoch");
-    let history = train_dbm(&mut dbm, &mnist.train_images, &config, |m| {
-        progress.suspend(|| {
-            println!(
-                "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}",
-                m.epoch, m.seconds, m.learning_rate, m.bound_unnormalised
-            )
-        });
-        progress.inc(1);
-    })?;
-    progress.finish_and_clear();
-    let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
-
-    dbm.save(args.out.join("model.bin"))?;
-    dbm.save_npz(args.out.join("model.npz"))?;
-    let mut chains = Chains::random(&dbm, args.chains, args.seed)?;
-    chains.sweep(&dbm, 1000)?;
+/// Saves the model and samples, evaluates it and prints the results.
+fn finish(
+    args: Args,
+    mnist: &Mnist,
+    dbm: &Dbm<Bernoulli>,
+    history: &[DbmEpochMetrics],
+    train_seconds: f64,
+    started: Instant,
+) -> boltzmann::Result<()> {
+    let out = args.out.clone().unwrap_or_default();
+    dbm.save(out.join("model.bin"))?;
+    dbm.save_npz(out.join("model.npz"))?;
+    let mut chains = Chains::random(dbm, args.chains, args.seed)?;
+    chains.sweep(dbm, 1000)?;
     // Show E[v | h₁] of the final states rather than binary samples.
     let states: Vec<_> = (0..dbm.num_layers())
         .filter_map(|l| chains.layer(l).cloned())
         .collect();
     let samples = dbm.conditional_mean(0, &states)?;
     save_tile_grid(
-        args.out.join("samples.png"),
+        out.join("samples.png"),
         &samples,
         Mnist::SIDE,
         10,
@@ -183,7 +263,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     )?;
     println!(
         "wrote model.bin, model.npz and samples.png to {}",
-        args.out.display()
+        out.display()
     );
 
     // Evaluation: AIS for ln Z, mean-field lower bounds on test and training log-probabilities.
@@ -198,12 +278,16 @@ fn run(args: Args) -> boltzmann::Result<()> {
         };
         let progress = bar(args.ais_betas - 1, "AIS β steps");
         let start = Start::base_rate_default(&train_bin)?;
-        let estimate = dbm_ais(&dbm, &start, &ais_config, |done, _| {
+        let estimate = dbm_ais(dbm, &start, &ais_config, |done, _| {
             progress.set_position(done as u64)
         })?;
         progress.finish_and_clear();
         let bound = |v| -> boltzmann::Result<LogLikelihood> {
-            let mu = dbm.mean_field(v, &config.mean_field)?;
+            let settings = MeanField {
+                iterations: args.mf_iters,
+                ..MeanField::default()
+            };
+            let mu = dbm.mean_field(v, &settings)?;
             let b = dbm.variational_bound_unnormalised(v, &mu)?;
             let neg: Vec<f64> = b.iter().map(|x| -x).collect();
             Ok(LogLikelihood::from_free_energies(&neg, estimate.log_z))
@@ -240,7 +324,11 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "mf_iters": args.mf_iters,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
-            "joint_seconds_per_epoch": train_seconds / args.epochs.max(1) as f64,
+            "joint_seconds_per_epoch": train_seconds / history.len().max(1) as f64,
+            "epochs_run": history.len(),
+            "resumed": args.resume.is_some(),
+            "ais_ess": e.map(|e| e.0.effective_sample_size),
+            "ais_log_weight_variance": e.map(|e| e.0.log_weight_variance),
             "log_z": e.map(|e| e.0.log_z),
             "log_z_lower": e.map(|e| e.0.log_z_lower),
             "log_z_upper": e.map(|e| e.0.log_z_upper),

@@ -6,6 +6,8 @@
 //! cargo run --release --example mnist_rbm -- --epochs 2 --resume out/mnist_rbm
 //! ```
 
+mod common;
+
 use boltzmann::data::Mnist;
 use boltzmann::diagnostics::Trace;
 use boltzmann::image::{Scale, save_tile_grid};
@@ -145,19 +147,9 @@ impl Args {
     }
 }
 
-/// The settings of the run in `dir` (from `args.json`) with this invocation's epochs and output
-/// options.
+/// The settings of the run in `dir` with this invocation's epochs and output options.
 fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
-    let path = dir.join("args.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-        path: path.clone(),
-        source: e,
-    })?;
-    let saved: Args = serde_json::from_str(&text).map_err(|e| Error::Format {
-        path,
-        expected: "mnist_rbm settings",
-        message: e.to_string(),
-    })?;
+    let saved: Args = common::load_args(dir, "mnist_rbm settings")?;
     Ok(Args {
         epochs: now.epochs,
         out: now.out.or_else(|| Some(dir.to_path_buf())),
@@ -207,12 +199,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         ..TrainConfig::default()
     };
     config.validate()?;
-    let settings = serde_json::to_string_pretty(&args).unwrap_or_default();
-    let args_path = out.join("args.json");
-    std::fs::write(&args_path, settings).map_err(|e| Error::Io {
-        path: args_path,
-        source: e,
-    })?;
+    common::save_args(&out, &args)?;
     let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(Mnist::PIXELS, args.hidden, args.seed)?;
 
     let bar = ProgressBar::new(args.epochs as u64);

@@ -4,10 +4,11 @@
 mod common;
 
 use boltzmann::data::bars_and_stripes;
+use boltzmann::io::load;
 use boltzmann::rbm::InputScale;
 use boltzmann::train::{
-    DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps, TrainConfig, pretrain,
-    pretraining_scale, train_dbm,
+    Checkpointing, DbmCheckpoint, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Sparsity,
+    Steps, TrainConfig, pretrain, pretraining_scale, resume_dbm, train_dbm,
 };
 use boltzmann::{Bernoulli, Dbm, Layer};
 use nalgebra::DMatrix;
@@ -178,4 +179,76 @@ fn a_sparsity_target_lowers_hidden_activity() {
         decay: 0.9,
     }));
     assert!(sparse < plain - 0.05, "mean h₁ activity {plain} → {sparse}");
+}
+
+#[test]
+fn dbm_resume_is_bit_identical_and_checks_its_file() {
+    let dir = std::env::temp_dir().join(format!("boltzmann-dbm-checkpoint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |epochs: usize, name: &str| DbmTrainConfig {
+        epochs,
+        batch_size: 70,
+        chains: 60,
+        // Momentum switches inside the resumed part.
+        sparsity: Some(Sparsity {
+            target: 0.2,
+            cost: 0.1,
+            decay: 0.9,
+        }),
+        seed: 8,
+        checkpoint: Some(Checkpointing {
+            path: dir.join(name),
+            every: 1,
+        }),
+        ..DbmTrainConfig::default()
+    };
+    let mut straight: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 9).unwrap();
+    train_dbm(&mut straight, &data(), &config(7, "whole.ckpt"), |_| {}).unwrap();
+    let mut broken: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 9).unwrap();
+    train_dbm(&mut broken, &data(), &config(3, "broken.ckpt"), |_| {}).unwrap();
+    let saved: DbmCheckpoint<Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
+    assert_eq!((saved.epoch(), saved.dbm()), (3, &broken));
+    let mut resumed: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 0).unwrap();
+    let mut epochs = Vec::new();
+    resume_dbm(
+        &mut resumed,
+        dir.join("broken.ckpt"),
+        &data(),
+        &config(7, "broken.ckpt"),
+        |m| epochs.push(m.epoch),
+    )
+    .unwrap();
+    assert_eq!(epochs, [4, 5, 6, 7]);
+    assert_eq!(resumed, straight);
+    let a: DbmCheckpoint<Bernoulli> = load(dir.join("whole.ckpt")).unwrap();
+    let b: DbmCheckpoint<Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
+    assert_eq!(a, b);
+
+    // A damaged file and other settings are rejected.
+    let mut bytes = std::fs::read(dir.join("whole.ckpt")).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 1;
+    std::fs::write(dir.join("damaged.ckpt"), &bytes).unwrap();
+    let err = resume_dbm(
+        &mut resumed,
+        dir.join("damaged.ckpt"),
+        &data(),
+        &config(8, "x"),
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, boltzmann::Error::Checksum { .. }), "{err}");
+    let other = DbmTrainConfig {
+        seed: 1,
+        ..config(8, "x")
+    };
+    let err = resume_dbm(
+        &mut resumed,
+        dir.join("whole.ckpt"),
+        &data(),
+        &other,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("configuration"), "{err}");
 }

@@ -2,7 +2,9 @@
 //! pretraining of RBMs with doubled inputs, then joint training with a mean-field positive phase
 //! and persistent Gibbs chains for the negative phase.
 
-use super::{EpochMetrics, LearningRate, Momentum, Sparsity, TrainConfig, train_scaled};
+use super::{
+    Checkpointing, EpochMetrics, LearningRate, Momentum, Sparsity, TrainConfig, train_scaled,
+};
 use crate::data::binarize_in_place;
 use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result, check_finite};
@@ -12,6 +14,7 @@ use crate::layer::{Bernoulli, Layer};
 use crate::rbm::{InputScale, Rbm};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// The RBMs of greedy pretraining and the DBM they compose into.
@@ -131,6 +134,8 @@ pub struct DbmTrainConfig {
     /// Training examples used for the per-epoch metrics.
     pub monitor_examples: usize,
     pub seed: u64,
+    /// Save a [`DbmCheckpoint`] as configured, from which [`resume_dbm`] continues.
+    pub checkpoint: Option<Checkpointing>,
 }
 
 impl Default for DbmTrainConfig {
@@ -152,6 +157,7 @@ impl Default for DbmTrainConfig {
             binarize: false,
             monitor_examples: 1000,
             seed: 0,
+            checkpoint: None,
         }
     }
 }
@@ -167,6 +173,7 @@ impl DbmTrainConfig {
             momentum: self.momentum.clone(),
             weight_decay: self.weight_decay,
             sparsity: self.sparsity.clone(),
+            checkpoint: self.checkpoint.clone(),
             ..TrainConfig::default()
         }
         .validate()?;
@@ -187,6 +194,104 @@ impl DbmTrainConfig {
         }
         Ok(())
     }
+
+    /// A fingerprint of every setting except `epochs` and `checkpoint`.
+    fn digest(&self) -> u64 {
+        let settings = DbmTrainConfig {
+            epochs: 0,
+            checkpoint: None,
+            ..self.clone()
+        };
+        crate::io::fnv1a(format!("{settings:?}").as_bytes())
+    }
+}
+
+/// The state of joint DBM training after an epoch: parameters, velocities, sparsity estimates,
+/// persistent chains with their random streams, example order and epoch. Saved by
+/// [`train_dbm`], read by [`resume_dbm`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct DbmCheckpoint<V: Layer> {
+    dbm: Dbm<V, Bernoulli>,
+    epoch: usize,
+    config_digest: u64,
+    velocity: Vec<DMatrix<f32>>,
+    bias_velocity: Vec<DVector<f32>>,
+    activity: Vec<DVector<f32>>,
+    chains: Chains,
+    order: Vec<usize>,
+}
+
+impl<V: Layer> DbmCheckpoint<V> {
+    /// Epochs completed when the checkpoint was written.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// The model at that point.
+    pub fn dbm(&self) -> &Dbm<V, Bernoulli> {
+        &self.dbm
+    }
+}
+
+impl<V: Layer> crate::io::Model for DbmCheckpoint<V> {
+    fn kind() -> String {
+        format!("checkpoint/{}", Dbm::<V, Bernoulli>::kind())
+    }
+
+    fn shapes(&self) -> Vec<u64> {
+        self.dbm.shapes()
+    }
+
+    fn check(&self) -> Result<()> {
+        self.dbm.check()?;
+        let sizes = self.dbm.layer_sizes();
+        let fits = self.velocity.len() + 1 == sizes.len()
+            && self
+                .velocity
+                .iter()
+                .enumerate()
+                .all(|(l, v)| v.shape() == (sizes[l], sizes[l + 1]))
+            && [&self.bias_velocity, &self.activity]
+                .iter()
+                .all(|x| x.iter().map(|b| b.len()).eq(sizes.iter().copied()));
+        if !fits {
+            return Err(Error::invalid(
+                "DBM checkpoint",
+                "optimiser state does not fit the model",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Continues the joint training saved in the checkpoint file `checkpoint` up to
+/// `config.epochs` epochs in total, bit-identically to a run without a break; the model ends in
+/// `dbm`. The configuration must be the one that wrote the checkpoint (apart from `epochs` and
+/// `checkpoint`), and `data` the same.
+pub fn resume_dbm<V: Layer>(
+    dbm: &mut Dbm<V, Bernoulli>,
+    checkpoint: impl AsRef<std::path::Path>,
+    data: &DMatrix<f32>,
+    config: &DbmTrainConfig,
+    monitor: impl FnMut(&DbmEpochMetrics),
+) -> Result<Vec<DbmEpochMetrics>> {
+    let saved: DbmCheckpoint<V> = crate::io::load(checkpoint)?;
+    if saved.config_digest != config.digest() {
+        return Err(Error::invalid(
+            "DBM training configuration",
+            "differs from the one that wrote the checkpoint (only `epochs` and `checkpoint` may change)",
+        ));
+    }
+    if saved.order.len() != data.ncols() {
+        return Err(Error::shape(
+            "training data",
+            format!("{} examples, as in the checkpoint", saved.order.len()),
+            format!("{} examples", data.ncols()),
+        ));
+    }
+    *dbm = saved.dbm.clone();
+    train_dbm_from(dbm, data, config, Some(saved), monitor)
 }
 
 /// What [`train_dbm`] reports after each epoch.
@@ -216,6 +321,16 @@ pub fn train_dbm<V: Layer>(
     dbm: &mut Dbm<V, Bernoulli>,
     data: &DMatrix<f32>,
     config: &DbmTrainConfig,
+    monitor: impl FnMut(&DbmEpochMetrics),
+) -> Result<Vec<DbmEpochMetrics>> {
+    train_dbm_from(dbm, data, config, None, monitor)
+}
+
+fn train_dbm_from<V: Layer>(
+    dbm: &mut Dbm<V, Bernoulli>,
+    data: &DMatrix<f32>,
+    config: &DbmTrainConfig,
+    resumed: Option<DbmCheckpoint<V>>,
     mut monitor: impl FnMut(&DbmEpochMetrics),
 ) -> Result<Vec<DbmEpochMetrics>> {
     config.validate()?;
@@ -249,32 +364,39 @@ pub fn train_dbm<V: Layer>(
     if config.binarize {
         binarize_in_place(monitor_set.as_mut_slice(), stream(seed, 3 << 40).next_u64())?;
     }
-    let mut chains = Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?;
-    let mut velocity: Vec<DMatrix<f32>> = dbm
-        .weights
-        .iter()
-        .map(|w| DMatrix::zeros(w.nrows(), w.ncols()))
-        .collect();
-    let mut bias_velocity: Vec<DVector<f32>> = sizes.iter().map(|&s| DVector::zeros(s)).collect();
-    let target = config.sparsity.as_ref().map_or(0.0, |s| s.target);
-    let mut activity: Vec<DVector<f32>> = sizes
-        .iter()
-        .map(|&s| DVector::from_element(s, target))
-        .collect();
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut run = match resumed {
+        Some(checkpoint) => checkpoint,
+        None => {
+            let target = config.sparsity.as_ref().map_or(0.0, |s| s.target);
+            DbmCheckpoint {
+                dbm: dbm.clone(),
+                epoch: 0,
+                config_digest: config.digest(),
+                velocity: dbm
+                    .weights
+                    .iter()
+                    .map(|w| DMatrix::zeros(w.nrows(), w.ncols()))
+                    .collect(),
+                bias_velocity: sizes.iter().map(|&s| DVector::zeros(s)).collect(),
+                activity: sizes
+                    .iter()
+                    .map(|&s| DVector::from_element(s, target))
+                    .collect(),
+                chains: Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?,
+                order: (0..n).collect(),
+            }
+        }
+    };
     let mut batch_data = DMatrix::zeros(sizes[0], batch);
     let batches = n / batch;
     let mut history = Vec::new();
-    for epoch in 1..=config.epochs {
+    for epoch in run.epoch + 1..=config.epochs {
         let started = Instant::now();
         let before = dbm.clone();
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
-        let mut rng = stream(seed, (1 << 40) + epoch as u64);
-        for i in (1..n).rev() {
-            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-        }
-        for (b, idx) in order.chunks_exact(batch).take(batches).enumerate() {
+        super::shuffle(&mut run.order, &mut stream(seed, (1 << 40) + epoch as u64));
+        for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
             for (c, &i) in idx.iter().enumerate() {
                 batch_data.column_mut(c).copy_from(&data.column(i));
             }
@@ -286,9 +408,9 @@ pub fn train_dbm<V: Layer>(
             let mut positive = vec![batch_data.clone()];
             positive.extend(dbm.mean_field(&batch_data, &config.mean_field)?);
             // Negative phase: persistent chains, odd layers Rao-Blackwellised.
-            chains.sweep(dbm, config.sweeps)?;
+            run.chains.sweep(dbm, config.sweeps)?;
             let mut negative: Vec<DMatrix<f32>> = (0..sizes.len())
-                .filter_map(|l| chains.layer(l).cloned())
+                .filter_map(|l| run.chains.layer(l).cloned())
                 .collect();
             for l in (1..sizes.len()).step_by(2) {
                 negative[l] = dbm.conditional_mean(l, &negative)?;
@@ -300,15 +422,15 @@ pub fn train_dbm<V: Layer>(
                 .collect();
             if let Some(s) = &config.sparsity {
                 for l in 1..sizes.len() {
-                    activity[l] =
-                        &activity[l] * s.decay + positive[l].column_mean() * (1.0 - s.decay);
-                    bias_grads[l] += activity[l].map(|q| s.cost * (s.target - q));
+                    run.activity[l] =
+                        &run.activity[l] * s.decay + positive[l].column_mean() * (1.0 - s.decay);
+                    bias_grads[l] += run.activity[l].map(|q| s.cost * (s.target - q));
                 }
             }
             update(
                 dbm,
-                &mut velocity,
-                &mut bias_velocity,
+                &mut run.velocity,
+                &mut run.bias_velocity,
                 &positive,
                 &negative,
                 &bias_grads,
@@ -343,6 +465,13 @@ pub fn train_dbm<V: Layer>(
             train_log_likelihood: ll,
             train_lower_bound: lb,
         };
+        run.epoch = epoch;
+        if let Some(c) = &config.checkpoint
+            && (epoch % c.every == 0 || epoch == config.epochs)
+        {
+            run.dbm.clone_from(dbm);
+            crate::io::save(&run, &c.path)?;
+        }
         monitor(&metrics);
         history.push(metrics);
     }

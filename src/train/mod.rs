@@ -12,7 +12,8 @@ pub use config::{
     TrainConfig,
 };
 pub use dbm::{
-    DbmEpochMetrics, DbmTrainConfig, Pretrained, pretrain, pretraining_scale, train_dbm,
+    DbmCheckpoint, DbmEpochMetrics, DbmTrainConfig, Pretrained, pretrain, pretraining_scale,
+    resume_dbm, train_dbm,
 };
 
 use crate::centering::Offsets;
