@@ -6,6 +6,8 @@
 //! cargo run --release --example mnist_ais -- --model out/mnist_rbm/model.bin --json
 //! ```
 
+mod common;
+
 use boltzmann::data::{Mnist, load_npz_examples};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate, log_partition_exact, reverse_ais};
 use boltzmann::{Bernoulli, Rbm};
@@ -49,10 +51,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(run);
 }
 
 fn run(args: Args) -> boltzmann::Result<()> {

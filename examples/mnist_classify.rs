@@ -5,6 +5,8 @@
 //! cargo run --release --example mnist_classify -- --objective hybrid --json
 //! ```
 
+mod common;
+
 use boltzmann::Chains;
 use boltzmann::classify::{
     ClassRbm, ClassifierConfig, ClassifierEpoch, Objective, train_classifier,
@@ -66,10 +68,7 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(run);
 }
 
 fn run(args: Args) -> boltzmann::Result<()> {

@@ -7,6 +7,8 @@
 //! cargo run --release --example mnist_inpaint -- --model out/mnist_rbm/model.bin --json
 //! ```
 
+mod common;
+
 use boltzmann::data::Mnist;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::kernels::{stream, uniform};
@@ -120,10 +122,7 @@ impl Model {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(run);
 }
 
 fn run(args: Args) -> boltzmann::Result<()> {

@@ -161,10 +161,7 @@ fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(run);
 }
 
 fn run(args: Args) -> boltzmann::Result<()> {

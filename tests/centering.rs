@@ -6,9 +6,7 @@ mod common;
 
 use boltzmann::centering::{CenteredRbm, Offsets};
 use boltzmann::partition::log_likelihood_exact;
-use boltzmann::train::{
-    Centering, LearningRate, Momentum, NegativePhase, Steps, TrainConfig, train,
-};
+use boltzmann::train::{Centering, TrainConfig, train};
 use boltzmann::{Bernoulli, Gaussian, Layer, Rbm};
 use common::*;
 use nalgebra::{DMatrix, DVector};
@@ -87,15 +85,9 @@ fn centred_gradient_is_the_plain_one_at_zero_offsets() {
 #[test]
 fn a_centred_step_follows_the_exact_centred_gradient() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(6, 4, 0.5, 31);
-    let patterns = [
-        [1., 1., 1., 0., 0., 0.],
-        [0., 0., 0., 1., 1., 1.],
-        [1., 0., 1., 0., 1., 0.],
-        [1., 1., 0., 0., 1., 1.],
-    ];
+    // Four patterns, each repeated: N examples, one minibatch, N chains.
     const N: usize = 40_000;
-    let data = DMatrix::from_fn(6, N, |i, c| patterns[c % 4][i] as f32);
-    let pat = DMatrix::from_fn(6, 4, |i, c| patterns[c][i] as f32);
+    let (pat, data) = four_patterns(N);
     // The trainer starts the offsets at the data mean and the mean hidden activity on the
     // (balanced) monitor subset; one step over the whole set leaves them there.
     let at = Offsets {
@@ -104,22 +96,9 @@ fn a_centred_step_follows_the_exact_centred_gradient() {
     };
     // One plain SGD step of size 1 from zero velocity: the step equals the gradient estimate.
     let config = TrainConfig {
-        epochs: 1,
-        batch_size: N,
-        learning_rate: LearningRate::Constant(1.0),
-        momentum: Momentum {
-            initial: 0.0,
-            later: 0.0,
-            switch_epoch: 1,
-        },
-        weight_decay: 0.0,
-        negative: NegativePhase::Cd {
-            k: Steps::Constant(100),
-        },
         centering: Some(Centering { rate: 0.5 }),
-        init_visible_bias: false,
         seed: 101,
-        ..TrainConfig::default()
+        ..one_step(100, N)
     };
     let mut trained = rbm.clone();
     train(&mut trained, &data, None, &config, |_| {}).unwrap();

@@ -14,39 +14,12 @@ use boltzmann::{Bernoulli, Error, Layer, Rbm};
 use common::*;
 use nalgebra::{DMatrix, DVector};
 
-/// One plain SGD step of size 1 from zero velocity: the update equals the gradient estimate.
-fn one_step(k: usize, n: usize) -> TrainConfig {
-    TrainConfig {
-        epochs: 1,
-        batch_size: n,
-        learning_rate: LearningRate::Constant(1.0),
-        momentum: Momentum {
-            initial: 0.0,
-            later: 0.0,
-            switch_epoch: 1,
-        },
-        weight_decay: 0.0,
-        negative: NegativePhase::Cd {
-            k: Steps::Constant(k),
-        },
-        init_visible_bias: false,
-        monitor_examples: 10,
-        ..TrainConfig::default()
-    }
-}
-
 #[test]
 fn cd_with_many_steps_estimates_the_exact_gradient() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(6, 4, 0.5, 31);
     // Four patterns, each repeated: N examples, one minibatch, N chains.
-    let patterns = [
-        [1., 1., 1., 0., 0., 0.],
-        [0., 0., 0., 1., 1., 1.],
-        [1., 0., 1., 0., 1., 0.],
-        [1., 1., 0., 0., 1., 1.],
-    ];
     const N: usize = 40_000;
-    let data = DMatrix::from_fn(6, N, |i, c| patterns[c % 4][i] as f32);
+    let (pat, data) = four_patterns(N);
 
     // Exact gradient of the mean log-likelihood: ⟨v E[h|v]ᵀ⟩_data − Σ_v p(v) v E[h|v]ᵀ.
     let vs = states(rbm.visible());
@@ -57,7 +30,6 @@ fn cd_with_many_steps_estimates_the_exact_gradient() {
     let model_w = &weighted * hm_states.transpose();
     let model_bv = vs64 * DVector::from_vec(p.clone());
     let model_bh = &hm_states * DVector::from_vec(p);
-    let pat = DMatrix::from_fn(6, 4, |i, c| patterns[c][i] as f32);
     let hm_data = rbm.hidden_mean(&pat).unwrap().map(f64::from);
     let pat64 = pat.map(f64::from);
     let exact_w = &pat64 * hm_data.transpose() / 4.0 - model_w;

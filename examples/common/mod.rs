@@ -1,5 +1,6 @@
 //! What the MNIST examples share: the run settings stored beside a checkpoint, so that
 //! `--resume DIR` continues a run with the settings that started it.
+#![allow(dead_code)] // each example uses part of it
 
 use boltzmann::Error;
 use serde::{Serialize, de::DeserializeOwned};
@@ -28,4 +29,13 @@ pub fn load_args<A: DeserializeOwned>(dir: &Path, what: &'static str) -> boltzma
         expected: what,
         message: e.to_string(),
     })
+}
+
+/// Parses the command line, runs `run` and exits with status 1 and the error's message if it
+/// fails.
+pub fn main<A: clap::Parser>(run: fn(A) -> boltzmann::Result<()>) {
+    if let Err(e) = run(A::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }

@@ -155,6 +155,13 @@ pub struct Checkpointing {
     pub every: usize,
 }
 
+impl Checkpointing {
+    /// Whether to save after `epoch` of a run of `last` epochs.
+    pub(crate) fn due(&self, epoch: usize, last: usize) -> bool {
+        epoch.is_multiple_of(self.every) || epoch == last
+    }
+}
+
 /// The learning rate as a function of the epoch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LearningRate {
@@ -367,11 +374,10 @@ impl TrainConfig {
     /// A fingerprint of every setting that shapes the run except `epochs` and `checkpoint`: a
     /// checkpoint only resumes under the settings that wrote it.
     pub(crate) fn digest(&self) -> u64 {
-        let settings = TrainConfig {
+        super::digest_of(&TrainConfig {
             epochs: 0,
             checkpoint: None,
             ..self.clone()
-        };
-        crate::io::fnv1a(format!("{settings:?}").as_bytes())
+        })
     }
 }

@@ -197,12 +197,11 @@ impl DbmTrainConfig {
 
     /// A fingerprint of every setting except `epochs` and `checkpoint`.
     fn digest(&self) -> u64 {
-        let settings = DbmTrainConfig {
+        super::digest_of(&DbmTrainConfig {
             epochs: 0,
             checkpoint: None,
             ..self.clone()
-        };
-        crate::io::fnv1a(format!("{settings:?}").as_bytes())
+        })
     }
 }
 
@@ -277,19 +276,12 @@ pub fn resume_dbm<V: Layer>(
     monitor: impl FnMut(&DbmEpochMetrics),
 ) -> Result<Vec<DbmEpochMetrics>> {
     let saved: DbmCheckpoint<V> = crate::io::load(checkpoint)?;
-    if saved.config_digest != config.digest() {
-        return Err(Error::invalid(
-            "DBM training configuration",
-            "differs from the one that wrote the checkpoint (only `epochs` and `checkpoint` may change)",
-        ));
-    }
-    if saved.order.len() != data.ncols() {
-        return Err(Error::shape(
-            "training data",
-            format!("{} examples, as in the checkpoint", saved.order.len()),
-            format!("{} examples", data.ncols()),
-        ));
-    }
+    super::check_resumable(
+        saved.config_digest,
+        config.digest(),
+        saved.order.len(),
+        data,
+    )?;
     *dbm = saved.dbm.clone();
     train_dbm_from(dbm, data, config, Some(saved), monitor)
 }
@@ -467,7 +459,7 @@ fn train_dbm_from<V: Layer>(
         };
         run.epoch = epoch;
         if let Some(c) = &config.checkpoint
-            && (epoch % c.every == 0 || epoch == config.epochs)
+            && c.due(epoch, config.epochs)
         {
             run.dbm.clone_from(dbm);
             crate::io::save(&run, &c.path)?;

@@ -98,19 +98,12 @@ pub fn resume<V: Layer, H: Layer>(
     monitor: impl FnMut(&EpochMetrics),
 ) -> Result<Vec<EpochMetrics>> {
     let saved: Checkpoint<V, H> = crate::io::load(checkpoint)?;
-    if saved.config_digest != config.digest() {
-        return Err(Error::invalid(
-            "training configuration",
-            "differs from the one that wrote the checkpoint (only `epochs` and `checkpoint` may change)",
-        ));
-    }
-    if saved.order.len() != data.ncols() {
-        return Err(Error::shape(
-            "training data",
-            format!("{} examples, as in the checkpoint", saved.order.len()),
-            format!("{} examples", data.ncols()),
-        ));
-    }
+    check_resumable(
+        saved.config_digest,
+        config.digest(),
+        saved.order.len(),
+        data,
+    )?;
     *rbm = saved.rbm.clone();
     train_scaled(
         rbm,
@@ -121,6 +114,35 @@ pub fn resume<V: Layer, H: Layer>(
         Some(saved),
         monitor,
     )
+}
+
+/// Checks that a checkpoint written under settings with fingerprint `saved_digest`, over
+/// `saved_examples` examples, can continue under settings `digest` on `data`.
+fn check_resumable(
+    saved_digest: u64,
+    digest: u64,
+    saved_examples: usize,
+    data: &DMatrix<f32>,
+) -> Result<()> {
+    if saved_digest != digest {
+        return Err(Error::invalid(
+            "training configuration",
+            "differs from the one that wrote the checkpoint (only `epochs` and `checkpoint` may change)",
+        ));
+    }
+    if saved_examples != data.ncols() {
+        return Err(Error::shape(
+            "training data",
+            format!("{saved_examples} examples, as in the checkpoint"),
+            format!("{} examples", data.ncols()),
+        ));
+    }
+    Ok(())
+}
+
+/// A fingerprint of a settings value (through its `Debug` form).
+fn digest_of(settings: &impl std::fmt::Debug) -> u64 {
+    crate::io::fnv1a(format!("{settings:?}").as_bytes())
 }
 
 /// Everything a training run carries from one epoch to the next, saved by [`train`] and read
@@ -472,7 +494,7 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
         }
         run.epoch = epoch;
         if let Some(c) = &config.checkpoint
-            && (epoch % c.every == 0 || epoch == config.epochs)
+            && c.due(epoch, config.epochs)
         {
             run.rbm.clone_from(rbm);
             crate::io::save(&run, &c.path)?;

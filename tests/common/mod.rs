@@ -123,3 +123,40 @@ pub fn assert_ais_sandwich(
         assert!((rev.log_z - exact).abs() < 0.1, "{msg}");
     }
 }
+
+/// One plain SGD step of size 1 from zero velocity: the update equals the gradient estimate.
+pub fn one_step(k: usize, n: usize) -> boltzmann::train::TrainConfig {
+    use boltzmann::train::*;
+    TrainConfig {
+        epochs: 1,
+        batch_size: n,
+        learning_rate: LearningRate::Constant(1.0),
+        momentum: Momentum {
+            initial: 0.0,
+            later: 0.0,
+            switch_epoch: 1,
+        },
+        weight_decay: 0.0,
+        negative: NegativePhase::Cd {
+            k: Steps::Constant(k),
+        },
+        init_visible_bias: false,
+        monitor_examples: 10,
+        ..TrainConfig::default()
+    }
+}
+
+/// Four 6-pixel patterns (columns of the first matrix) and `n` examples cycling through them:
+/// a data set whose exact gradient is easy to enumerate.
+pub fn four_patterns(n: usize) -> (DMatrix<f32>, DMatrix<f32>) {
+    let patterns = [
+        [1., 1., 1., 0., 0., 0.],
+        [0., 0., 0., 1., 1., 1.],
+        [1., 0., 1., 0., 1., 0.],
+        [1., 1., 0., 0., 1., 1.],
+    ];
+    (
+        DMatrix::from_fn(6, 4, |i, c| patterns[c][i]),
+        DMatrix::from_fn(6, n, |i, c| patterns[c % 4][i]),
+    )
+}
