@@ -14,8 +14,8 @@ use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais};
 use boltzmann::train::{
-    Checkpointing, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps,
-    TrainConfig, pretrain, resume_dbm, train_dbm,
+    Centering, Checkpointing, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum,
+    NegativePhase, Steps, TrainConfig, pretrain, resume_dbm, train_dbm,
 };
 use boltzmann::{Bernoulli, Chains, Dbm};
 use clap::Parser;
@@ -54,6 +54,9 @@ struct Args {
     /// Gibbs sweeps of the chains per update.
     #[arg(long, default_value_t = 5)]
     sweeps: usize,
+    /// Train in centred coordinates, the offsets following the data-driven means at this rate.
+    #[arg(long, value_name = "RATE")]
+    centering: Option<f64>,
     /// Mean-field iterations per example.
     #[arg(long, default_value_t = 10)]
     mf_iters: usize,
@@ -147,6 +150,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             ..MeanField::default()
         },
         binarize: true,
+        centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
         seed: args.seed,
         checkpoint: Some(Checkpointing {
             path: out.join("checkpoint.bin"),
@@ -319,6 +323,8 @@ fn finish(
             "epochs": args.epochs,
             "chains": args.chains,
             "mf_iters": args.mf_iters,
+            "centering": args.centering,
+            "momentum": args.momentum,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
             "joint_seconds_per_epoch": train_seconds / history.len().max(1) as f64,

@@ -7,6 +7,11 @@
 //! (plus a constant). Gradient steps in the centred parameters are better conditioned when the
 //! offsets track the units' means: the weight gradient becomes
 //! `∇W − μ ∇cᵀ − ∇b λᵀ`, while the bias gradients are unchanged.
+//!
+//! The same holds layer by layer for a DBM (Montavon & Müller 2012), whose couplings `W_l`
+//! join layers `l − 1` and `l`: the step of `W_l` is `∇W_l − μ_{l−1}∇b_lᵀ − ∇b_{l−1}μ_lᵀ`, and
+//! the plain bias of layer `k` moves by `Δb_k − ΔW_{k+1}μ_{k+1} − ΔW_kᵀμ_{k−1}`.
+//! [`centre_gradients`] and [`plain_bias_steps`] do this for any number of layers.
 
 use crate::error::{Error, Result};
 use crate::layer::Layer;
@@ -38,8 +43,11 @@ impl Offsets {
         grad_b: &DVector<f32>,
         grad_c: &DVector<f32>,
     ) {
-        grad_w.ger(-1.0, &self.visible, grad_c, 1.0);
-        grad_w.ger(-1.0, grad_b, &self.hidden, 1.0);
+        centre_gradients(
+            &mut [grad_w],
+            &[grad_b.clone(), grad_c.clone()],
+            &[&self.visible, &self.hidden],
+        );
     }
 
     /// Applies a step of the centred parameters (`step_w` on the weights, `step_b`, `step_c` on
@@ -53,17 +61,63 @@ impl Offsets {
         step_c: &DVector<f32>,
     ) {
         rbm.weights += step_w;
-        let bv = step_b - step_w * &self.hidden;
-        let bh = step_c - step_w.tr_mul(&self.visible);
-        *rbm.visible.bias_mut() += bv;
-        *rbm.hidden.bias_mut() += bh;
+        let steps = plain_bias_steps(
+            &[step_w],
+            &[step_b.clone(), step_c.clone()],
+            &[&self.visible, &self.hidden],
+        );
+        *rbm.visible.bias_mut() += &steps[0];
+        *rbm.hidden.bias_mut() += &steps[1];
     }
 
     /// Moves the offsets towards the means `visible` and `hidden` by a fraction `rate`.
     pub fn track(&mut self, visible: &DVector<f32>, hidden: &DVector<f32>, rate: f32) {
-        self.visible = &self.visible * (1.0 - rate) + visible * rate;
-        self.hidden = &self.hidden * (1.0 - rate) + hidden * rate;
+        track(&mut self.visible, visible, rate);
+        track(&mut self.hidden, hidden, rate);
     }
+}
+
+/// `offset ← (1 − rate)·offset + rate·mean`.
+pub fn track(offset: &mut DVector<f32>, mean: &DVector<f32>, rate: f32) {
+    *offset = &*offset * (1.0 - rate) + mean * rate;
+}
+
+/// For a chain of layers `0 … L` with couplings `W_1 … W_L` (`W_l` joins layers `l − 1` and
+/// `l`): turns plain weight gradients into centred ones, `∇W_l − μ_{l−1}∇b_lᵀ − ∇b_{l−1}μ_lᵀ`,
+/// given the bias gradients `∇b_0 … ∇b_L` and the offsets `μ_0 … μ_L`. `grad_w[l − 1]` holds
+/// `∇W_l`.
+pub fn centre_gradients(
+    grad_w: &mut [&mut DMatrix<f32>],
+    grad_b: &[DVector<f32>],
+    offsets: &[&DVector<f32>],
+) {
+    for (l, g) in grad_w.iter_mut().enumerate() {
+        g.ger(-1.0, offsets[l], &grad_b[l + 1], 1.0);
+        g.ger(-1.0, &grad_b[l], offsets[l + 1], 1.0);
+    }
+}
+
+/// The steps of the plain biases of every layer for a step of the centred parameters
+/// (`step_w[l − 1]` on `W_l`, `step_b` on the centred biases): `Δb_k − ΔW_{k+1}μ_{k+1} −
+/// ΔW_kᵀμ_{k−1}`.
+pub fn plain_bias_steps(
+    step_w: &[&DMatrix<f32>],
+    step_b: &[DVector<f32>],
+    offsets: &[&DVector<f32>],
+) -> Vec<DVector<f32>> {
+    let layers = step_b.len();
+    (0..layers)
+        .map(|k| {
+            let mut b = step_b[k].clone();
+            if k + 1 < layers {
+                b -= step_w[k] * offsets[k + 1];
+            }
+            if k > 0 {
+                b -= step_w[k - 1].tr_mul(offsets[k - 1]);
+            }
+            b
+        })
+        .collect()
 }
 
 /// An RBM in centred coordinates: weights `W`, centred biases `b`, `c` (held in `rbm`'s layers)
@@ -154,4 +208,98 @@ fn check_offsets<V: Layer, H: Layer>(rbm: &Rbm<V, H>, offsets: &Offsets) -> Resu
     }
     crate::error::check_finite("visible offsets", offsets.visible.as_slice())?;
     crate::error::check_finite("hidden offsets", offsets.hidden.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{fill_normal, stream};
+
+    fn random(rows: usize, cols: usize, seed: u64) -> DMatrix<f32> {
+        let mut m = DMatrix::zeros(rows, cols);
+        fill_normal(&mut stream(seed, 0), m.as_mut_slice());
+        m
+    }
+
+    /// Plain biases of a chain of layers from centred parameters:
+    /// `b_k − W_{k+1}μ_{k+1} − W_kᵀμ_{k−1}`.
+    fn plain_biases(
+        w: &[DMatrix<f32>],
+        b: &[DVector<f32>],
+        mu: &[&DVector<f32>],
+    ) -> Vec<DVector<f32>> {
+        let w: Vec<&DMatrix<f32>> = w.iter().collect();
+        plain_bias_steps(&w, b, mu)
+    }
+
+    #[test]
+    fn centred_gradients_are_the_adjoint_of_the_conversion() {
+        // Layers of 4, 3 and 2 units. The map from centred to plain parameters is linear in
+        // (W, b) for fixed offsets, so the centred gradient g_c must satisfy
+        // ⟨g_c, Δ⟩ = ⟨g_plain, A Δ⟩ for every direction Δ, where A Δ is (ΔW, plain bias steps).
+        let sizes = [4, 3, 2];
+        let mu: Vec<DVector<f32>> = (0..3)
+            .map(|l| random(sizes[l], 1, 10 + l as u64).column(0).into())
+            .collect();
+        let mu_ref: Vec<&DVector<f32>> = mu.iter().collect();
+        let gw: Vec<DMatrix<f32>> = (0..2)
+            .map(|l| random(sizes[l], sizes[l + 1], 20 + l as u64))
+            .collect();
+        let gb: Vec<DVector<f32>> = (0..3)
+            .map(|l| random(sizes[l], 1, 30 + l as u64).column(0).into())
+            .collect();
+        let dw: Vec<DMatrix<f32>> = (0..2)
+            .map(|l| random(sizes[l], sizes[l + 1], 40 + l as u64))
+            .collect();
+        let db: Vec<DVector<f32>> = (0..3)
+            .map(|l| random(sizes[l], 1, 50 + l as u64).column(0).into())
+            .collect();
+
+        let mut centred = gw.clone();
+        centre_gradients(&mut centred.iter_mut().collect::<Vec<_>>(), &gb, &mu_ref);
+        let inner = |w: &[DMatrix<f32>],
+                     b: &[DVector<f32>],
+                     v: &[DMatrix<f32>],
+                     c: &[DVector<f32>]|
+         -> f64 {
+            let dw: f64 = w.iter().zip(v).map(|(a, b)| f64::from(a.dot(b))).sum();
+            let db: f64 = b.iter().zip(c).map(|(a, b)| f64::from(a.dot(b))).sum();
+            dw + db
+        };
+        let lhs = inner(&centred, &gb, &dw, &db);
+        let rhs = inner(&gw, &gb, &dw, &plain_biases(&dw, &db, &mu_ref));
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+            "{lhs} vs {rhs}"
+        );
+
+        // The plain bias steps are the exact change of the plain biases.
+        let base_w: Vec<DMatrix<f32>> = (0..2)
+            .map(|l| random(sizes[l], sizes[l + 1], 60 + l as u64))
+            .collect();
+        let base_b: Vec<DVector<f32>> = (0..3)
+            .map(|l| random(sizes[l], 1, 70 + l as u64).column(0).into())
+            .collect();
+        let moved_w: Vec<DMatrix<f32>> = base_w.iter().zip(&dw).map(|(a, b)| a + b).collect();
+        let moved_b: Vec<DVector<f32>> = base_b.iter().zip(&db).map(|(a, b)| a + b).collect();
+        let before = plain_biases(&base_w, &base_b, &mu_ref);
+        let after = plain_biases(&moved_w, &moved_b, &mu_ref);
+        for ((a, b), s) in after
+            .iter()
+            .zip(&before)
+            .zip(plain_biases(&dw, &db, &mu_ref))
+        {
+            assert!((a - b - s).abs().max() < 1e-5);
+        }
+
+        // Zero offsets leave gradients alone.
+        let zeros: Vec<DVector<f32>> = sizes.iter().map(|&n| DVector::zeros(n)).collect();
+        let mut same = gw.clone();
+        centre_gradients(
+            &mut same.iter_mut().collect::<Vec<_>>(),
+            &gb,
+            &zeros.iter().collect::<Vec<_>>(),
+        );
+        assert_eq!(same, gw);
+    }
 }

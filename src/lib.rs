@@ -1,8 +1,8 @@
 //! # boltzmann
 //!
 //! Restricted and deep Boltzmann machines you can train, sample and *quantitatively evaluate*:
-//! blocked Gibbs sampling, CD-k and persistent CD, greedy pretraining and mean-field training of
-//! DBMs, exact partition functions for small models and annealed importance sampling for large
+//! blocked Gibbs sampling and parallel tempering, CD-k, persistent and fast persistent CD,
+//! centring, greedy pretraining and mean-field training of DBMs, classification RBMs, exact partition functions for small models and annealed importance sampling for large
 //! ones, with Bernoulli, Gaussian and softmax units written once against one [`Layer`] trait.
 //!
 //! ```
@@ -54,9 +54,17 @@
 //!   summed out, conditionals, mean-field and the variational bound.
 //! - [`gibbs`]: [`Chains`]: persistent chains, blocked Gibbs sweeps, clamping, for any
 //!   [`Machine`] (RBMs and DBMs).
-//! - [`train`]: CD-k and PCD with momentum, weight decay, schedules, sparsity, monitoring; greedy
-//!   DBM pretraining and joint DBM training.
-//! - [`partition`]: exact `ln Z`, AIS and reverse AIS (RBMs and DBMs), log-likelihoods.
+//! - [`train`]: CD-k, PCD, fast PCD and parallel tempering as negative phases, with momentum,
+//!   weight decay, schedules, sparsity, centring, monitoring and checkpoints that resume
+//!   bit-identically; greedy DBM pretraining and joint DBM training.
+//! - [`tempering`]: parallel tempering with swap rates and ladder tuning.
+//! - [`centering`]: centred RBMs and their conversion to plain ones.
+//! - [`classify`]: the classification RBM: exact `p(y | x)`, generative, discriminative and
+//!   hybrid training.
+//! - [`partition`]: exact `ln Z`, AIS and reverse AIS (RBMs and DBMs), log-likelihoods, exact
+//!   conditional log-likelihoods of missing units.
+//! - [`diagnostics`]: autocorrelation times and effective sample sizes of chains and of
+//!   importance weights.
 //! - [`data`]: IDX files, MNIST, binarisation, bars-and-stripes.
 //! - [`io`]: versioned, checksummed model files and NumPy `.npz`.
 //! - [`image`]: PNG grids of samples and filters.

@@ -3,8 +3,10 @@
 //! and persistent Gibbs chains for the negative phase.
 
 use super::{
-    Checkpointing, EpochMetrics, LearningRate, Momentum, Sparsity, TrainConfig, train_scaled,
+    Centering, Checkpointing, EpochMetrics, LearningRate, Momentum, Sparsity, TrainConfig,
+    train_scaled,
 };
+use crate::centering::{centre_gradients, plain_bias_steps, track};
 use crate::data::binarize_in_place;
 use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result, check_finite};
@@ -129,6 +131,10 @@ pub struct DbmTrainConfig {
     /// A sparsity target for the hidden layers' mean-field activations: each layer's running
     /// mean `q_l` is pulled towards the target through its biases.
     pub sparsity: Option<Sparsity>,
+    /// Train in centred coordinates (Montavon & Müller 2012): every layer's offset starts at
+    /// its mean on the monitor examples (data for the visible layer, mean-field for the hidden
+    /// ones) and follows each minibatch's data-driven means.
+    pub centering: Option<Centering>,
     /// Binarise grey-level data stochastically, a fresh draw per minibatch.
     pub binarize: bool,
     /// Training examples used for the per-epoch metrics.
@@ -154,6 +160,7 @@ impl Default for DbmTrainConfig {
             sweeps: 5,
             mean_field: MeanField::default(),
             sparsity: None,
+            centering: None,
             binarize: false,
             monitor_examples: 1000,
             seed: 0,
@@ -173,6 +180,7 @@ impl DbmTrainConfig {
             momentum: self.momentum.clone(),
             weight_decay: self.weight_decay,
             sparsity: self.sparsity.clone(),
+            centering: self.centering.clone(),
             checkpoint: self.checkpoint.clone(),
             ..TrainConfig::default()
         }
@@ -217,6 +225,7 @@ pub struct DbmCheckpoint<V: Layer> {
     velocity: Vec<DMatrix<f32>>,
     bias_velocity: Vec<DVector<f32>>,
     activity: Vec<DVector<f32>>,
+    offsets: Option<Vec<DVector<f32>>>,
     chains: Chains,
     order: Vec<usize>,
 }
@@ -251,9 +260,14 @@ impl<V: Layer> crate::io::Model for DbmCheckpoint<V> {
                 .iter()
                 .enumerate()
                 .all(|(l, v)| v.shape() == (sizes[l], sizes[l + 1]))
-            && [&self.bias_velocity, &self.activity]
-                .iter()
-                .all(|x| x.iter().map(|b| b.len()).eq(sizes.iter().copied()));
+            && [
+                Some(&self.bias_velocity),
+                Some(&self.activity),
+                self.offsets.as_ref(),
+            ]
+            .iter()
+            .flatten()
+            .all(|x| x.iter().map(|b| b.len()).eq(sizes.iter().copied()));
         if !fits {
             return Err(Error::invalid(
                 "DBM checkpoint",
@@ -374,6 +388,15 @@ fn train_dbm_from<V: Layer>(
                     .iter()
                     .map(|&s| DVector::from_element(s, target))
                     .collect(),
+                offsets: match config.centering {
+                    Some(_) => {
+                        let mut means = vec![monitor_set.column_mean()];
+                        let mu = dbm.mean_field(&monitor_set, &config.mean_field)?;
+                        means.extend(mu.iter().map(|m| m.column_mean()));
+                        Some(means)
+                    }
+                    None => None,
+                },
                 chains: Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?,
                 order: (0..n).collect(),
             }
@@ -412,6 +435,18 @@ fn train_dbm_from<V: Layer>(
                 .zip(&negative)
                 .map(|(p, n)| p.column_mean() - n.column_mean())
                 .collect();
+            let centring = match (&mut run.offsets, &config.centering) {
+                (Some(offsets), Some(c)) => {
+                    for (offset, p) in offsets.iter_mut().zip(&positive) {
+                        track(offset, &p.column_mean(), c.rate);
+                    }
+                    Some(Centring {
+                        offsets,
+                        bias_grads: bias_grads.clone(),
+                    })
+                }
+                _ => None,
+            };
             if let Some(s) = &config.sparsity {
                 for l in 1..sizes.len() {
                     run.activity[l] =
@@ -426,6 +461,7 @@ fn train_dbm_from<V: Layer>(
                 &positive,
                 &negative,
                 &bias_grads,
+                centring,
                 lr,
                 momentum,
                 config.weight_decay,
@@ -470,8 +506,16 @@ fn train_dbm_from<V: Layer>(
     Ok(history)
 }
 
+/// The offsets of every layer and the plain bias gradients (without sparsity pulls) that
+/// centre a step.
+struct Centring<'a> {
+    offsets: &'a [DVector<f32>],
+    bias_grads: Vec<DVector<f32>>,
+}
+
 /// One momentum step on `⟨x_{l−1} x_lᵀ⟩_data − ⟨x_{l−1} x_lᵀ⟩_model − decay·W_l` for every
-/// coupling, and on the given bias gradients (`⟨x_l⟩_data − ⟨x_l⟩_model`, plus any sparsity pull).
+/// coupling, and on the given bias gradients (`⟨x_l⟩_data − ⟨x_l⟩_model`, plus any sparsity
+/// pull); with `centring` (offsets and the plain bias gradients), in centred coordinates.
 #[allow(clippy::too_many_arguments)]
 fn update<V: Layer>(
     dbm: &mut Dbm<V, Bernoulli>,
@@ -480,6 +524,7 @@ fn update<V: Layer>(
     positive: &[DMatrix<f32>],
     negative: &[DMatrix<f32>],
     bias_grads: &[DVector<f32>],
+    centring: Option<Centring<'_>>,
     lr: f32,
     momentum: f32,
     weight_decay: f32,
@@ -492,13 +537,32 @@ fn update<V: Layer>(
         ];
         let rows = vel.nrows();
         correlate_into(vel.as_mut_slice(), rows, momentum, &terms);
-        if weight_decay > 0.0 {
-            vel.zip_apply(&dbm.weights[l], |v, w| *v -= lr * weight_decay * w);
-        }
-        dbm.weights[l] += &*vel;
     }
-    for (l, (vel, grad)) in bias_velocity.iter_mut().zip(bias_grads).enumerate() {
+    let offsets: Option<Vec<&DVector<f32>>> = centring.as_ref().map(|c| c.offsets.iter().collect());
+    if let (Some(offsets), Some(c)) = (&offsets, &centring) {
+        let steps: Vec<DVector<f32>> = c.bias_grads.iter().map(|g| g * lr).collect();
+        centre_gradients(
+            &mut velocity.iter_mut().collect::<Vec<_>>(),
+            &steps,
+            offsets,
+        );
+    }
+    for (vel, w) in velocity.iter_mut().zip(&mut dbm.weights) {
+        if weight_decay > 0.0 {
+            vel.zip_apply(w, |v, w| *v -= lr * weight_decay * w);
+        }
+        *w += &*vel;
+    }
+    for (vel, grad) in bias_velocity.iter_mut().zip(bias_grads) {
         *vel = &*vel * momentum + grad * lr;
-        *dbm.layer_bias_mut(l) += &*vel;
+    }
+    let bias_steps = match &offsets {
+        Some(offsets) => {
+            plain_bias_steps(&velocity.iter().collect::<Vec<_>>(), bias_velocity, offsets)
+        }
+        None => bias_velocity.to_vec(),
+    };
+    for (l, step) in bias_steps.iter().enumerate() {
+        *dbm.layer_bias_mut(l) += step;
     }
 }
