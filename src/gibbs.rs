@@ -204,22 +204,32 @@ impl Chains {
         }
         let clamp = self.clamp.as_ref();
         let nv = sizes[0];
-        blocks
-            .into_par_iter()
-            .zip(self.streams.par_iter_mut())
-            .enumerate()
-            .for_each(|(b, (mut states, rng))| {
-                for _ in 0..sweeps {
-                    for parity in [1, 0] {
-                        for l in (parity..sizes.len()).step_by(2) {
-                            machine.sample_layer(l, &mut states, rng);
-                            if let (0, Some(clamp)) = (l, clamp) {
-                                apply_clamp(clamp, states[0], nv, b * CHAIN_BLOCK);
-                            }
+        let run = |(b, (mut states, rng)): (usize, (Vec<&mut [f32]>, &mut ChainRng))| {
+            for _ in 0..sweeps {
+                for parity in [1, 0] {
+                    for l in (parity..sizes.len()).step_by(2) {
+                        machine.sample_layer(l, &mut states, rng);
+                        if let (0, Some(clamp)) = (l, clamp) {
+                            apply_clamp(clamp, states[0], nv, b * CHAIN_BLOCK);
                         }
                     }
                 }
-            });
+            }
+        };
+        // One block runs on the calling thread: no hand-off to the pool for a few chains.
+        if blocks.len() == 1 {
+            blocks
+                .into_iter()
+                .zip(self.streams.iter_mut())
+                .enumerate()
+                .for_each(run);
+        } else {
+            blocks
+                .into_par_iter()
+                .zip(self.streams.par_iter_mut())
+                .enumerate()
+                .for_each(run);
+        }
         Ok(())
     }
 }
