@@ -60,7 +60,7 @@ impl Offsets {
         step_b: &DVector<f32>,
         step_c: &DVector<f32>,
     ) {
-        rbm.weights += step_w;
+        *rbm.weights_mut() += step_w;
         let steps = plain_bias_steps(
             &[step_w],
             &[step_b.clone(), step_c.clone()],
@@ -134,16 +134,16 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
     pub fn from_rbm(rbm: &Rbm<V, H>, offsets: Offsets) -> Result<Self> {
         check_offsets(rbm, &offsets)?;
         let mut centred = rbm.clone();
-        *centred.visible.bias_mut() += &rbm.weights * &offsets.hidden;
-        *centred.hidden.bias_mut() += rbm.weights.tr_mul(&offsets.visible);
+        *centred.visible.bias_mut() += rbm.weights() * &offsets.hidden;
+        *centred.hidden.bias_mut() += rbm.weights().tr_mul(&offsets.visible);
         Ok(CenteredRbm { centred, offsets })
     }
 
     /// The plain RBM with the same distribution: `b_plain = b − Wλ`, `c_plain = c − Wᵀμ`.
     pub fn to_rbm(&self) -> Rbm<V, H> {
         let mut rbm = self.centred.clone();
-        *rbm.visible.bias_mut() -= &self.centred.weights * &self.offsets.hidden;
-        *rbm.hidden.bias_mut() -= self.centred.weights.tr_mul(&self.offsets.visible);
+        *rbm.visible.bias_mut() -= self.centred.weights() * &self.offsets.hidden;
+        *rbm.hidden.bias_mut() -= self.centred.weights().tr_mul(&self.offsets.visible);
         rbm
     }
 
@@ -159,7 +159,7 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
         for mut col in centred_v.column_iter_mut() {
             col -= mu;
         }
-        let mut inputs = rbm.weights.tr_mul(&centred_v);
+        let mut inputs = rbm.weights().tr_mul(&centred_v);
         for mut col in inputs.column_iter_mut() {
             col += rbm.hidden.bias();
         }

@@ -361,7 +361,7 @@ impl ClassRbm {
 
     /// `θ ← θ + step` for every parameter.
     fn apply(&mut self, step: &ClassGradient) {
-        self.rbm.weights += &step.weights;
+        *self.rbm.weights_mut() += &step.weights;
         *self.rbm.visible.bias_mut() += &step.input_bias;
         *self.rbm.hidden.bias_mut() += &step.hidden_bias;
         self.label_weights += &step.label_weights;
@@ -514,7 +514,7 @@ pub fn train_classifier(
             let mut step = ClassGradient::zeros(model);
             step.add_scaled(config.momentum, &velocity);
             step.add_scaled(lr, &gradient);
-            step.weights -= &model.rbm.weights * (lr * config.weight_decay);
+            step.weights -= model.rbm.weights() * (lr * config.weight_decay);
             step.label_weights -= &model.label_weights * (lr * config.weight_decay);
             model.apply(&step);
             velocity = step;

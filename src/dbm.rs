@@ -165,7 +165,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     ) {
         let mut written = false;
         if let (Some(x), true) = (below, l > 0) {
-            coupling_up(&self.weights[l - 1], x, out, false);
+            coupling_up(&self.weights[l - 1], None, x, out, false);
             written = true;
         }
         if let (Some(x), true) = (above, l < self.hidden.len()) {
@@ -290,7 +290,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
         for (l, w) in self.weights.iter().enumerate() {
             let mut up = DMatrix::zeros(w.ncols(), n);
-            coupling_up(w, states[l].as_slice(), up.as_mut_slice(), false);
+            coupling_up(w, None, states[l].as_slice(), up.as_mut_slice(), false);
             for (c, ec) in e.iter_mut().enumerate() {
                 *ec -= up
                     .column(c)
@@ -543,6 +543,7 @@ impl<V: Layer> Dbm<V, Bernoulli> {
             let mut m = DMatrix::zeros(sizes[l], n);
             coupling_up(
                 &self.weights[l - 1],
+                None,
                 mu[l - 1].as_slice(),
                 m.as_mut_slice(),
                 false,
@@ -555,7 +556,7 @@ impl<V: Layer> Dbm<V, Bernoulli> {
         }
         // The data's input to h₁, W₁ᵀv, stays the same in every iteration.
         let mut from_data = vec![0f32; sizes[1] * n];
-        coupling_up(&self.weights[0], v.as_slice(), &mut from_data, false);
+        coupling_up(&self.weights[0], None, v.as_slice(), &mut from_data, false);
         let mut next: Vec<f32> = Vec::new();
         for _ in 0..settings.iterations {
             let mut change = 0f32;

@@ -18,7 +18,33 @@ use serde::{Deserialize, Serialize};
 pub struct Rbm<V: Layer, H: Layer> {
     pub(crate) visible: V,
     pub(crate) hidden: H,
-    pub(crate) weights: DMatrix<f32>,
+    // Private so that every change goes through `weights_mut`, which drops `transposed`.
+    weights: DMatrix<f32>,
+    #[serde(skip)]
+    transposed: Transposed,
+}
+
+/// `Wᵀ`, made on first use by sparse products and dropped whenever `W` changes. It is a cache:
+/// clones start empty and it never takes part in comparisons.
+#[derive(Default)]
+struct Transposed(std::sync::OnceLock<DMatrix<f32>>);
+
+impl Clone for Transposed {
+    fn clone(&self) -> Self {
+        Transposed::default()
+    }
+}
+
+impl PartialEq for Transposed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Transposed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transposed")
+    }
 }
 
 impl<V: Layer, H: Layer> Rbm<V, H> {
@@ -28,6 +54,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
             visible,
             hidden,
             weights,
+            transposed: Transposed::default(),
         };
         rbm.check()?;
         Ok(rbm)
@@ -97,6 +124,17 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         &self.weights
     }
 
+    /// The weights, to change in place (forgets the cached `Wᵀ`).
+    pub(crate) fn weights_mut(&mut self) -> &mut DMatrix<f32> {
+        self.transposed = Transposed::default();
+        &mut self.weights
+    }
+
+    /// `Wᵀ` (`hidden × visible`), made once per change of the weights.
+    fn weights_transposed(&self) -> &DMatrix<f32> {
+        self.transposed.0.get_or_init(|| self.weights.transpose())
+    }
+
     /// The visible layer.
     pub fn visible(&self) -> &V {
         &self.visible
@@ -117,7 +155,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
             ));
         }
         check_finite("weights", weights.as_slice())?;
-        self.weights = weights;
+        *self.weights_mut() = weights;
         Ok(())
     }
 
@@ -139,7 +177,13 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
 
     /// Inputs to the hidden layer from visible states: `out = Wᵀv` (`hidden × n`).
     pub(crate) fn hidden_inputs_into(&self, v: &[f32], out: &mut [f32]) {
-        coupling_up(&self.weights, v, out, false);
+        coupling_up(
+            &self.weights,
+            Some(self.weights_transposed()),
+            v,
+            out,
+            false,
+        );
     }
 
     /// Inputs to the visible layer from hidden states: `out = W h` (`visible × n`).

@@ -262,15 +262,11 @@ pub(crate) fn tempered<V: Layer, H: Layer>(
     base: &DVector<f32>,
 ) -> Rbm<V, H> {
     let b = beta as f32;
-    Rbm {
-        visible: V::new(tempered_bias(
-            base.as_slice(),
-            rbm.visible.bias().as_slice(),
-            beta,
-        )),
-        hidden: H::new(rbm.hidden.bias() * b),
-        weights: &rbm.weights * b,
-    }
+    let mut hot = rbm.clone();
+    *hot.visible.bias_mut() = tempered_bias(base.as_slice(), rbm.visible.bias().as_slice(), beta);
+    *hot.hidden.bias_mut() *= b;
+    *hot.weights_mut() *= b;
+    hot
 }
 
 /// `G(v, h) = vᵀWh + (b − b⁰)ᵀv + cᵀh` for every chain: the part of `ln p_β` that β multiplies.

@@ -63,6 +63,22 @@ fn gibbs_with_softmax_visible_units() {
 }
 
 #[test]
+fn gibbs_with_sparse_states_takes_the_sparse_products() {
+    // Biases around −2.5 keep about 8 % of the units on, so the products of every block of 50
+    // chains go through the sparse path (sums of selected rows and columns of W).
+    let mut rbm = random_rbm::<Bernoulli, Bernoulli>(5, 3, 1.0, 19);
+    let w = rbm.weights().clone();
+    let shift = |b: &nalgebra::DVector<f32>| b.map(|x| x - 2.5);
+    rbm = Rbm::new(
+        Bernoulli::new(shift(rbm.visible().bias())),
+        Bernoulli::new(shift(rbm.hidden().bias())),
+        w,
+    )
+    .unwrap();
+    assert_stationary(&rbm, 20, CHI2_999_DF31);
+}
+
+#[test]
 fn clamped_gibbs_samples_the_exact_conditional() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(5, 3, 1.0, 17);
     let exact = brute_visible_distribution(&rbm);

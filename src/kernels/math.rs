@@ -155,6 +155,29 @@ dispatch! {
     }
 }
 
+dispatch! {
+    /// `out[:, c] (+)= Σ_k x[k, c] · vectors[:, k]` over the non-zero `x[k, c]` only, for
+    /// `vectors` (`len × m`, column-major) and `x` (`m × n`): a product with mostly-zero states
+    /// as a sum of selected columns — for 0/1 states, a sum without multiplications. With
+    /// `vectors = W` it is `W·X`; with `vectors = Wᵀ` (the rows of `W`) it is `Wᵀ·X`.
+    pub fn sparse_combine(vectors: &[f32], len: usize, x: &[f32], out: &mut [f32], accumulate: bool) {
+        let m = vectors.len() / len.max(1);
+        for (xc, oc) in x.chunks_exact(m.max(1)).zip(out.chunks_exact_mut(len.max(1))) {
+            if !accumulate {
+                oc.iter_mut().for_each(|o| *o = 0.0);
+            }
+            for (k, &xk) in xc.iter().enumerate() {
+                if xk != 0.0 {
+                    let v = &vectors[k * len..(k + 1) * len];
+                    for (o, w) in oc.iter_mut().zip(v) {
+                        *o += xk * w;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

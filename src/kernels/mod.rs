@@ -4,7 +4,7 @@
 
 mod math;
 
-pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps};
+pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps, sparse_combine};
 use math::{small_mul, small_tr_mul};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
@@ -162,10 +162,43 @@ pub fn gemm(alpha: f32, a: &View<'_>, b: &View<'_>, beta: f32, c: &mut ViewMut<'
 /// GEMM (measured: 1 and 10 chains of a 784×500 RBM, `benches/gibbs.rs`).
 const SMALL_BATCH: usize = 16;
 
+/// Products with states whose fraction of non-zeros is below this use [`sparse_combine`]
+/// instead of GEMM. Measured on a 784×500 coupling, 50 chains, one core: sparse 5.3 / 12.9 /
+/// 20.0 µs per chain at densities 0.13 / 0.3 / 0.5 against 15–16 µs for GEMM.
+const SPARSE_DENSITY_GEMM: f64 = 0.25;
+/// The same below [`SMALL_BATCH`] columns, against the direct loops (36 µs per chain at any
+/// density; sparse 4.3 / 9.1 / 14.6 µs at 0.13 / 0.3 / 0.5).
+const SPARSE_DENSITY_SMALL: f64 = 0.75;
+
+/// Whether a product with the states `x` (`len` values in columns of `rows`) should go through
+/// [`sparse_combine`]: the fraction of non-zeros decides, so the choice (and the bits) depend
+/// only on the states, never on threads.
+fn use_sparse(x: &[f32], rows: usize) -> bool {
+    let limit = if x.len() < SMALL_BATCH * rows {
+        SPARSE_DENSITY_SMALL
+    } else {
+        SPARSE_DENSITY_GEMM
+    };
+    let nonzero = x.iter().filter(|v| **v != 0.0).count();
+    (nonzero as f64) < limit * x.len() as f64
+}
+
 /// `out = Wᵀ·X`, or `out += Wᵀ·X` if `accumulate`, for the weights `W` (`rows × cols`) of a
 /// coupling and states `X` (`rows × n`, column-major): the inputs a coupling sends upwards.
-pub fn coupling_up(w: &nalgebra::DMatrix<f32>, x: &[f32], out: &mut [f32], accumulate: bool) {
+/// Given `Wᵀ` as well (`w_t`), mostly-zero states are summed as selected rows of `W`.
+pub fn coupling_up(
+    w: &nalgebra::DMatrix<f32>,
+    w_t: Option<&nalgebra::DMatrix<f32>>,
+    x: &[f32],
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let (rows, cols) = w.shape();
+    if let Some(wt) = w_t
+        && use_sparse(x, rows)
+    {
+        return sparse_combine(wt.as_slice(), cols, x, out, accumulate);
+    }
     if x.len() < SMALL_BATCH * rows {
         return small_tr_mul(w.as_slice(), rows, x, out, accumulate);
     }
@@ -175,9 +208,13 @@ pub fn coupling_up(w: &nalgebra::DMatrix<f32>, x: &[f32], out: &mut [f32], accum
 }
 
 /// `out = W·Y`, or `out += W·Y` if `accumulate`, for the weights `W` (`rows × cols`) of a
-/// coupling and states `Y` (`cols × n`): the inputs a coupling sends downwards.
+/// coupling and states `Y` (`cols × n`): the inputs a coupling sends downwards. Mostly-zero
+/// states are summed as selected columns of `W`.
 pub fn coupling_down(w: &nalgebra::DMatrix<f32>, y: &[f32], out: &mut [f32], accumulate: bool) {
     let (rows, cols) = w.shape();
+    if use_sparse(y, cols) {
+        return sparse_combine(w.as_slice(), rows, y, out, accumulate);
+    }
     if y.len() < SMALL_BATCH * cols {
         return small_mul(w.as_slice(), rows, y, out, accumulate);
     }
@@ -259,6 +296,48 @@ mod tests {
         );
         for (a, b) in fast.iter().zip(&slow) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    /// Sparse products (sums of selected rows or columns) agree with the dense ones, for sparse
+    /// 0/1 states above and below the GEMM batch size, with and without accumulation.
+    #[test]
+    fn sparse_products_agree_with_dense() {
+        let (rows, cols) = (61, 29);
+        let mut rng = stream(2, 0);
+        let mut w = nalgebra::DMatrix::zeros(rows, cols);
+        fill_normal(&mut rng, w.as_mut_slice());
+        let wt = w.transpose();
+        for n in [3, 40] {
+            for density in [0.05f32, 0.2] {
+                let binary = |len: usize, rng: &mut ChainRng| -> Vec<f32> {
+                    let mut u = vec![0f32; len];
+                    fill_uniform(rng, &mut u);
+                    u.iter().map(|u| f32::from(*u < density)).collect()
+                };
+                let (x, y) = (binary(rows * n, &mut rng), binary(cols * n, &mut rng));
+                assert!(use_sparse(&x, rows) && use_sparse(&y, cols));
+                let exact_up = wt.map(f64::from) * view(&x, rows).map(f64::from);
+                let exact_down = w.map(f64::from) * view(&y, cols).map(f64::from);
+                for accumulate in [false, true] {
+                    let start = if accumulate { 1.0 } else { 0.0 };
+                    let mut up = vec![start; cols * n];
+                    coupling_up(&w, Some(&wt), &x, &mut up, accumulate);
+                    let mut down = vec![start; rows * n];
+                    coupling_down(&w, &y, &mut down, accumulate);
+                    let pairs = up
+                        .iter()
+                        .zip(exact_up.iter())
+                        .chain(down.iter().zip(exact_down.iter()));
+                    for (a, b) in pairs {
+                        let b = b + f64::from(start);
+                        assert!(
+                            (f64::from(*a) - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "{a} vs {b}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

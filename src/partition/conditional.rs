@@ -90,7 +90,7 @@ fn by_hidden_states<H: Layer>(
             }
             let mut own = vec![0f64; count];
             rbm.hidden.energy(h.as_slice(), &mut own);
-            let a = &rbm.weights * &h;
+            let a = rbm.weights() * &h;
             let bias = rbm.visible.bias();
             let mut full = vec![0f64; count * v.ncols()];
             let mut partial = vec![0f64; count * v.ncols()];

@@ -251,7 +251,7 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
             }
             NegativePhase::FastPcd { chains, .. } => {
                 let mut fast = rbm.clone();
-                fast.weights.fill(0.0);
+                fast.weights_mut().fill(0.0);
                 fast.visible.bias_mut().fill(0.0);
                 fast.hidden.bias_mut().fill(0.0);
                 Sampler::Fast {
@@ -311,8 +311,8 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
             } => {
                 unscaled("fast PCD")?;
                 let sum = combined.get_or_insert_with(|| rbm.clone());
-                sum.weights
-                    .zip_zip_apply(&rbm.weights, &fast.weights, |s, w, f| *s = w + f);
+                sum.weights_mut()
+                    .zip_zip_apply(rbm.weights(), fast.weights(), |s, w, f| *s = w + f);
                 let bv = rbm.visible.bias() + fast.visible.bias();
                 sum.visible.bias_mut().copy_from(&bv);
                 let bh = rbm.hidden.bias() + fast.hidden.bias();
@@ -539,7 +539,7 @@ impl Buffers {
         let (hd, hm) = (self.data_hidden.as_slice(), self.model_hidden.as_slice());
         let (bd, bm) = (self.data_batch.ncols() as f32, model_visible.ncols() as f32);
         let terms = [(lr / bd, vd, hd), (-lr / bm, vm, hm)];
-        correlate_into(params.weights.as_mut_slice(), nv, decay, &terms);
+        correlate_into(params.weights_mut().as_mut_slice(), nv, decay, &terms);
         let bv = (self.data_batch.column_mean() - model_visible.column_mean()) * lr;
         let bh = (self.data_hidden.column_mean() - self.model_hidden.column_mean()) * lr;
         let vis = params.visible.bias_mut();
@@ -587,14 +587,14 @@ impl Optimiser {
         }
         if config.weight_decay > 0.0 {
             self.vel_w
-                .zip_apply(&rbm.weights, |v, w| *v -= lr * config.weight_decay * w);
+                .zip_apply(rbm.weights(), |v, w| *v -= lr * config.weight_decay * w);
         }
         self.vel_bv = &self.vel_bv * momentum + grad_bv * lr;
         self.vel_bh = &self.vel_bh * momentum + grad_bh * lr;
         match &self.offsets {
             Some(offsets) => offsets.apply_step(rbm, &self.vel_w, &self.vel_bv, &self.vel_bh),
             None => {
-                rbm.weights += &self.vel_w;
+                *rbm.weights_mut() += &self.vel_w;
                 *rbm.visible.bias_mut() += &self.vel_bv;
                 *rbm.hidden.bias_mut() += &self.vel_bh;
             }
@@ -613,7 +613,7 @@ fn shuffle(order: &mut [usize], rng: &mut crate::kernels::ChainRng) {
 /// The first non-finite parameter block, if any.
 fn non_finite<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Option<&'static str> {
     let blocks = [
-        ("weights", rbm.weights.as_slice()),
+        ("weights", rbm.weights().as_slice()),
         ("visible biases", rbm.visible.bias().as_slice()),
         ("hidden biases", rbm.hidden.bias().as_slice()),
     ];
