@@ -54,6 +54,12 @@ struct Args {
     /// Gibbs sweeps of the chains per update.
     #[arg(long, default_value_t = 5)]
     sweeps: usize,
+    /// Max-norm constraint on each hidden unit's incoming weights (none by default).
+    #[arg(long, value_name = "C")]
+    max_norm: Option<f64>,
+    /// Start the persistent chains from the layers' biases instead of from training images.
+    #[arg(long)]
+    random_chains: bool,
     /// Train in centred coordinates, the offsets following the data-driven means at this rate.
     #[arg(long, value_name = "RATE")]
     centering: Option<f64>,
@@ -151,6 +157,8 @@ fn run(args: Args) -> boltzmann::Result<()> {
         },
         binarize: true,
         centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
+        max_norm: args.max_norm.map(|c| c as f32),
+        chains_from_data: !args.random_chains,
         seed: args.seed,
         checkpoint: Some(Checkpointing {
             path: out.join("checkpoint.bin"),
@@ -324,6 +332,8 @@ fn finish(
             "chains": args.chains,
             "mf_iters": args.mf_iters,
             "centering": args.centering,
+            "max_norm": args.max_norm,
+            "chains_from_data": !args.random_chains,
             "momentum": args.momentum,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),

@@ -265,3 +265,27 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
     .unwrap_err();
     assert!(err.to_string().contains("configuration"), "{err}");
 }
+
+#[test]
+fn max_norm_bounds_every_hidden_units_weights() {
+    let config = DbmTrainConfig {
+        epochs: 3,
+        batch_size: 14,
+        learning_rate: LearningRate::Constant(0.05),
+        max_norm: Some(0.5),
+        seed: 10,
+        ..DbmTrainConfig::default()
+    };
+    let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 11).unwrap();
+    train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+    for l in 0..2 {
+        let w = dbm.weights(l).unwrap();
+        let longest = w.column_iter().map(|c| c.norm()).fold(0.0, f32::max);
+        assert!(longest <= 0.5 * (1.0 + 1e-6), "layer {}: {longest}", l + 1);
+    }
+    let bad = DbmTrainConfig {
+        max_norm: Some(0.0),
+        ..config
+    };
+    assert!(train_dbm(&mut dbm, &data(), &bad, |_| {}).is_err());
+}

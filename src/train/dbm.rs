@@ -131,6 +131,12 @@ pub struct DbmTrainConfig {
     /// A sparsity target for the hidden layers' mean-field activations: each layer's running
     /// mean `q_l` is pulled towards the target through its biases.
     pub sparsity: Option<Sparsity>,
+    /// Start the persistent chains at the first `chains` training examples (binarised) instead
+    /// of the layers' biases, so that they begin in the data's modes.
+    pub chains_from_data: bool,
+    /// A max-norm constraint: after every update, each hidden unit's incoming weight vector
+    /// (a column of every `W_l`) longer than this is scaled back to it.
+    pub max_norm: Option<f32>,
     /// Train in centred coordinates (Montavon & Müller 2012): every layer's offset starts at
     /// its mean on the monitor examples (data for the visible layer, mean-field for the hidden
     /// ones) and follows each minibatch's data-driven means.
@@ -160,6 +166,8 @@ impl Default for DbmTrainConfig {
             sweeps: 5,
             mean_field: MeanField::default(),
             sparsity: None,
+            chains_from_data: true,
+            max_norm: None,
             centering: None,
             binarize: false,
             monitor_examples: 1000,
@@ -192,6 +200,14 @@ impl DbmTrainConfig {
                     "{} chains, {} sweeps, {} mean-field iterations; each must be ≥ 1",
                     self.chains, self.sweeps, self.mean_field.iterations
                 ),
+            ));
+        }
+        if let Some(c) = self.max_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::invalid(
+                "max norm",
+                format!("{c}; expected a finite value > 0"),
             ));
         }
         if self.mean_field.tolerance.is_nan() || self.mean_field.tolerance < 0.0 {
@@ -397,7 +413,25 @@ fn train_dbm_from<V: Layer>(
                     }
                     None => None,
                 },
-                chains: Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?,
+                chains: if config.chains_from_data {
+                    let mut v0 = data.columns(0, config.chains.min(n)).into_owned();
+                    while v0.ncols() < config.chains {
+                        let more = (config.chains - v0.ncols()).min(n);
+                        let cols = v0.ncols();
+                        v0 = v0.insert_columns(cols, more, 0.0);
+                        v0.columns_mut(cols, more).copy_from(&data.columns(0, more));
+                    }
+                    if config.binarize {
+                        binarize_in_place(v0.as_mut_slice(), stream(seed, 6 << 40).next_u64())?;
+                    }
+                    let mut chains =
+                        Chains::from_visible(dbm, v0, stream(seed, 5 << 40).next_u64())?;
+                    // Fill the hidden layers in from the data before the first update.
+                    chains.sweep(dbm, 1)?;
+                    chains
+                } else {
+                    Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?
+                },
                 order: (0..n).collect(),
             }
         }
@@ -466,6 +500,16 @@ fn train_dbm_from<V: Layer>(
                 momentum,
                 config.weight_decay,
             );
+            if let Some(c) = config.max_norm {
+                for w in &mut dbm.weights {
+                    for mut col in w.column_iter_mut() {
+                        let norm = col.norm();
+                        if norm > c {
+                            col *= c / norm;
+                        }
+                    }
+                }
+            }
         }
         let seconds = started.elapsed().as_secs_f64();
         if dbm.check().is_err() {
