@@ -278,10 +278,10 @@ fn max_norm_bounds_every_hidden_units_weights() {
     };
     let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 11).unwrap();
     train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
-    for l in 0..2 {
+    for l in 1..=2 {
         let w = dbm.weights(l).unwrap();
         let longest = w.column_iter().map(|c| c.norm()).fold(0.0, f32::max);
-        assert!(longest <= 0.5 * (1.0 + 1e-6), "layer {}: {longest}", l + 1);
+        assert!(longest <= 0.5 * (1.0 + 1e-6), "W{l}: {longest}");
     }
     let bad = DbmTrainConfig {
         max_norm: Some(0.0),
