@@ -39,6 +39,9 @@ struct Args {
     /// Learning rate of pretraining.
     #[arg(long, default_value_t = 0.01)]
     pretrain_lr: f64,
+    /// L2 weight decay of pretraining.
+    #[arg(long, default_value_t = 2e-4)]
+    pretrain_decay: f64,
     /// Epochs of joint training (about 30 s each on 2 cores for 500,1000).
     #[arg(long, default_value_t = 100)]
     epochs: usize,
@@ -213,6 +216,7 @@ fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli
         .map(|l| TrainConfig {
             epochs: args.pretrain_epochs,
             learning_rate: LearningRate::Constant(args.pretrain_lr as f32),
+            weight_decay: args.pretrain_decay as f32,
             negative: NegativePhase::Cd {
                 k: Steps::Constant(1),
             },
