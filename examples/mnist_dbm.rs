@@ -6,6 +6,8 @@
 //! cargo run --release --example mnist_dbm -- --layers 500,1000 --json
 //! cargo run --release --example mnist_dbm -- --epochs 150 --resume out/mnist_dbm
 //! ```
+//!
+//! A resumed run continues joint training from the checkpoint; pretraining is not repeated.
 
 mod common;
 
@@ -14,14 +16,14 @@ use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais};
 use boltzmann::train::{
-    Centering, Checkpointing, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum,
-    NegativePhase, Steps, TrainConfig, pretrain, resume_dbm, train_dbm,
+    Centering, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps,
+    TrainConfig, pretrain, resume_dbm, train_dbm,
 };
 use boltzmann::{Bernoulli, Chains, Dbm};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Train a DBM on MNIST (stochastically binarised, a fresh draw per minibatch): greedy
@@ -81,19 +83,8 @@ struct Args {
     /// Distributions of the AIS schedule (the paper: 20,000).
     #[arg(long, default_value_t = 20_000)]
     ais_betas: usize,
-    /// Output directory [default: the `--resume` directory, else out/mnist_dbm].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Save a checkpoint of joint training every N epochs (and after the last).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    checkpoint_every: usize,
-    /// Continue the joint training checkpointed in DIR (with its settings, from DIR/args.json)
-    /// up to `--epochs` epochs in total; pretraining is not repeated.
-    #[arg(long, value_name = "DIR")]
-    resume: Option<PathBuf>,
-    /// End with one JSON line of results on standard output.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: common::RunOptions,
 }
 
 /// The settings of the run in `dir` with this invocation's epochs, evaluation and output
@@ -102,9 +93,7 @@ fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
     let saved: Args = common::load_args(dir, "mnist_dbm settings")?;
     Ok(Args {
         epochs: now.epochs,
-        out: now.out.or_else(|| Some(dir.to_path_buf())),
-        resume: now.resume,
-        json: now.json,
+        run: now.run.resumed_in(dir),
         no_ais: now.no_ais,
         ais_runs: now.ais_runs,
         ais_betas: now.ais_betas,
@@ -127,19 +116,12 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
-    let args = match &args.resume {
+    let args = match &args.run.resume {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args,
     };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/mnist_dbm"));
+    let out = args.run.out_dir("mnist_dbm")?;
     let mnist = Mnist::load(Mnist::shipped_dir())?;
-    std::fs::create_dir_all(&out).map_err(|e| boltzmann::Error::Io {
-        path: out.clone(),
-        source: e,
-    })?;
     common::save_args(&out, &args)?;
     let config = DbmTrainConfig {
         epochs: args.epochs,
@@ -163,10 +145,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         max_norm: args.max_norm.map(|c| c as f32),
         chains_from_data: !args.random_chains,
         seed: args.seed,
-        checkpoint: Some(Checkpointing {
-            path: out.join("checkpoint.bin"),
-            every: args.checkpoint_every,
-        }),
+        checkpoint: Some(args.run.checkpointing(&out)),
         ..DbmTrainConfig::default()
     };
     fn report(progress: &ProgressBar) -> impl FnMut(&DbmEpochMetrics) + '_ {
@@ -180,7 +159,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             progress.set_position(m.epoch as u64);
         }
     }
-    let (dbm, history) = match &args.resume {
+    let (dbm, history) = match &args.run.resume {
         Some(dir) => {
             let mut dbm = Dbm::init(&[Mnist::PIXELS, 1, 1], 0)?;
             let progress = bar(args.epochs, "joint epoch");
@@ -203,11 +182,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         }
     };
     let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
-    let args = Args {
-        out: Some(out),
-        ..args
-    };
-    finish(args, &mnist, &dbm, &history, train_seconds, started)
+    finish(&args, &out, &mnist, &dbm, &history, train_seconds, started)
 }
 
 /// Greedy pretraining of the stack, composed into a DBM.
@@ -249,15 +224,16 @@ fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli
 }
 
 /// Saves the model and samples, evaluates it and prints the results.
+#[allow(clippy::too_many_arguments)]
 fn finish(
-    args: Args,
+    args: &Args,
+    out: &Path,
     mnist: &Mnist,
     dbm: &Dbm<Bernoulli>,
     history: &[DbmEpochMetrics],
     train_seconds: f64,
     started: Instant,
 ) -> boltzmann::Result<()> {
-    let out = args.out.clone().unwrap_or_default();
     dbm.save(out.join("model.bin"))?;
     dbm.save_npz(out.join("model.npz"))?;
     let mut chains = Chains::random(dbm, args.chains, args.seed)?;
@@ -327,7 +303,7 @@ fn finish(
         Some((estimate, test, train))
     };
 
-    if args.json {
+    if args.run.json {
         let e = evaluation.as_ref();
         let json = serde_json::json!({
             "layers": args.layers,
@@ -343,7 +319,7 @@ fn finish(
             "seconds": started.elapsed().as_secs_f64(),
             "joint_seconds_per_epoch": train_seconds / history.len().max(1) as f64,
             "epochs_run": history.len(),
-            "resumed": args.resume.is_some(),
+            "resumed": args.run.resume.is_some(),
             "ais_ess": e.map(|e| e.0.effective_sample_size),
             "ais_log_weight_variance": e.map(|e| e.0.log_weight_variance),
             "log_z": e.map(|e| e.0.log_z),
@@ -352,7 +328,7 @@ fn finish(
             "test_lower_bound": e.map(|e| e.1.mean),
             "test_lower_bound_stderr": e.map(|e| e.1.stderr),
             "train_lower_bound": e.map(|e| e.2.mean),
-            "out": args.out,
+            "out": out,
         });
         println!("{json}");
     }

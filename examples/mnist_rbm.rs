@@ -14,10 +14,10 @@ use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate};
 use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
-    Centering, Checkpointing, EpochMetrics, FastWeights, LearningRate, NegativePhase, Steps,
-    TrainConfig, resume, train,
+    Centering, EpochMetrics, FastWeights, LearningRate, NegativePhase, Steps, TrainConfig, resume,
+    train,
 };
-use boltzmann::{Bernoulli, Chains, Error, Rbm};
+use boltzmann::{Bernoulli, Chains, Rbm};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -86,19 +86,8 @@ struct Args {
     /// Directory of the MNIST IDX files (default: the copy shipped in `datasets/mnist`).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Output directory [default: the `--resume` directory, else out/mnist_rbm].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Save a checkpoint every N epochs (and after the last) to `checkpoint.bin`.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    checkpoint_every: usize,
-    /// Continue the run checkpointed in DIR (with its settings, read from DIR/args.json) up to
-    /// `--epochs` epochs in total.
-    #[arg(long, value_name = "DIR")]
-    resume: Option<PathBuf>,
-    /// End with one JSON line of results on standard output.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: common::RunOptions,
 }
 
 impl Args {
@@ -152,9 +141,7 @@ fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
     let saved: Args = common::load_args(dir, "mnist_rbm settings")?;
     Ok(Args {
         epochs: now.epochs,
-        out: now.out.or_else(|| Some(dir.to_path_buf())),
-        resume: now.resume,
-        json: now.json,
+        run: now.run.resumed_in(dir),
         no_ais: now.no_ais,
         ..saved
     })
@@ -166,19 +153,12 @@ fn main() {
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
-    let args = match &args.resume {
+    let args = match &args.run.resume {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args,
     };
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out/mnist_rbm"));
+    let out = args.run.out_dir("mnist_rbm")?;
     let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
-    std::fs::create_dir_all(&out).map_err(|e| Error::Io {
-        path: out.clone(),
-        source: e,
-    })?;
     let (phase, negative) = args.negative_phase();
     let lr = args.lr;
     let config = TrainConfig {
@@ -189,10 +169,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         binarize: true,
         centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
         seed: args.seed,
-        checkpoint: Some(Checkpointing {
-            path: out.join("checkpoint.bin"),
-            every: args.checkpoint_every,
-        }),
+        checkpoint: Some(args.run.checkpointing(&out)),
         ..TrainConfig::default()
     };
     config.validate()?;
@@ -221,7 +198,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         bar.set_position(m.epoch as u64);
     };
     let (train_images, test_images) = (&mnist.train_images, Some(&mnist.test_images));
-    let history = match &args.resume {
+    let history = match &args.run.resume {
         Some(dir) => resume(
             &mut rbm,
             dir.join("checkpoint.bin"),
@@ -309,7 +286,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     };
 
     let last = history.last();
-    if args.json {
+    if args.run.json {
         let json = serde_json::json!({
             "hidden": args.hidden,
             "epochs": args.epochs,
@@ -325,7 +302,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "recon_error": last.map(|m| m.recon_error),
             "free_energy_gap": last.and_then(|m| m.free_energy_gap),
             "out": out,
-            "resumed": args.resume.is_some(),
+            "resumed": args.run.resume.is_some(),
             "epochs_run": history.len(),
             "swap_rates": last.and_then(|m| m.swap_rates.clone()),
             "sample_autocorrelation_time": trace.integrated_autocorrelation_time(),

@@ -39,3 +39,53 @@ pub fn main<A: clap::Parser>(run: fn(A) -> boltzmann::Result<()>) {
         std::process::exit(1);
     }
 }
+
+/// Output, checkpoint and resume options of the training examples.
+#[derive(clap::Args, Debug, Serialize, serde::Deserialize)]
+pub struct RunOptions {
+    /// Output directory [default: the `--resume` directory, else out/<example>].
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Save a training checkpoint every N epochs (and after the last) to `checkpoint.bin`.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub checkpoint_every: usize,
+    /// Continue the run checkpointed in DIR (with its settings, read from DIR/args.json) up to
+    /// `--epochs` epochs in total.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<std::path::PathBuf>,
+    /// End with one JSON line of results on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunOptions {
+    /// This invocation's options for a run resumed from `dir`: the output goes there unless
+    /// `--out` says otherwise.
+    pub fn resumed_in(self, dir: &Path) -> Self {
+        RunOptions {
+            out: self.out.or_else(|| Some(dir.to_path_buf())),
+            ..self
+        }
+    }
+
+    /// The output directory (`out/<example>` by default), created if missing.
+    pub fn out_dir(&self, example: &str) -> boltzmann::Result<std::path::PathBuf> {
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("out").join(example));
+        std::fs::create_dir_all(&out).map_err(|e| Error::Io {
+            path: out.clone(),
+            source: e,
+        })?;
+        Ok(out)
+    }
+
+    /// Checkpoints into `out/checkpoint.bin` at the chosen interval.
+    pub fn checkpointing(&self, out: &Path) -> boltzmann::train::Checkpointing {
+        boltzmann::train::Checkpointing {
+            path: out.join("checkpoint.bin"),
+            every: self.checkpoint_every,
+        }
+    }
+}
