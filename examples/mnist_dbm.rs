@@ -16,8 +16,8 @@ use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais};
 use boltzmann::train::{
-    Centering, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Steps,
-    TrainConfig, pretrain, resume_dbm, train_dbm,
+    Centering, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Sparsity,
+    Steps, TrainConfig, pretrain, resume_dbm, train_dbm,
 };
 use boltzmann::{Bernoulli, Chains, Dbm};
 use clap::Parser;
@@ -47,9 +47,24 @@ struct Args {
     /// Epochs of joint training (about 30 s each on 2 cores for 500,1000).
     #[arg(long, default_value_t = 100)]
     epochs: usize,
-    /// Initial learning rate of joint training (decaying by 1 % per epoch to 1e-4).
+    /// Initial learning rate of joint training.
     #[arg(long, default_value_t = 0.001)]
     lr: f64,
+    /// Factor by which the joint learning rate shrinks every epoch.
+    #[arg(long, default_value_t = 0.99)]
+    lr_factor: f64,
+    /// The joint learning rate never falls below this.
+    #[arg(long, default_value_t = 1e-4)]
+    lr_floor: f64,
+    /// L2 weight decay of joint training.
+    #[arg(long, default_value_t = 2e-4)]
+    decay: f64,
+    /// Sparsity target of the hidden layers' mean-field activations in joint training.
+    #[arg(long, value_name = "P")]
+    sparsity_target: Option<f64>,
+    /// Strength of the sparsity penalty (with --sparsity-target).
+    #[arg(long, default_value_t = 1e-3)]
+    sparsity_cost: f64,
     /// Momentum of joint training from epoch 6 on (0.5 before).
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
@@ -127,9 +142,15 @@ fn run(args: Args) -> boltzmann::Result<()> {
         epochs: args.epochs,
         learning_rate: LearningRate::Geometric {
             initial: args.lr as f32,
-            factor: 0.99,
-            floor: 1e-4,
+            factor: args.lr_factor as f32,
+            floor: args.lr_floor as f32,
         },
+        weight_decay: args.decay as f32,
+        sparsity: args.sparsity_target.map(|target| Sparsity {
+            target: target as f32,
+            cost: args.sparsity_cost as f32,
+            decay: 0.9,
+        }),
         momentum: Momentum {
             later: args.momentum as f32,
             ..Momentum::default()
@@ -315,6 +336,13 @@ fn finish(
             "max_norm": args.max_norm,
             "chains_from_data": !args.random_chains,
             "momentum": args.momentum,
+            "pretrain_lr": args.pretrain_lr,
+            "pretrain_decay": args.pretrain_decay,
+            "lr": args.lr,
+            "lr_factor": args.lr_factor,
+            "lr_floor": args.lr_floor,
+            "decay": args.decay,
+            "sparsity_target": args.sparsity_target,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
             "joint_seconds_per_epoch": train_seconds / history.len().max(1) as f64,

@@ -169,7 +169,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
             written = true;
         }
         if let (Some(x), true) = (above, l < self.hidden.len()) {
-            coupling_down(&self.weights[l], x, out, written);
+            coupling_down(&self.weights[l], None, x, out, written);
             written = true;
         }
         if !written {
@@ -565,7 +565,7 @@ impl<V: Layer> Dbm<V, Bernoulli> {
                 if l == 1 {
                     next.copy_from_slice(&from_data);
                     if top > 1 {
-                        coupling_down(&self.weights[1], mu[2].as_slice(), &mut next, true);
+                        coupling_down(&self.weights[1], None, mu[2].as_slice(), &mut next, true);
                     }
                 } else {
                     let slices: Vec<&[f32]> = mu.iter().map(|m| m.as_slice()).collect();

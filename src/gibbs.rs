@@ -27,6 +27,12 @@ pub trait Machine: Sync {
 
     /// Checks that `v` holds states of the visible layer.
     fn check_visible_state(&self, v: &[f32]) -> Result<()>;
+
+    /// Told, on the calling thread, before `chain_sweeps` chain-sweeps with the current
+    /// parameters, so that the machine can prepare faster products when the work repays it.
+    fn expect_sweeps(&self, chain_sweeps: usize) {
+        let _ = chain_sweeps;
+    }
 }
 
 /// Visible units held fixed during sampling, with their values in every chain.
@@ -192,6 +198,7 @@ impl Chains {
                 format!("{ours:?}"),
             ));
         }
+        machine.expect_sweeps(sweeps.saturating_mul(self.len()));
         // Each block's slice of every layer, so that blocks can run in parallel.
         let mut blocks: Vec<Vec<&mut [f32]>> = self.streams.iter().map(|_| Vec::new()).collect();
         for (x, &units) in self.layers.iter_mut().zip(&sizes) {

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::CHAIN_BLOCK;
-use crate::kernels::{ChainRng, coupling_down, coupling_up, fill_normal, stream};
+use crate::kernels::{ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, stream};
 use crate::layer::Layer;
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
@@ -18,33 +18,12 @@ use serde::{Deserialize, Serialize};
 pub struct Rbm<V: Layer, H: Layer> {
     pub(crate) visible: V,
     pub(crate) hidden: H,
-    // Private so that every change goes through `weights_mut`, which drops `transposed`.
+    // Private so that every change goes through `weights_mut`, which drops the cache.
     weights: DMatrix<f32>,
+    /// `Wᵀ` and subset sums for fast products, made on first use (boxed: it is large, and RBMs
+    /// sit inside enums).
     #[serde(skip)]
-    transposed: Transposed,
-}
-
-/// `Wᵀ`, made on first use by sparse products and dropped whenever `W` changes. It is a cache:
-/// clones start empty and it never takes part in comparisons.
-#[derive(Default)]
-struct Transposed(std::sync::OnceLock<DMatrix<f32>>);
-
-impl Clone for Transposed {
-    fn clone(&self) -> Self {
-        Transposed::default()
-    }
-}
-
-impl PartialEq for Transposed {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for Transposed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Transposed")
-    }
+    cache: Box<CouplingCache>,
 }
 
 impl<V: Layer, H: Layer> Rbm<V, H> {
@@ -54,7 +33,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
             visible,
             hidden,
             weights,
-            transposed: Transposed::default(),
+            cache: Box::default(),
         };
         rbm.check()?;
         Ok(rbm)
@@ -124,15 +103,10 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         &self.weights
     }
 
-    /// The weights, to change in place (forgets the cached `Wᵀ`).
+    /// The weights, to change in place (forgets the cached `Wᵀ` and subset sums).
     pub(crate) fn weights_mut(&mut self) -> &mut DMatrix<f32> {
-        self.transposed = Transposed::default();
+        self.cache.clear();
         &mut self.weights
-    }
-
-    /// `Wᵀ` (`hidden × visible`), made once per change of the weights.
-    fn weights_transposed(&self) -> &DMatrix<f32> {
-        self.transposed.0.get_or_init(|| self.weights.transpose())
     }
 
     /// The visible layer.
@@ -177,18 +151,12 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
 
     /// Inputs to the hidden layer from visible states: `out = Wᵀv` (`hidden × n`).
     pub(crate) fn hidden_inputs_into(&self, v: &[f32], out: &mut [f32]) {
-        coupling_up(
-            &self.weights,
-            Some(self.weights_transposed()),
-            v,
-            out,
-            false,
-        );
+        coupling_up(&self.weights, Some(&self.cache), v, out, false);
     }
 
     /// Inputs to the visible layer from hidden states: `out = W h` (`visible × n`).
     pub(crate) fn visible_inputs_into(&self, h: &[f32], out: &mut [f32]) {
-        coupling_down(&self.weights, h, out, false);
+        coupling_down(&self.weights, Some(&self.cache), h, out, false);
     }
 
     /// This RBM with its inputs scaled.
@@ -456,6 +424,10 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {
         self.rbm.visible.check_state(v)
     }
+
+    fn expect_sweeps(&self, chain_sweeps: usize) {
+        self.rbm.expect_sweeps(chain_sweeps)
+    }
 }
 
 impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
@@ -475,5 +447,9 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
 
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {
         self.visible.check_state(v)
+    }
+
+    fn expect_sweeps(&self, chain_sweeps: usize) {
+        self.cache.expect(&self.weights, chain_sweeps)
     }
 }

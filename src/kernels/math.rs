@@ -80,9 +80,9 @@ fn softplus_step(x: f32, d: f32) -> f32 {
 
 /// Compiles `$body` for baseline x86-64 and for AVX2+FMA, choosing at run time.
 macro_rules! dispatch {
-    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
-        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
@@ -155,25 +155,369 @@ dispatch! {
     }
 }
 
-dispatch! {
-    /// `out[:, c] (+)= Σ_k x[k, c] · vectors[:, k]` over the non-zero `x[k, c]` only, for
-    /// `vectors` (`len × m`, column-major) and `x` (`m × n`): a product with mostly-zero states
-    /// as a sum of selected columns — for 0/1 states, a sum without multiplications. With
-    /// `vectors = W` it is `W·X`; with `vectors = Wᵀ` (the rows of `W`) it is `Wᵀ·X`.
-    pub fn sparse_combine(vectors: &[f32], len: usize, x: &[f32], out: &mut [f32], accumulate: bool) {
-        let m = vectors.len() / len.max(1);
-        for (xc, oc) in x.chunks_exact(m.max(1)).zip(out.chunks_exact_mut(len.max(1))) {
-            if !accumulate {
-                oc.iter_mut().for_each(|o| *o = 0.0);
+/// The non-zero entries of a state matrix by output column: for column `c`, the indices
+/// `rows[starts[c]..starts[c + 1]]` (increasing) of the terms it sums, with their values, and
+/// whether every value is 1 (0/1 states: sums without products). Kept per thread and reused, so
+/// products allocate nothing once warm.
+#[derive(Default)]
+pub(crate) struct NonZeros {
+    rows: Vec<u32>,
+    values: Vec<f32>,
+    starts: Vec<usize>,
+    binary: bool,
+}
+
+impl NonZeros {
+    /// Indexes the columns of `x` (`m` rows each); returns the number of non-zeros.
+    fn columns(&mut self, x: &[f32], m: usize) -> usize {
+        self.rows.resize(x.len(), 0);
+        self.values.resize(x.len(), 0.0);
+        self.starts.clear();
+        self.starts.push(0);
+        let (mut end, mut ones) = (0, 0);
+        for col in x.chunks_exact(m) {
+            // Eight states at a time: a bit mask of the non-zeros (one vector comparison), then
+            // one step per set bit.
+            for (c8, chunk) in col.chunks(8).enumerate() {
+                let mut mask = 0u32;
+                for (b, &v) in chunk.iter().enumerate() {
+                    mask |= u32::from(v != 0.0) << b;
+                }
+                while mask != 0 {
+                    let b = mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    self.rows[end] = (c8 * 8 + b) as u32;
+                    self.values[end] = chunk[b];
+                    ones += usize::from(chunk[b] == 1.0);
+                    end += 1;
+                }
             }
-            for (k, &xk) in xc.iter().enumerate() {
-                if xk != 0.0 {
-                    let v = &vectors[k * len..(k + 1) * len];
-                    for (o, w) in oc.iter_mut().zip(v) {
-                        *o += xk * w;
+            self.starts.push(end);
+        }
+        self.binary = ones == end;
+        end
+    }
+}
+
+thread_local! {
+    static NON_ZEROS: std::cell::RefCell<NonZeros> = std::cell::RefCell::default();
+}
+
+/// `out[:, c] (+)= Σ_k x[k, c] · vectors[:, k]` over the non-zero `x[k, c]` only, for `vectors`
+/// (`len × m`, column-major) and `x` (`m × n`): a product with mostly-zero states as a sum of
+/// selected columns — for 0/1 states, a sum without multiplications. With `vectors = W` it is
+/// `W·X`; with `vectors = Wᵀ` (the rows of `W`) it is `Wᵀ·X`.
+pub fn sparse_combine(vectors: &[f32], len: usize, x: &[f32], out: &mut [f32], accumulate: bool) {
+    sparse_combine_below(vectors, len, x, out, accumulate, f64::INFINITY);
+}
+
+/// [`sparse_combine`] if the fraction of non-zeros in `x` is below `max_density` (returning
+/// true); otherwise nothing is done and false is returned. One pass over `x` both measures and
+/// indexes it.
+pub(crate) fn sparse_combine_below(
+    vectors: &[f32],
+    len: usize,
+    x: &[f32],
+    out: &mut [f32],
+    accumulate: bool,
+    max_density: f64,
+) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let m = vectors.len() / len;
+    if m == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return true;
+    }
+    NON_ZEROS.with_borrow_mut(|nz| {
+        let count = nz.columns(x, m);
+        if count as f64 >= max_density * x.len() as f64 {
+            return false;
+        }
+        combine_tiles(vectors, len, nz, 0, out, accumulate);
+        true
+    })
+}
+
+/// `xᵀ` (`cols × rows`) of `x` (`rows × cols`, column-major): 8×8 blocks transposed in AVX
+/// registers where the CPU has them, single elements at the edges.
+pub(crate) fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
+    let cols = x.len().checked_div(rows).unwrap_or(0);
+    let mut out = vec![0f32; rows * cols];
+    let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
+    let mut blocks_done = false;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX.
+        unsafe { transpose_blocks_avx(x, rows, cols, &mut out) };
+        blocks_done = true;
+    }
+    let mut copy = |js: std::ops::Range<usize>, is: std::ops::Range<usize>| {
+        for j in js {
+            for i in is.clone() {
+                out[i + cols * j] = x[j + rows * i];
+            }
+        }
+    };
+    if !blocks_done {
+        copy(0..rows8, 0..cols8);
+    }
+    copy(rows8..rows, 0..cols);
+    copy(0..rows8, cols8..cols);
+    out
+}
+
+/// The full 8×8 blocks of [`transpose`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_blocks_avx(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(x.len() >= rows * cols && out.len() >= rows * cols);
+    for i0 in (0..cols / 8 * 8).step_by(8) {
+        for j0 in (0..rows / 8 * 8).step_by(8) {
+            // SAFETY: i0 + 7 < cols and j0 + 7 < rows, so every load and store is in bounds.
+            unsafe {
+                let r: [__m256; 8] =
+                    std::array::from_fn(|k| _mm256_loadu_ps(x.as_ptr().add(j0 + rows * (i0 + k))));
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let c = [
+                    _mm256_permute2f128_ps::<0x20>(s0, s4),
+                    _mm256_permute2f128_ps::<0x20>(s1, s5),
+                    _mm256_permute2f128_ps::<0x20>(s2, s6),
+                    _mm256_permute2f128_ps::<0x20>(s3, s7),
+                    _mm256_permute2f128_ps::<0x31>(s0, s4),
+                    _mm256_permute2f128_ps::<0x31>(s1, s5),
+                    _mm256_permute2f128_ps::<0x31>(s2, s6),
+                    _mm256_permute2f128_ps::<0x31>(s3, s7),
+                ];
+                for (k, ck) in c.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(i0 + cols * (j0 + k)), *ck);
+                }
+            }
+        }
+    }
+}
+
+/// Columns per group of a [`SubsetSums`] table.
+const GROUP: usize = 4;
+
+/// The sums of every subset of each group of [`GROUP`] consecutive columns of a matrix
+/// (`len × m`): column `16·g + s` of the table is `Σ_{b ∈ s} vectors[:, 4g + b]` for the bits
+/// `b` of `s`. A product with 0/1 states then adds one table column per group (the one its four
+/// states select) instead of one matrix column per unit that is on: `m/4` sums whatever the
+/// density, the "method of the four Russians". The table holds four times the matrix.
+#[derive(Clone, Debug)]
+pub struct SubsetSums {
+    len: usize,
+    /// Columns of the matrix the table was made from.
+    m: usize,
+    sums: Vec<f32>,
+}
+
+impl SubsetSums {
+    /// The table of `vectors` (`len × m`, column-major).
+    pub fn new(vectors: &[f32], len: usize) -> Self {
+        let m = vectors.len().checked_div(len).unwrap_or(0);
+        let groups = m.div_ceil(GROUP);
+        let mut sums = vec![0f32; len * (1 << GROUP) * groups];
+        for (g, table) in sums.chunks_exact_mut(len << GROUP).enumerate() {
+            // Subset s = its highest bit b plus s without it, which comes earlier.
+            for s in 1..1usize << GROUP {
+                let b = usize::BITS as usize - 1 - s.leading_zeros() as usize;
+                let k = GROUP * g + b;
+                let (done, rest) = table.split_at_mut(s * len);
+                let target = &mut rest[..len];
+                let without = &done[(s ^ (1 << b)) * len..][..len];
+                if k < m {
+                    let column = &vectors[k * len..(k + 1) * len];
+                    for ((t, w), c) in target.iter_mut().zip(without).zip(column) {
+                        *t = w + c;
+                    }
+                } else {
+                    target.copy_from_slice(without);
+                }
+            }
+        }
+        SubsetSums { len, m, sums }
+    }
+}
+
+impl NonZeros {
+    /// Indexes 0/1 states `x` (`m` rows each) by the table column each group of [`GROUP`]
+    /// states selects; returns false (the index unusable) if a state is neither 0 nor 1.
+    fn groups(&mut self, x: &[f32], m: usize) -> bool {
+        let groups = m.div_ceil(GROUP);
+        self.rows.resize(x.len() / m * groups, 0);
+        self.starts.clear();
+        self.starts.push(0);
+        self.binary = true;
+        let mut end = 0;
+        let mut other = false;
+        for col in x.chunks_exact(m) {
+            for (g, states) in col.chunks(GROUP).enumerate() {
+                let mut code = 0;
+                for (b, &v) in states.iter().enumerate() {
+                    code |= usize::from(v == 1.0) << b;
+                    other |= v != 0.0 && v != 1.0;
+                }
+                self.rows[end] = (g << GROUP | code) as u32;
+                end += usize::from(code != 0);
+            }
+            self.starts.push(end);
+        }
+        !other
+    }
+}
+
+/// `out (+)= vectors·X` for 0/1 states `X` (`m × n`) through the subset-sum table of `vectors`
+/// (`len × m`); returns false and does nothing if a state is neither 0 nor 1.
+pub(crate) fn table_combine(
+    table: &SubsetSums,
+    x: &[f32],
+    out: &mut [f32],
+    accumulate: bool,
+) -> bool {
+    let (len, m) = (table.len, table.m);
+    if len == 0 || m == 0 {
+        return false;
+    }
+    NON_ZEROS.with_borrow_mut(|nz| {
+        if !nz.groups(x, m) {
+            return false;
+        }
+        combine_tiles(&table.sums, len, nz, 0, out, accumulate);
+        true
+    })
+}
+
+/// Output rows per register tile: 8 AVX registers of 8 lanes.
+const TILE: usize = 64;
+
+/// The fewest columns of `vectors` per cache block of a tile: 64 pieces of 64 values (16 KiB)
+/// stay in L1 while every output column reads them (measured on 784×500 products: 10.3 µs per
+/// column at density 0.5 against 13.2 µs unblocked).
+const BLOCK: usize = 64;
+
+thread_local! {
+    /// Per output column, where the next block of `k` starts in the index (see [`tile`]).
+    static CURSORS: std::cell::RefCell<Vec<usize>> = std::cell::RefCell::default();
+}
+
+/// One tile of `T` output rows from `r0`, for every column of `out` (which holds output columns
+/// `first..` of those `nz` indexes), summing the selected pieces of `vectors` in blocks of
+/// `block` consecutive `k`, all columns per block: a block's pieces stay in L1 while every
+/// column reads them. Partial sums pass through `out` between blocks, which leaves each
+/// element's order of summation (increasing `k`) as it would be in one pass, so the bits do not
+/// depend on the blocking.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<const T: usize>(
+    vectors: &[f32],
+    len: usize,
+    r0: usize,
+    block: usize,
+    nz: &NonZeros,
+    first: usize,
+    out: &mut [f32],
+    accumulate: bool,
+    cursors: &mut Vec<usize>,
+) {
+    let m = vectors.len() / len;
+    let columns = out.len() / len;
+    cursors.clear();
+    cursors.extend_from_slice(&nz.starts[first..first + columns]);
+    let ends = &nz.starts[first + 1..first + columns + 1];
+    let mut k0 = 0;
+    while k0 < m {
+        let k1 = k0.saturating_add(block).min(m);
+        for ((o, cursor), &end) in out.chunks_exact_mut(len).zip(cursors.iter_mut()).zip(ends) {
+            let o: &mut [f32; T] = (&mut o[r0..r0 + T]).try_into().expect("tile inside column");
+            let mut acc = if k0 > 0 || accumulate { *o } else { [0f32; T] };
+            let from = *cursor;
+            let mut to = from;
+            while to < end && (nz.rows[to] as usize) < k1 {
+                to += 1;
+            }
+            *cursor = to;
+            if nz.binary {
+                for &k in &nz.rows[from..to] {
+                    let v: &[f32; T] = vectors[k as usize * len + r0..][..T]
+                        .try_into()
+                        .expect("tile inside column");
+                    for i in 0..T {
+                        acc[i] += v[i];
+                    }
+                }
+            } else {
+                for (&k, &xk) in nz.rows[from..to].iter().zip(&nz.values[from..to]) {
+                    let v: &[f32; T] = vectors[k as usize * len + r0..][..T]
+                        .try_into()
+                        .expect("tile inside column");
+                    for i in 0..T {
+                        acc[i] += xk * v[i];
                     }
                 }
             }
+            *o = acc;
+        }
+        k0 = k1;
+    }
+}
+
+/// The tiles of [`sparse_combine`] for the columns of `out`, output columns `first..` of those
+/// `nz` indexes.
+fn combine_tiles(
+    vectors: &[f32],
+    len: usize,
+    nz: &NonZeros,
+    first: usize,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    CURSORS.with_borrow_mut(|cursors| {
+        combine_tiles_with(vectors, len, nz, first, out, accumulate, cursors)
+    });
+}
+
+dispatch! {
+    /// [`combine_tiles`] with its cursors: full tiles of [`TILE`] rows, then pieces of 8, then
+    /// single rows.
+    fn combine_tiles_with(vectors: &[f32], len: usize, nz: &NonZeros, first: usize, out: &mut [f32], accumulate: bool, cursors: &mut Vec<usize>) {
+        // Blocks of k long enough that a column finds ~16 terms in each, so that the partial
+        // sums' round trips through `out` stay a small part of the work.
+        let (m, columns) = (vectors.len() / len, out.len() / len);
+        let terms = nz.starts[first + columns] - nz.starts[first];
+        let block = (16 * m * columns).checked_div(terms).unwrap_or(m).max(BLOCK);
+        let mut r0 = 0;
+        while r0 + TILE <= len {
+            tile::<TILE>(vectors, len, r0, block, nz, first, out, accumulate, cursors);
+            r0 += TILE;
+        }
+        while r0 + 8 <= len {
+            tile::<8>(vectors, len, r0, usize::MAX, nz, first, out, accumulate, cursors);
+            r0 += 8;
+        }
+        while r0 < len {
+            tile::<1>(vectors, len, r0, usize::MAX, nz, first, out, accumulate, cursors);
+            r0 += 1;
         }
     }
 }
@@ -181,6 +525,20 @@ dispatch! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The blocked transpose agrees with the definition, edges included.
+    #[test]
+    fn transpose_is_exact() {
+        for (rows, cols) in [(1, 1), (8, 8), (19, 37), (64, 13)] {
+            let x: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
+            let t = transpose(&x, rows);
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(t[j + cols * i], x[i + rows * j]);
+                }
+            }
+        }
+    }
 
     fn grid(lo: f32, hi: f32, n: usize) -> impl Iterator<Item = f32> {
         (0..=n).map(move |k| lo + (hi - lo) * k as f32 / n as f32)

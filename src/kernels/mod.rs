@@ -4,8 +4,9 @@
 
 mod math;
 
+pub use math::SubsetSums;
 pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps, sparse_combine};
-use math::{small_mul, small_tr_mul};
+use math::{small_mul, small_tr_mul, sparse_combine_below, table_combine};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
 
@@ -163,41 +164,126 @@ pub fn gemm(alpha: f32, a: &View<'_>, b: &View<'_>, beta: f32, c: &mut ViewMut<'
 const SMALL_BATCH: usize = 16;
 
 /// Products with states whose fraction of non-zeros is below this use [`sparse_combine`]
-/// instead of GEMM. Measured on a 784×500 coupling, 50 chains, one core: sparse 5.3 / 12.9 /
-/// 20.0 µs per chain at densities 0.13 / 0.3 / 0.5 against 15–16 µs for GEMM.
-const SPARSE_DENSITY_GEMM: f64 = 0.25;
-/// The same below [`SMALL_BATCH`] columns, against the direct loops (36 µs per chain at any
-/// density; sparse 4.3 / 9.1 / 14.6 µs at 0.13 / 0.3 / 0.5).
-const SPARSE_DENSITY_SMALL: f64 = 0.75;
+/// instead of GEMM. Measured on a 784×500 coupling, 50 chains, one core (`Wᵀv` / `Wh`): sparse
+/// 4.7 / 3.5, 8.2 / 6.0, 12.4 / 9.1 and 16.6 / 12.2 µs per chain at densities 0.13, 0.3, 0.5 and
+/// 0.7 against 13.6 / 10.5 µs for GEMM.
+const SPARSE_DENSITY_GEMM: f64 = 0.4;
+/// The same below [`SMALL_BATCH`] columns (10 chains), against the direct loops (34 / 27 µs per
+/// chain at any density; sparse 5.1 / 3.8 at 0.13 and 22.7 / 16.8 µs at 0.9). Probabilities,
+/// never exactly zero, stay with the direct loops.
+const SPARSE_DENSITY_SMALL: f64 = 0.95;
 
-/// Whether a product with the states `x` (`len` values in columns of `rows`) should go through
-/// [`sparse_combine`]: the fraction of non-zeros decides, so the choice (and the bits) depend
-/// only on the states, never on threads.
-fn use_sparse(x: &[f32], rows: usize) -> bool {
-    let limit = if x.len() < SMALL_BATCH * rows {
+/// The density below which a product with the states `x` (columns of `rows` values) goes
+/// through [`sparse_combine`]. It depends only on the shapes, and the choice only on the states,
+/// never on threads.
+fn sparse_limit(x: &[f32], rows: usize) -> f64 {
+    if x.len() < SMALL_BATCH * rows {
         SPARSE_DENSITY_SMALL
     } else {
         SPARSE_DENSITY_GEMM
-    };
-    let nonzero = x.iter().filter(|v| **v != 0.0).count();
-    (nonzero as f64) < limit * x.len() as f64
+    }
+}
+
+/// The subset-sum tables of a [`CouplingCache`] are made once this many chain-sweeps (products
+/// with one column each way) are expected with the same weights: making both tables of a 784×500
+/// coupling costs about as much as 250 chain-sweeps save, so tables wait for work that repays
+/// them (sampling, AIS, long chains), not for a CD-1 step on weights about to change.
+const TABLE_WORK: usize = 1000;
+
+/// What a coupling keeps besides `W` for fast products with 0/1 states: `Wᵀ` (for sums of
+/// selected rows of `W`, made on first use) and the [`SubsetSums`] of `W` and `Wᵀ` (made when
+/// enough work is announced, see [`CouplingCache::expect`]). Whoever owns the weights must drop
+/// the cache when they change. Clones start empty and caches never take part in comparisons.
+#[derive(Default)]
+pub struct CouplingCache {
+    transposed: std::sync::OnceLock<nalgebra::DMatrix<f32>>,
+    up: std::sync::OnceLock<SubsetSums>,
+    down: std::sync::OnceLock<SubsetSums>,
+    /// Chain-sweeps announced since the weights last changed.
+    work: std::sync::atomic::AtomicUsize,
+}
+
+impl CouplingCache {
+    /// Forgets everything (the weights have changed), keeping nothing allocated but itself.
+    pub fn clear(&mut self) {
+        self.transposed.take();
+        self.up.take();
+        self.down.take();
+        *self.work.get_mut() = 0;
+    }
+
+    fn transposed(&self, w: &nalgebra::DMatrix<f32>) -> &nalgebra::DMatrix<f32> {
+        self.transposed.get_or_init(|| {
+            let (rows, cols) = w.shape();
+            nalgebra::DMatrix::from_vec(cols, rows, math::transpose(w.as_slice(), rows))
+        })
+    }
+
+    /// Announces `chain_sweeps` products each way with the weights `w`; once the work since the
+    /// last change reaches [`TABLE_WORK`], the subset-sum tables are made. Call it from one
+    /// thread before the work starts (not from parallel blocks), so that every block of the
+    /// work takes the same path and the bits do not depend on threads.
+    pub fn expect(&self, w: &nalgebra::DMatrix<f32>, chain_sweeps: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = self.work.fetch_add(chain_sweeps, Relaxed);
+        if before.saturating_add(chain_sweeps) >= TABLE_WORK {
+            let (rows, cols) = w.shape();
+            self.up
+                .get_or_init(|| SubsetSums::new(self.transposed(w).as_slice(), cols));
+            self.down
+                .get_or_init(|| SubsetSums::new(w.as_slice(), rows));
+        }
+    }
+}
+
+impl Clone for CouplingCache {
+    fn clone(&self) -> Self {
+        CouplingCache::default()
+    }
+}
+
+impl PartialEq for CouplingCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for CouplingCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CouplingCache")
+    }
 }
 
 /// `out = Wᵀ·X`, or `out += Wᵀ·X` if `accumulate`, for the weights `W` (`rows × cols`) of a
 /// coupling and states `X` (`rows × n`, column-major): the inputs a coupling sends upwards.
-/// Given `Wᵀ` as well (`w_t`), mostly-zero states are summed as selected rows of `W`.
+/// With a cache, 0/1 states go through its subset sums if it has made them, or else sums of
+/// selected rows of `W` if mostly zero; otherwise GEMM or direct loops. The path depends only on the shapes and
+/// the states, never on threads.
 pub fn coupling_up(
     w: &nalgebra::DMatrix<f32>,
-    w_t: Option<&nalgebra::DMatrix<f32>>,
+    cache: Option<&CouplingCache>,
     x: &[f32],
     out: &mut [f32],
     accumulate: bool,
 ) {
     let (rows, cols) = w.shape();
-    if let Some(wt) = w_t
-        && use_sparse(x, rows)
-    {
-        return sparse_combine(wt.as_slice(), cols, x, out, accumulate);
+    if let Some(cache) = cache {
+        if let Some(table) = cache.up.get()
+            && table_combine(table, x, out, accumulate)
+        {
+            return;
+        }
+        let wt = cache.transposed(w);
+        if sparse_combine_below(
+            wt.as_slice(),
+            cols,
+            x,
+            out,
+            accumulate,
+            sparse_limit(x, rows),
+        ) {
+            return;
+        }
     }
     if x.len() < SMALL_BATCH * rows {
         return small_tr_mul(w.as_slice(), rows, x, out, accumulate);
@@ -208,12 +294,30 @@ pub fn coupling_up(
 }
 
 /// `out = W·Y`, or `out += W·Y` if `accumulate`, for the weights `W` (`rows × cols`) of a
-/// coupling and states `Y` (`cols × n`): the inputs a coupling sends downwards. Mostly-zero
-/// states are summed as selected columns of `W`.
-pub fn coupling_down(w: &nalgebra::DMatrix<f32>, y: &[f32], out: &mut [f32], accumulate: bool) {
+/// coupling and states `Y` (`cols × n`): the inputs a coupling sends downwards. Paths as in
+/// [`coupling_up`]; without a cache, mostly-zero states are still summed as selected columns.
+pub fn coupling_down(
+    w: &nalgebra::DMatrix<f32>,
+    cache: Option<&CouplingCache>,
+    y: &[f32],
+    out: &mut [f32],
+    accumulate: bool,
+) {
     let (rows, cols) = w.shape();
-    if use_sparse(y, cols) {
-        return sparse_combine(w.as_slice(), rows, y, out, accumulate);
+    if let Some(table) = cache.and_then(|c| c.down.get())
+        && table_combine(table, y, out, accumulate)
+    {
+        return;
+    }
+    if sparse_combine_below(
+        w.as_slice(),
+        rows,
+        y,
+        out,
+        accumulate,
+        sparse_limit(y, cols),
+    ) {
+        return;
     }
     if y.len() < SMALL_BATCH * cols {
         return small_mul(w.as_slice(), rows, y, out, accumulate);
@@ -299,43 +403,103 @@ mod tests {
         }
     }
 
-    /// Sparse products (sums of selected rows or columns) agree with the dense ones, for sparse
-    /// 0/1 states above and below the GEMM batch size, with and without accumulation.
+    /// Every path of the coupling products agrees with f64 products: subset sums (0/1 states,
+    /// many columns, with a cache), sums of selected rows or columns (sparse states), GEMM and
+    /// direct loops (dense states), with and without accumulation.
     #[test]
-    fn sparse_products_agree_with_dense() {
-        let (rows, cols) = (61, 29);
+    fn coupling_products_agree_with_exact() {
+        // 150 rows: register tiles of 64, pieces of 8 and single rows all take part; 150 and 29
+        // are not multiples of 4, so the last group of a subset-sum table is partial.
+        let (rows, cols) = (150, 29);
         let mut rng = stream(2, 0);
         let mut w = nalgebra::DMatrix::zeros(rows, cols);
         fill_normal(&mut rng, w.as_mut_slice());
         let wt = w.transpose();
-        for n in [3, 40] {
-            for density in [0.05f32, 0.2] {
-                let binary = |len: usize, rng: &mut ChainRng| -> Vec<f32> {
-                    let mut u = vec![0f32; len];
-                    fill_uniform(rng, &mut u);
-                    u.iter().map(|u| f32::from(*u < density)).collect()
-                };
-                let (x, y) = (binary(rows * n, &mut rng), binary(cols * n, &mut rng));
-                assert!(use_sparse(&x, rows) && use_sparse(&y, cols));
-                let exact_up = wt.map(f64::from) * view(&x, rows).map(f64::from);
-                let exact_down = w.map(f64::from) * view(&y, cols).map(f64::from);
-                for accumulate in [false, true] {
-                    let start = if accumulate { 1.0 } else { 0.0 };
-                    let mut up = vec![start; cols * n];
-                    coupling_up(&w, Some(&wt), &x, &mut up, accumulate);
-                    let mut down = vec![start; rows * n];
-                    coupling_down(&w, &y, &mut down, accumulate);
-                    let pairs = up
-                        .iter()
-                        .zip(exact_up.iter())
-                        .chain(down.iter().zip(exact_down.iter()));
-                    for (a, b) in pairs {
-                        let b = b + f64::from(start);
-                        assert!(
-                            (f64::from(*a) - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                            "{a} vs {b}"
-                        );
+        // 0/1 states (sums without products), states whose non-zeros are not 1, dense states.
+        for (n, density, on) in [
+            (3, 0.05f32, 1.0),
+            (40, 0.2, 1.0),
+            (40, 0.6, 1.0),
+            (3, 0.2, 0.7),
+            (40, 0.05, -1.5),
+            (40, 1.1, 0.3),
+        ] {
+            let states = |len: usize, rng: &mut ChainRng| -> Vec<f32> {
+                let mut u = vec![0f32; len];
+                fill_uniform(rng, &mut u);
+                u.iter()
+                    .map(|u| if *u < density { on } else { 0.0 })
+                    .collect()
+            };
+            let (x, y) = (states(rows * n, &mut rng), states(cols * n, &mut rng));
+            let exact_up = wt.map(f64::from) * view(&x, rows).map(f64::from);
+            let exact_down = w.map(f64::from) * view(&y, cols).map(f64::from);
+            let (cache, tables) = (CouplingCache::default(), CouplingCache::default());
+            tables.expect(&w, TABLE_WORK);
+            for (accumulate, cache) in [
+                (false, None),
+                (true, None),
+                (false, Some(&cache)),
+                (true, Some(&cache)),
+            ] {
+                let start = if accumulate { 1.0 } else { 0.0 };
+                let mut up = vec![start; cols * n];
+                coupling_up(&w, cache, &x, &mut up, accumulate);
+                let mut down = vec![start; rows * n];
+                coupling_down(&w, cache, &y, &mut down, accumulate);
+                let pairs = up
+                    .iter()
+                    .zip(exact_up.iter())
+                    .chain(down.iter().zip(exact_down.iter()));
+                for (a, b) in pairs {
+                    let b = b + f64::from(start);
+                    assert!(
+                        (f64::from(*a) - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                        "{a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Gradient correlations `beta·out + Σ_t α_t A_t B_tᵀ` agree with f64 products, for sparse
+    /// and dense, 0/1 and weighted `A_t`.
+    #[test]
+    fn correlations_agree_with_exact() {
+        let (rows, cols) = (37, 130);
+        let mut rng = stream(3, 0);
+        for (density, on) in [(0.1f32, 1.0f32), (0.2, 0.6), (0.9, 1.0)] {
+            let mut a = [vec![0f32; rows * 7], vec![0f32; rows * 11]];
+            let mut b = [vec![0f32; cols * 7], vec![0f32; cols * 11]];
+            for (a, b) in a.iter_mut().zip(&mut b) {
+                fill_uniform(&mut rng, a);
+                a.iter_mut()
+                    .for_each(|x| *x = if *x < density { on } else { 0.0 });
+                fill_uniform(&mut rng, b);
+            }
+            let mut out = vec![0f32; rows * cols];
+            fill_normal(&mut rng, &mut out);
+            let start = out.clone();
+            let (alpha, beta) = ([0.3f32, -0.7], 0.9f32);
+            let terms: Vec<(f32, &[f32], &[f32])> = (0..2)
+                .map(|t| (alpha[t], a[t].as_slice(), b[t].as_slice()))
+                .collect();
+            correlate_into(&mut out, rows, beta, &terms);
+            for j in 0..cols {
+                for i in 0..rows {
+                    let mut exact = f64::from(beta) * f64::from(start[i + rows * j]);
+                    for t in 0..2 {
+                        for c in 0..a[t].len() / rows {
+                            exact += f64::from(alpha[t])
+                                * f64::from(a[t][i + rows * c])
+                                * f64::from(b[t][j + cols * c]);
+                        }
                     }
+                    let got = f64::from(out[i + rows * j]);
+                    assert!(
+                        (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
+                        "{got} vs {exact}"
+                    );
                 }
             }
         }

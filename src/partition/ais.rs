@@ -13,7 +13,7 @@
 
 use crate::diagnostics::{importance_effective_sample_size, sample_variance};
 use crate::error::{Error, Result};
-use crate::gibbs::CHAIN_BLOCK;
+use crate::gibbs::{CHAIN_BLOCK, Machine};
 use crate::kernels::{log_sum_exp, stream};
 use crate::layer::{Layer, tempered_bias};
 use crate::rbm::Rbm;
@@ -241,6 +241,7 @@ pub fn ais<V: Layer, H: Layer>(
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<AisEstimate> {
     check(rbm, start, config.runs)?;
+    rbm.expect_sweeps(config.runs.saturating_mul(config.betas.len()));
     let mut v0 = DMatrix::zeros(rbm.num_visible(), config.runs);
     let mut rng = stream(config.seed, u64::MAX);
     start.visible.sample(v0.as_mut_slice(), &mut rng);
@@ -262,6 +263,7 @@ pub fn reverse_ais<V: Layer, H: Layer>(
 ) -> Result<AisEstimate> {
     check(rbm, start, initial.ncols())?;
     rbm.check_batch("initial states of reverse AIS", initial, rbm.num_visible())?;
+    rbm.expect_sweeps(initial.ncols().saturating_mul(config.betas.len()));
     rbm.visible.check_state(initial.as_slice())?;
     let betas: Vec<f64> = config.betas.as_slice().iter().rev().copied().collect();
     let blocks = RbmBlock::split(rbm, start, initial, config.seed);
