@@ -14,7 +14,7 @@ mod common;
 use boltzmann::data::Mnist;
 use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
-use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais};
+use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais, dbm_reverse_ais};
 use boltzmann::train::{
     Centering, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Sparsity,
     Steps, TrainConfig, pretrain, resume_dbm, train_dbm,
@@ -98,6 +98,11 @@ struct Args {
     /// Distributions of the AIS schedule (the paper: 20,000).
     #[arg(long, default_value_t = 20_000)]
     ais_betas: usize,
+    /// Also run reverse AIS from chains started at training images and run for this many sweeps:
+    /// an estimate of ln Z from above (an upper bound in expectation only if the chains have
+    /// reached the model's distribution).
+    #[arg(long, value_name = "SWEEPS")]
+    reverse_ais: Option<usize>,
     #[command(flatten)]
     run: common::RunOptions,
 }
@@ -112,6 +117,7 @@ fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
         no_ais: now.no_ais,
         ais_runs: now.ais_runs,
         ais_betas: now.ais_betas,
+        reverse_ais: now.reverse_ais,
         ..saved
     })
 }
@@ -292,28 +298,68 @@ fn finish(
             progress.set_position(done as u64)
         })?;
         progress.finish_and_clear();
-        let bound = |v| -> boltzmann::Result<LogLikelihood> {
+        // E_q[−E] + H of every example: a lower bound on ln p*(v), so on ln Z too.
+        let unnormalised = |v| -> boltzmann::Result<Vec<f64>> {
             let settings = MeanField {
                 iterations: args.mf_iters,
                 ..MeanField::default()
             };
             let mu = dbm.mean_field(v, &settings)?;
-            let b = dbm.variational_bound_unnormalised(v, &mu)?;
-            let neg: Vec<f64> = b.iter().map(|x| -x).collect();
-            Ok(LogLikelihood::from_free_energies(&neg, estimate.log_z))
+            Ok(dbm
+                .variational_bound_unnormalised(v, &mu)?
+                .iter()
+                .copied()
+                .collect())
         };
-        let (test, train) = (bound(&test_bin)?, bound(&train_bin)?);
-        if test.mean > 0.0 || train.mean > 0.0 {
+        let (test_b, train_b) = (unnormalised(&test_bin)?, unnormalised(&train_bin)?);
+        let bound = |b: &[f64]| {
+            let neg: Vec<f64> = b.iter().map(|x| -x).collect();
+            LogLikelihood::from_free_energies(&neg, estimate.log_z)
+        };
+        let (test, train) = (bound(&test_b), bound(&train_b));
+        // p(v) ≤ 1 for every binary v, so ln Z ≥ max_v (E_q[−E] + H): a floor no estimate of
+        // ln Z may fall below.
+        let floor = test_b
+            .iter()
+            .chain(&train_b)
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if estimate.log_z < floor {
             // ln p(v) ≤ 0 for binary data, so a positive lower bound means ln Ẑ is far too low.
             eprintln!(
-                "warning: a positive lower bound on a log-probability is impossible: AIS has \
-                 underestimated ln Z (ESS {:.1} of {} runs); the model mixes too poorly for this \
-                 schedule, and these numbers are not valid",
-                estimate.effective_sample_size, args.ais_runs
+                "warning: AIS gives ln Ẑ = {:.2}, below {floor:.2}, the variational bound of one \
+                 example, which ln Z cannot be below: AIS has underestimated ln Z (ESS {:.1} of \
+                 {} runs); the model mixes too poorly for this schedule, and the bounds below \
+                 are not valid",
+                estimate.log_z, estimate.effective_sample_size, args.ais_runs
             );
         }
+        let reverse = match args.reverse_ais {
+            Some(sweeps) => {
+                let v0 = train_bin.columns(0, args.ais_runs.min(train_bin.ncols()));
+                let mut chains = Chains::from_visible(dbm, v0.into_owned(), args.seed + 1)?;
+                chains.sweep(dbm, sweeps)?;
+                let odd: Vec<_> = (1..dbm.num_layers())
+                    .step_by(2)
+                    .filter_map(|l| chains.layer(l).cloned())
+                    .collect();
+                let progress = bar(args.ais_betas - 1, "reverse AIS β steps");
+                let r = dbm_reverse_ais(dbm, &start, &odd, &ais_config, |done, _| {
+                    progress.set_position(done as u64)
+                })?;
+                progress.finish_and_clear();
+                println!(
+                    "reverse AIS from training images after {sweeps} sweeps: ln Ẑ = {:.3} \
+                     [{:.3}, {:.3}], ESS {:.1}",
+                    r.log_z, r.log_z_lower, r.log_z_upper, r.effective_sample_size
+                );
+                Some(r)
+            }
+            None => None,
+        };
         println!(
-            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}]; test lower bound {:.3} ± {:.3} nats, train {:.3}",
+            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}] (ln Z ≥ {floor:.3}); test lower bound {:.3} ± {:.3} \
+             nats, train {:.3}",
             estimate.log_z,
             estimate.log_z_lower,
             estimate.log_z_upper,
@@ -321,7 +367,7 @@ fn finish(
             test.stderr,
             train.mean
         );
-        Some((estimate, test, train))
+        Some((estimate, test, train, floor, reverse))
     };
 
     if args.run.json {
@@ -356,6 +402,9 @@ fn finish(
             "test_lower_bound": e.map(|e| e.1.mean),
             "test_lower_bound_stderr": e.map(|e| e.1.stderr),
             "train_lower_bound": e.map(|e| e.2.mean),
+            "log_z_floor": e.map(|e| e.3),
+            "log_z_reverse": e.and_then(|e| e.4.as_ref().map(|r| r.log_z)),
+            "log_z_reverse_ess": e.and_then(|e| e.4.as_ref().map(|r| r.effective_sample_size)),
             "out": out,
         });
         println!("{json}");

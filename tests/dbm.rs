@@ -400,3 +400,15 @@ fn assert_dbm_ais_matches_exact<V: Layer>(
         assert!((est.log_z - exact).abs() < tolerance, "{msg}");
     }
 }
+
+#[test]
+fn dbm_ais_at_mnist_scale_matches_exact() {
+    use boltzmann::partition::Start;
+    // MNIST's 784 visible units and a 500-unit top layer, summed out in every AIS step, with a
+    // 12-unit middle layer that can be enumerated: the sums over many units that the small
+    // models above never reach, in f32 inputs and f64 weights.
+    let dbm = random_dbm_sized(&[784, 12, 500], 0.15, 60);
+    let data = DMatrix::from_vec(784, 50, normal(784 * 50, 1.0, 61)).map(|x| f32::from(x > 1.0));
+    let start = Start::<Bernoulli>::base_rate(&data, 2.0).unwrap();
+    assert_dbm_ais_matches_exact(&dbm, &start, 1000, 0.1);
+}
