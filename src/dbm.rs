@@ -7,7 +7,9 @@
 
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Machine;
-use crate::kernels::{ChainRng, coupling_down, coupling_up, fill_normal, log_sum_exp, stream};
+use crate::kernels::{
+    ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, log_sum_exp, stream,
+};
 use crate::layer::{Bernoulli, Layer};
 use crate::partition::MAX_ENUMERATED_STATES;
 use nalgebra::{DMatrix, DVector};
@@ -22,7 +24,33 @@ use serde::{Deserialize, Serialize};
 pub struct Dbm<V: Layer, H: Layer = Bernoulli> {
     pub(crate) visible: V,
     pub(crate) hidden: Vec<H>,
-    pub(crate) weights: Vec<DMatrix<f32>>,
+    // Private so that every change goes through `weights_mut`, which clears the caches.
+    weights: Vec<DMatrix<f32>>,
+    /// One [`CouplingCache`] per coupling, made on first use.
+    #[serde(skip)]
+    caches: Caches,
+}
+
+/// The couplings' caches: a cache, so clones start empty and it never takes part in comparisons.
+#[derive(Default)]
+struct Caches(std::sync::OnceLock<Vec<CouplingCache>>);
+
+impl Clone for Caches {
+    fn clone(&self) -> Self {
+        Caches::default()
+    }
+}
+
+impl PartialEq for Caches {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Caches")
+    }
 }
 
 /// Which layers a free energy sums out.
@@ -48,11 +76,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     /// A DBM from its layers and couplings; checks that the shapes chain together and that all
     /// values are finite.
     pub fn new(visible: V, hidden: Vec<H>, weights: Vec<DMatrix<f32>>) -> Result<Self> {
-        let dbm = Dbm {
-            visible,
-            hidden,
-            weights,
-        };
+        let dbm = Dbm::unchecked(visible, hidden, weights);
         dbm.check()?;
         Ok(dbm)
     }
@@ -147,6 +171,37 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         l.checked_sub(1).and_then(|i| self.weights.get(i))
     }
 
+    /// A DBM from its parts, without checks.
+    pub(crate) fn unchecked(visible: V, hidden: Vec<H>, weights: Vec<DMatrix<f32>>) -> Self {
+        Dbm {
+            visible,
+            hidden,
+            weights,
+            caches: Caches::default(),
+        }
+    }
+
+    /// The couplings, to change in place (forgets their caches).
+    pub(crate) fn weights_mut(&mut self) -> &mut [DMatrix<f32>] {
+        if let Some(caches) = self.caches.0.get_mut() {
+            caches.iter_mut().for_each(CouplingCache::clear);
+        }
+        &mut self.weights
+    }
+
+    /// The cache of coupling `W_{l+1}` (0-based `l`).
+    fn cache(&self, l: usize) -> Option<&CouplingCache> {
+        self.caches
+            .0
+            .get_or_init(|| {
+                self.weights
+                    .iter()
+                    .map(|_| CouplingCache::default())
+                    .collect()
+            })
+            .get(l)
+    }
+
     /// The inputs layer `l` receives from its neighbours: `W_lᵀ x_{l−1} + W_{l+1} x_{l+1}`,
     /// given the states of the whole stack (only layers `l ± 1` are read).
     pub(crate) fn inputs_into(&self, l: usize, states: &[&[f32]], out: &mut [f32]) {
@@ -165,11 +220,11 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     ) {
         let mut written = false;
         if let (Some(x), true) = (below, l > 0) {
-            coupling_up(&self.weights[l - 1], None, x, out, false);
+            coupling_up(&self.weights[l - 1], self.cache(l - 1), x, out, false);
             written = true;
         }
         if let (Some(x), true) = (above, l < self.hidden.len()) {
-            coupling_down(&self.weights[l], None, x, out, written);
+            coupling_down(&self.weights[l], self.cache(l), x, out, written);
             written = true;
         }
         if !written {
@@ -481,6 +536,14 @@ impl<V: Layer, H: Layer> Machine for Dbm<V, H> {
 
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {
         self.visible.check_state(v)
+    }
+
+    fn expect_sweeps(&self, chain_sweeps: usize) {
+        for (l, w) in self.weights.iter().enumerate() {
+            if let Some(cache) = self.cache(l) {
+                cache.expect(w, chain_sweeps);
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use super::ais::{AisConfig, AisEstimate, Annealing, Start, anneal, estimate};
 use crate::dbm::Dbm;
 use crate::error::{Error, Result};
-use crate::gibbs::CHAIN_BLOCK;
+use crate::gibbs::{CHAIN_BLOCK, Machine};
 use crate::kernels::{ChainRng, stream};
 use crate::layer::{Layer, tempered_bias};
 use nalgebra::{DMatrix, DVector};
@@ -33,6 +33,7 @@ pub fn dbm_ais<V: Layer, H: Layer>(
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<AisEstimate> {
     check(dbm, start, config.runs)?;
+    dbm.expect_sweeps(config.runs.saturating_mul(config.betas.len()));
     // Odd layers start from the start model: hidden biases zero, so uniform for Bernoulli units.
     let sizes = dbm.layer_sizes();
     let mut rng = stream(config.seed, u64::MAX);
@@ -84,6 +85,7 @@ pub fn dbm_reverse_ais<V: Layer, H: Layer>(
     for x in initial {
         crate::error::check_finite("initial odd-layer states", x.as_slice())?;
     }
+    dbm.expect_sweeps(runs.saturating_mul(config.betas.len()));
     let betas: Vec<f64> = config.betas.as_slice().iter().rev().copied().collect();
     let blocks = DbmBlock::split(dbm, start, initial, config.seed);
     let log_w = anneal(blocks, runs, &betas, &progress);
@@ -150,11 +152,7 @@ impl<'a, V: Layer, H: Layer> DbmBlock<'a, V, H> {
                     .collect();
                 DbmBlock {
                     dbm,
-                    tempered: Dbm {
-                        visible: dbm.visible.clone(),
-                        hidden: dbm.hidden.clone(),
-                        weights: Vec::new(),
-                    },
+                    tempered: Dbm::unchecked(dbm.visible.clone(), dbm.hidden.clone(), Vec::new()),
                     start: starts.clone(),
                     inputs: sizes.iter().map(|&units| vec![0f32; units * n]).collect(),
                     states,

@@ -394,10 +394,8 @@ fn train_dbm_from<V: Layer>(
                 dbm: dbm.clone(),
                 epoch: 0,
                 config_digest: config.digest(),
-                velocity: dbm
-                    .weights
-                    .iter()
-                    .map(|w| DMatrix::zeros(w.nrows(), w.ncols()))
+                velocity: (1..sizes.len())
+                    .map(|l| DMatrix::zeros(sizes[l - 1], sizes[l]))
                     .collect(),
                 bias_velocity: sizes.iter().map(|&s| DVector::zeros(s)).collect(),
                 activity: sizes
@@ -501,7 +499,7 @@ fn train_dbm_from<V: Layer>(
                 config.weight_decay,
             );
             if let Some(c) = config.max_norm {
-                for w in &mut dbm.weights {
+                for w in dbm.weights_mut() {
                     for mut col in w.column_iter_mut() {
                         let norm = col.norm();
                         if norm > c {
@@ -591,7 +589,7 @@ fn update<V: Layer>(
             offsets,
         );
     }
-    for (vel, w) in velocity.iter_mut().zip(&mut dbm.weights) {
+    for (vel, w) in velocity.iter_mut().zip(dbm.weights_mut()) {
         if weight_decay > 0.0 {
             vel.zip_apply(w, |v, w| *v -= lr * weight_decay * w);
         }
