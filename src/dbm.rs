@@ -539,9 +539,9 @@ impl<V: Layer, H: Layer> Machine for Dbm<V, H> {
     }
 
     fn expect_sweeps(&self, chain_sweeps: usize) {
-        for (l, w) in self.weights.iter().enumerate() {
+        for l in 0..self.weights.len() {
             if let Some(cache) = self.cache(l) {
-                cache.expect(w, chain_sweeps);
+                cache.expect(chain_sweeps);
             }
         }
     }

@@ -450,6 +450,6 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
     }
 
     fn expect_sweeps(&self, chain_sweeps: usize) {
-        self.cache.expect(&self.weights, chain_sweeps)
+        self.cache.expect(chain_sweeps)
     }
 }

@@ -6,7 +6,7 @@ mod math;
 
 pub use math::SubsetSums;
 pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps, sparse_combine};
-use math::{small_mul, small_tr_mul, sparse_combine_below, table_combine};
+use math::{small_mul, small_tr_mul, sparse_combine_below};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
 
@@ -184,21 +184,22 @@ fn sparse_limit(x: &[f32], rows: usize) -> f64 {
     }
 }
 
-/// The subset-sum tables of a [`CouplingCache`] are made once this many chain-sweeps (products
-/// with one column each way) are expected with the same weights: making both tables of a 784×500
-/// coupling costs about as much as 250 chain-sweeps save, so tables wait for work that repays
-/// them (sampling, AIS, long chains), not for a CD-1 step on weights about to change.
+/// A [`CouplingCache`] offers subset-sum tables once this many chain-sweeps (products with one
+/// column each way) are expected with the same weights: making the table of a 784×500 coupling
+/// costs about as much as 250 chain-sweeps save, so tables wait for work that repays them
+/// (sampling, AIS, long chains), not for a CD-1 step on weights about to change.
 const TABLE_WORK: usize = 1000;
-/// Couplings with more weights than this get no subset-sum tables: the two tables (eight times
-/// the weights) must stay in the last-level cache, which every block of chains streams them
-/// from. Measured on one core, chain-sweeps/s with / without tables: 784×250 134,000 / 99,000,
+/// Couplings with more weights than this get no subset-sum tables: a table (four times the
+/// weights) must stay in the last-level cache, which every block of chains streams it from.
+/// Measured on one core, chain-sweeps/s with / without tables: 784×250 134,000 / 99,000,
 /// 784×1000 18,000 / 28,000 (25 MB of tables against a 32 MB L3).
 const TABLE_MAX_WEIGHTS: usize = 1 << 19;
 
 /// What a coupling keeps besides `W` for fast products with 0/1 states: `Wᵀ` (for sums of
-/// selected rows of `W`, made on first use) and the [`SubsetSums`] of `W` and `Wᵀ` (made when
-/// enough work is announced, see [`CouplingCache::expect`]). Whoever owns the weights must drop
-/// the cache when they change. Clones start empty and caches never take part in comparisons.
+/// selected rows of `W`) and the [`SubsetSums`] of `W` and `Wᵀ`, each made on first use; tables
+/// only once enough work is announced (see [`CouplingCache::expect`]). Whoever owns the weights
+/// must clear the cache when they change. Clones start empty and caches never take part in
+/// comparisons.
 #[derive(Default)]
 pub struct CouplingCache {
     transposed: std::sync::OnceLock<nalgebra::DMatrix<f32>>,
@@ -224,20 +225,20 @@ impl CouplingCache {
         })
     }
 
-    /// Announces `chain_sweeps` products each way with the weights `w`; once the work since the
-    /// last change reaches [`TABLE_WORK`], the subset-sum tables are made. Call it from one
-    /// thread before the work starts (not from parallel blocks), so that every block of the
-    /// work takes the same path and the bits do not depend on threads.
-    pub fn expect(&self, w: &nalgebra::DMatrix<f32>, chain_sweeps: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let before = self.work.fetch_add(chain_sweeps, Relaxed);
-        if before.saturating_add(chain_sweeps) >= TABLE_WORK && w.len() <= TABLE_MAX_WEIGHTS {
-            let (rows, cols) = w.shape();
-            self.up
-                .get_or_init(|| SubsetSums::new(self.transposed(w).as_slice(), cols));
-            self.down
-                .get_or_init(|| SubsetSums::new(w.as_slice(), rows));
-        }
+    /// Announces `chain_sweeps` products each way with the current weights. Once the work since
+    /// the last change reaches [`TABLE_WORK`], products of 0/1 states dense enough to gain make
+    /// and use subset-sum tables. Call it from one thread before the work starts (not from
+    /// parallel blocks), so that every block of the work takes the same path and the bits do
+    /// not depend on threads.
+    pub fn expect(&self, chain_sweeps: usize) {
+        self.work
+            .fetch_add(chain_sweeps, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether products may use subset-sum tables of the weights `w`.
+    fn tables(&self, w: &nalgebra::DMatrix<f32>) -> bool {
+        self.work.load(std::sync::atomic::Ordering::Relaxed) >= TABLE_WORK
+            && w.len() <= TABLE_MAX_WEIGHTS
     }
 }
 
@@ -261,32 +262,29 @@ impl std::fmt::Debug for CouplingCache {
 
 /// `out = Wᵀ·X`, or `out += Wᵀ·X` if `accumulate`, for the weights `W` (`rows × cols`) of a
 /// coupling and states `X` (`rows × n`, column-major): the inputs a coupling sends upwards.
-/// With a cache, 0/1 states go through its subset sums if it has made them, or else sums of
-/// selected rows of `W` if mostly zero; otherwise GEMM or direct loops. The path depends only on the shapes and
+/// With a cache, 0/1 states go through subset sums (denser states, once the cache offers
+/// tables) or sums of selected rows of `W` (mostly-zero states); otherwise GEMM or direct loops. The path depends only on the shapes and
 /// the states, never on threads.
-pub fn coupling_up(
-    w: &nalgebra::DMatrix<f32>,
-    cache: Option<&CouplingCache>,
+pub fn coupling_up<'a>(
+    w: &'a nalgebra::DMatrix<f32>,
+    cache: Option<&'a CouplingCache>,
     x: &[f32],
     out: &mut [f32],
     accumulate: bool,
 ) {
     let (rows, cols) = w.shape();
     if let Some(cache) = cache {
-        if let Some(table) = cache.up.get()
-            && table_combine(table, x, out, accumulate)
-        {
-            return;
-        }
         let wt = cache.transposed(w);
-        if sparse_combine_below(
-            wt.as_slice(),
-            cols,
-            x,
-            out,
-            accumulate,
-            sparse_limit(x, rows),
-        ) {
+        let table = || {
+            cache
+                .up
+                .get_or_init(|| SubsetSums::new(wt.as_slice(), cols))
+        };
+        let tables = cache
+            .tables(w)
+            .then_some(&table as &dyn Fn() -> &'a SubsetSums);
+        let limit = sparse_limit(x, rows);
+        if sparse_combine_below(wt.as_slice(), cols, x, out, accumulate, limit, tables) {
             return;
         }
     }
@@ -301,27 +299,25 @@ pub fn coupling_up(
 /// `out = W·Y`, or `out += W·Y` if `accumulate`, for the weights `W` (`rows × cols`) of a
 /// coupling and states `Y` (`cols × n`): the inputs a coupling sends downwards. Paths as in
 /// [`coupling_up`]; without a cache, mostly-zero states are still summed as selected columns.
-pub fn coupling_down(
-    w: &nalgebra::DMatrix<f32>,
-    cache: Option<&CouplingCache>,
+pub fn coupling_down<'a>(
+    w: &'a nalgebra::DMatrix<f32>,
+    cache: Option<&'a CouplingCache>,
     y: &[f32],
     out: &mut [f32],
     accumulate: bool,
 ) {
     let (rows, cols) = w.shape();
-    if let Some(table) = cache.and_then(|c| c.down.get())
-        && table_combine(table, y, out, accumulate)
-    {
-        return;
-    }
-    if sparse_combine_below(
-        w.as_slice(),
-        rows,
-        y,
-        out,
-        accumulate,
-        sparse_limit(y, cols),
-    ) {
+    let table = || {
+        let cache = cache.expect("offered only with a cache");
+        cache
+            .down
+            .get_or_init(|| SubsetSums::new(w.as_slice(), rows))
+    };
+    let tables = cache
+        .is_some_and(|c| c.tables(w))
+        .then_some(&table as &dyn Fn() -> &'a SubsetSums);
+    let limit = sparse_limit(y, cols);
+    if sparse_combine_below(w.as_slice(), rows, y, out, accumulate, limit, tables) {
         return;
     }
     if y.len() < SMALL_BATCH * cols {
@@ -440,12 +436,14 @@ mod tests {
             let exact_up = wt.map(f64::from) * view(&x, rows).map(f64::from);
             let exact_down = w.map(f64::from) * view(&y, cols).map(f64::from);
             let (cache, tables) = (CouplingCache::default(), CouplingCache::default());
-            tables.expect(&w, TABLE_WORK);
+            tables.expect(TABLE_WORK);
             for (accumulate, cache) in [
                 (false, None),
                 (true, None),
                 (false, Some(&cache)),
                 (true, Some(&cache)),
+                (false, Some(&tables)),
+                (true, Some(&tables)),
             ] {
                 let start = if accumulate { 1.0 } else { 0.0 };
                 let mut up = vec![start; cols * n];
