@@ -36,13 +36,13 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "500,1000")]
     layers: Vec<usize>,
     /// Epochs of CD-1 for each pretrained RBM.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 50)]
     pretrain_epochs: usize,
     /// Learning rate of pretraining.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.05)]
     pretrain_lr: f64,
     /// L2 weight decay of pretraining.
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     pretrain_decay: f64,
     /// Epochs of joint training (about 30 s each on 2 cores for 500,1000).
     #[arg(long, default_value_t = 100)]
@@ -51,16 +51,16 @@ struct Args {
     #[arg(long, default_value_t = 0.001)]
     lr: f64,
     /// Factor by which the joint learning rate shrinks every epoch.
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = 0.977)]
     lr_factor: f64,
     /// The joint learning rate never falls below this.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-5)]
     lr_floor: f64,
     /// L2 weight decay of joint training.
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = 1e-7)]
     decay: f64,
-    /// Sparsity target of the hidden layers' mean-field activations in joint training.
-    #[arg(long, value_name = "P")]
+    /// Sparsity target of the hidden layers' mean-field activations in joint training (0: none).
+    #[arg(long, value_name = "P", default_value = "0.1")]
     sparsity_target: Option<f64>,
     /// Strength of the sparsity penalty (with --sparsity-target).
     #[arg(long, default_value_t = 1e-3)]
@@ -74,8 +74,8 @@ struct Args {
     /// Gibbs sweeps of the chains per update.
     #[arg(long, default_value_t = 5)]
     sweeps: usize,
-    /// Max-norm constraint on each hidden unit's incoming weights (none by default).
-    #[arg(long, value_name = "C")]
+    /// Max-norm constraint on each hidden unit's incoming weights (0: none).
+    #[arg(long, value_name = "C", default_value = "8")]
     max_norm: Option<f64>,
     /// Start the persistent chains from the layers' biases instead of from training images.
     #[arg(long)]
@@ -84,7 +84,7 @@ struct Args {
     #[arg(long, value_name = "RATE")]
     centering: Option<f64>,
     /// Mean-field iterations per example.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 30)]
     mf_iters: usize,
     /// Master seed.
     #[arg(long, default_value_t = 0)]
@@ -152,11 +152,14 @@ fn run(args: Args) -> boltzmann::Result<()> {
             floor: args.lr_floor as f32,
         },
         weight_decay: args.decay as f32,
-        sparsity: args.sparsity_target.map(|target| Sparsity {
-            target: target as f32,
-            cost: args.sparsity_cost as f32,
-            decay: 0.9,
-        }),
+        sparsity: args
+            .sparsity_target
+            .filter(|&p| p > 0.0)
+            .map(|target| Sparsity {
+                target: target as f32,
+                cost: args.sparsity_cost as f32,
+                decay: 0.9,
+            }),
         momentum: Momentum {
             later: args.momentum as f32,
             ..Momentum::default()
@@ -169,7 +172,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         },
         binarize: true,
         centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
-        max_norm: args.max_norm.map(|c| c as f32),
+        max_norm: args.max_norm.filter(|&c| c > 0.0).map(|c| c as f32),
         chains_from_data: !args.random_chains,
         seed: args.seed,
         checkpoint: Some(args.run.checkpointing(&out)),
