@@ -263,8 +263,9 @@ impl std::fmt::Debug for CouplingCache {
 /// `out = Wᵀ·X`, or `out += Wᵀ·X` if `accumulate`, for the weights `W` (`rows × cols`) of a
 /// coupling and states `X` (`rows × n`, column-major): the inputs a coupling sends upwards.
 /// With a cache, 0/1 states go through subset sums (denser states, once the cache offers
-/// tables) or sums of selected rows of `W` (mostly-zero states); otherwise GEMM or direct loops. The path depends only on the shapes and
-/// the states, never on threads.
+/// tables) or sums of selected rows of `W` (mostly-zero states); otherwise GEMM or direct
+/// loops. The path depends only on the shapes, the states and the announced work, never on
+/// threads.
 pub fn coupling_up<'a>(
     w: &'a nalgebra::DMatrix<f32>,
     cache: Option<&'a CouplingCache>,
@@ -307,15 +308,10 @@ pub fn coupling_down<'a>(
     accumulate: bool,
 ) {
     let (rows, cols) = w.shape();
-    let table = || {
-        let cache = cache.expect("offered only with a cache");
-        cache
-            .down
-            .get_or_init(|| SubsetSums::new(w.as_slice(), rows))
-    };
-    let tables = cache
-        .is_some_and(|c| c.tables(w))
-        .then_some(&table as &dyn Fn() -> &'a SubsetSums);
+    let table = cache
+        .filter(|c| c.tables(w))
+        .map(|c| move || c.down.get_or_init(|| SubsetSums::new(w.as_slice(), rows)));
+    let tables = table.as_ref().map(|t| t as &dyn Fn() -> &'a SubsetSums);
     let limit = sparse_limit(y, cols);
     if sparse_combine_below(w.as_slice(), rows, y, out, accumulate, limit, tables) {
         return;
