@@ -14,7 +14,9 @@ mod common;
 use boltzmann::data::Mnist;
 use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
-use boltzmann::partition::{AisConfig, Betas, LogLikelihood, Start, dbm_ais, dbm_reverse_ais};
+use boltzmann::partition::{
+    AisConfig, Betas, DbmStart, LogLikelihood, Start, dbm_ais, dbm_reverse_ais,
+};
 use boltzmann::train::{
     Centering, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Sparsity,
     Steps, TrainConfig, pretrain, resume_dbm, train_dbm,
@@ -103,8 +105,24 @@ struct Args {
     /// reached the model's distribution).
     #[arg(long, value_name = "SWEEPS")]
     reverse_ais: Option<usize>,
+    /// The AIS start model: every layer at its base rate over the training data (hidden layers:
+    /// mean-field posterior means), or the paper's (visible base rates, hidden layers uniform).
+    #[arg(long, value_enum, default_value_t = AisStart::BaseRate)]
+    #[serde(default)]
+    ais_start: AisStart,
     #[command(flatten)]
     run: common::RunOptions,
+}
+
+/// Which [`DbmStart`] AIS anneals from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum AisStart {
+    /// [`DbmStart::base_rate`].
+    #[default]
+    BaseRate,
+    /// [`DbmStart::from_visible`] with the visible base rates.
+    Paper,
 }
 
 /// The settings of the run in `dir` with this invocation's epochs, evaluation and output
@@ -118,6 +136,7 @@ fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
         ais_runs: now.ais_runs,
         ais_betas: now.ais_betas,
         reverse_ais: now.reverse_ais,
+        ais_start: now.ais_start,
         ..saved
     })
 }
@@ -296,18 +315,21 @@ fn finish(
             seed: args.seed,
         };
         let progress = bar(args.ais_betas - 1, "AIS β steps");
-        let start = Start::base_rate_default(&train_bin)?;
+        let mean_field = MeanField {
+            iterations: args.mf_iters,
+            ..MeanField::default()
+        };
+        let start = match args.ais_start {
+            AisStart::BaseRate => DbmStart::base_rate(dbm, &train_bin, &mean_field)?,
+            AisStart::Paper => DbmStart::from_visible(dbm, Start::base_rate_default(&train_bin)?),
+        };
         let estimate = dbm_ais(dbm, &start, &ais_config, |done, _| {
             progress.set_position(done as u64)
         })?;
         progress.finish_and_clear();
         // E_q[−E] + H of every example: a lower bound on ln p*(v), so on ln Z too.
         let unnormalised = |v| -> boltzmann::Result<Vec<f64>> {
-            let settings = MeanField {
-                iterations: args.mf_iters,
-                ..MeanField::default()
-            };
-            let mu = dbm.mean_field(v, &settings)?;
+            let mu = dbm.mean_field(v, &mean_field)?;
             Ok(dbm
                 .variational_bound_unnormalised(v, &mu)?
                 .iter()
@@ -408,6 +430,7 @@ fn finish(
             "log_z_floor": e.map(|e| e.3),
             "log_z_reverse": e.and_then(|e| e.4.as_ref().map(|r| r.log_z)),
             "log_z_reverse_ess": e.and_then(|e| e.4.as_ref().map(|r| r.effective_sample_size)),
+            "ais_start": args.ais_start,
             "out": out,
         });
         println!("{json}");

@@ -292,7 +292,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
-    fn layer_cumulant(&self, l: usize, inputs: &[f32], out: &mut [f64]) {
+    pub(crate) fn layer_cumulant(&self, l: usize, inputs: &[f32], out: &mut [f64]) {
         if l == 0 {
             self.visible.cumulant(inputs, out)
         } else {

@@ -285,11 +285,11 @@ fn exact_h1_samples(dbm: &Dbm<Bernoulli>, n: usize, seed: u64) -> DMatrix<f32> {
 
 #[test]
 fn dbm_ais_brackets_the_exact_log_partition() {
-    use boltzmann::partition::{AisConfig, Betas, Start, dbm_ais, dbm_reverse_ais};
+    use boltzmann::partition::{AisConfig, Betas, DbmStart, Start, dbm_ais, dbm_reverse_ais};
     for seed in 0..3 {
         let dbm = random_dbm_sized(&[12, 10, 6], 1.0, 20 + seed);
         let exact = dbm.log_partition_exact().unwrap();
-        let start = Start::uniform(12);
+        let start = DbmStart::from_visible(&dbm, Start::uniform(12));
         let samples = exact_h1_samples(&dbm, 200, seed);
         for betas in [100, 3000] {
             let config = AisConfig {
@@ -315,7 +315,7 @@ fn dbm_ais_brackets_the_exact_log_partition() {
 #[test]
 fn gaussian_visible_dbm_ais_matches_exact() {
     use boltzmann::Gaussian;
-    use boltzmann::partition::Start;
+    use boltzmann::partition::{DbmStart, Start};
     // Gaussian visible units, Bernoulli hidden layers: ln Z enumerates h₁ and sums out v
     // (Gaussian cumulants) and h₂; AIS anneals h₁ from N(b_V, 1) × uniform hidden layers.
     let sizes = [5, 6, 4];
@@ -358,25 +358,34 @@ fn gaussian_visible_dbm_ais_matches_exact() {
         }
     }
     assert!((log_sum_exp(terms) - exact).abs() < 1e-4);
-    let start = Start::<Gaussian>::from_bias(b0.clone()).unwrap();
+    let start = DbmStart::from_visible(&dbm, Start::from_bias(b0.clone()).unwrap());
     assert_dbm_ais_matches_exact(&dbm, &start, 2000, 0.05);
 }
 
 #[test]
-fn dbm_ais_from_a_base_rate_start_matches_exact() {
-    use boltzmann::partition::Start;
-    // A start whose visible biases differ from the model's, as the base-rate start does.
+fn dbm_ais_from_base_rate_starts_matches_exact() {
+    use boltzmann::dbm::MeanField;
+    use boltzmann::partition::{AisConfig, DbmStart, Start, dbm_ais};
+    // Starts whose biases differ from the model's: the visible base rates alone (the paper's),
+    // and every layer at its base rate, so that odd and even hidden layers start away from
+    // uniform too.
     let dbm = random_dbm_sized(&[12, 10, 6], 1.0, 50);
     let data = DMatrix::from_vec(12, 40, normal(480, 1.0, 51)).map(|x| f32::from(x > 0.5));
-    let start = Start::<Bernoulli>::base_rate(&data, 2.0).unwrap();
+    let visible = Start::<Bernoulli>::base_rate(&data, 2.0).unwrap();
+    assert_dbm_ais_matches_exact(&dbm, &DbmStart::from_visible(&dbm, visible), 3000, 0.1);
+    let start = DbmStart::base_rate(&dbm, &data, &MeanField::default()).unwrap();
     assert_dbm_ais_matches_exact(&dbm, &start, 3000, 0.1);
+    // A start for another shape of model is refused.
+    let other = random_dbm_sized(&[12, 10, 5], 1.0, 52);
+    let err = dbm_ais(&other, &start, &AisConfig::default(), |_, _| {}).unwrap_err();
+    assert!(matches!(err, boltzmann::Error::Shape { .. }), "{err}");
 }
 
 /// DBM AIS with 200 runs over `betas` distributions, for two seeds, holds the exact ln Z within
 /// its ±3 s.e. bounds and lands within `tolerance` of it.
 fn assert_dbm_ais_matches_exact<V: Layer>(
     dbm: &Dbm<V>,
-    start: &boltzmann::partition::Start<V>,
+    start: &boltzmann::partition::DbmStart<V>,
     betas: usize,
     tolerance: f64,
 ) {
@@ -403,12 +412,13 @@ fn assert_dbm_ais_matches_exact<V: Layer>(
 
 #[test]
 fn dbm_ais_at_mnist_scale_matches_exact() {
-    use boltzmann::partition::Start;
+    use boltzmann::dbm::MeanField;
+    use boltzmann::partition::DbmStart;
     // MNIST's 784 visible units and a 500-unit top layer, summed out in every AIS step, with a
     // 12-unit middle layer that can be enumerated: the sums over many units that the small
     // models above never reach, in f32 inputs and f64 weights.
     let dbm = random_dbm_sized(&[784, 12, 500], 0.15, 60);
     let data = DMatrix::from_vec(784, 50, normal(784 * 50, 1.0, 61)).map(|x| f32::from(x > 1.0));
-    let start = Start::<Bernoulli>::base_rate(&data, 2.0).unwrap();
+    let start = DbmStart::base_rate(&dbm, &data, &MeanField::default()).unwrap();
     assert_dbm_ais_matches_exact(&dbm, &start, 1000, 0.1);
 }

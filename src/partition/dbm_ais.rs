@@ -1,53 +1,106 @@
 //! AIS for deep Boltzmann machines (Salakhutdinov & Hinton 2009): the runs anneal the odd
 //! layers (for two hidden layers: h₁), with the even layers (v, h₂, …) summed out exactly.
 //!
-//! The path scales every coupling by β and moves the biases from the start model's (visible:
-//! the [`Start`] biases, hidden: zero) to the DBM's: at β = 0 the layers are independent, so
-//! `ln Z₀` is exact.
+//! The path scales every coupling by β and moves every layer's biases from the start model's
+//! ([`DbmStart`]) to the DBM's: at β = 0 the layers are independent, so `ln Z₀` is exact.
 
 use super::ais::{AisConfig, AisEstimate, Annealing, Start, anneal, estimate};
-use crate::dbm::Dbm;
+use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result};
 use crate::gibbs::{CHAIN_BLOCK, Machine};
 use crate::kernels::{ChainRng, stream};
-use crate::layer::{Layer, tempered_bias};
-use nalgebra::{DMatrix, DVector};
+use crate::layer::{Bernoulli, Layer, tempered_bias};
+use nalgebra::DMatrix;
 
-/// The exact `ln Z₀` of the start model: every layer alone with its start biases.
-pub fn dbm_log_partition_start<V: Layer, H: Layer>(dbm: &Dbm<V, H>, start: &Start<V>) -> f64 {
-    let mut z = [0f64];
-    start
-        .visible()
-        .cumulant(&vec![0f32; dbm.layer_sizes()[0]], &mut z);
-    for &units in &dbm.layer_sizes()[1..] {
-        H::new(DVector::zeros(units)).cumulant(&vec![0f32; units], &mut z);
+/// The start model of DBM AIS: every layer alone with its own biases and no couplings, so that
+/// `ln Z₀` is exact and the runs start from exact samples.
+///
+/// The closer the start's layers are to the DBM's marginals, the less the runs have to travel.
+/// Salakhutdinov & Hinton start the visible layer at the data's base rates and the hidden layers
+/// uniform ([`DbmStart::from_visible`]); [`DbmStart::base_rate`] also starts each hidden layer at
+/// its base rate under the data's mean-field posteriors, the hidden analogue of the same idea.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DbmStart<V: Layer, H: Layer = Bernoulli> {
+    /// The start layers, as a DBM without couplings.
+    layers: Dbm<V, H>,
+}
+
+impl<V: Layer, H: Layer> DbmStart<V, H> {
+    /// The given layers: `visible` for layer 0 and `hidden[l − 1]` for layer `l`.
+    pub fn new(visible: Start<V>, hidden: Vec<Start<H>>) -> Self {
+        let hidden = hidden.into_iter().map(|h| h.visible().clone()).collect();
+        DbmStart {
+            layers: Dbm::unchecked(visible.visible().clone(), hidden, Vec::new()),
+        }
     }
-    z[0]
+
+    /// `visible` for layer 0 and zero biases (uniform, for Bernoulli units) for every hidden
+    /// layer of `dbm`: the start of Salakhutdinov & Hinton.
+    pub fn from_visible(dbm: &Dbm<V, H>, visible: Start<V>) -> Self {
+        let hidden = dbm.layer_sizes()[1..]
+            .iter()
+            .map(|&n| Start::uniform(n))
+            .collect();
+        Self::new(visible, hidden)
+    }
+
+    /// The exact `ln Z₀`: the sum of every layer's cumulant at zero input.
+    pub fn log_partition(&self) -> f64 {
+        let mut z = [0f64];
+        for (l, &units) in self.layers.layer_sizes().iter().enumerate() {
+            self.layers.layer_cumulant(l, &vec![0f32; units], &mut z);
+        }
+        z[0]
+    }
+
+    /// The start biases of layer `l`.
+    fn bias(&self, l: usize) -> &[f32] {
+        self.layers.layer_bias(l).as_slice()
+    }
+}
+
+impl<V: Layer> DbmStart<V, Bernoulli> {
+    /// Every layer at its base rate: the visible layer as [`Start::base_rate_default`] (the
+    /// columns of `data`), hidden layer `l` with the mean over `data` of its mean-field
+    /// posterior `μ_l` (no pseudo-count: these means are already smooth).
+    pub fn base_rate(
+        dbm: &Dbm<V, Bernoulli>,
+        data: &DMatrix<f32>,
+        settings: &MeanField,
+    ) -> Result<Self> {
+        let visible = Start::base_rate_default(data)?;
+        let hidden = dbm
+            .mean_field(data, settings)?
+            .iter()
+            .map(|mu| Start::base_rate(mu, 0.0))
+            .collect::<Result<_>>()?;
+        Ok(Self::new(visible, hidden))
+    }
 }
 
 /// Forward AIS for a DBM: an estimate of `ln Z` that tends to underestimate it.
 pub fn dbm_ais<V: Layer, H: Layer>(
     dbm: &Dbm<V, H>,
-    start: &Start<V>,
+    start: &DbmStart<V, H>,
     config: &AisConfig,
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<AisEstimate> {
     check(dbm, start, config.runs)?;
     dbm.expect_sweeps(config.runs.saturating_mul(config.betas.len()));
-    // Odd layers start from the start model: hidden biases zero, so uniform for Bernoulli units.
+    // The odd layers start as exact samples of the start model.
     let sizes = dbm.layer_sizes();
     let mut rng = stream(config.seed, u64::MAX);
     let odd: Vec<DMatrix<f32>> = (1..sizes.len())
         .step_by(2)
         .map(|l| {
             let mut x = DMatrix::zeros(sizes[l], config.runs);
-            H::new(DVector::zeros(sizes[l])).sample(x.as_mut_slice(), &mut rng);
+            start.layers.layer_sample(l, x.as_mut_slice(), &mut rng);
             x
         })
         .collect();
     let blocks = DbmBlock::split(dbm, start, &odd, config.seed);
     let log_w = anneal(blocks, config.runs, config.betas.as_slice(), &progress);
-    Ok(estimate(log_w, dbm_log_partition_start(dbm, start), false))
+    Ok(estimate(log_w, start.log_partition(), false))
 }
 
 /// Reverse AIS for a DBM from given states of the odd layers (`initial[k]` holds layer
@@ -55,7 +108,7 @@ pub fn dbm_ais<V: Layer, H: Layer>(
 /// tends to overestimate it.
 pub fn dbm_reverse_ais<V: Layer, H: Layer>(
     dbm: &Dbm<V, H>,
-    start: &Start<V>,
+    start: &DbmStart<V, H>,
     initial: &[DMatrix<f32>],
     config: &AisConfig,
     progress: impl Fn(usize, usize) + Sync,
@@ -89,19 +142,19 @@ pub fn dbm_reverse_ais<V: Layer, H: Layer>(
     let betas: Vec<f64> = config.betas.as_slice().iter().rev().copied().collect();
     let blocks = DbmBlock::split(dbm, start, initial, config.seed);
     let log_w = anneal(blocks, runs, &betas, &progress);
-    Ok(estimate(log_w, dbm_log_partition_start(dbm, start), true))
+    Ok(estimate(log_w, start.log_partition(), true))
 }
 
-fn check<V: Layer, H: Layer>(dbm: &Dbm<V, H>, start: &Start<V>, runs: usize) -> Result<()> {
+fn check<V: Layer, H: Layer>(dbm: &Dbm<V, H>, start: &DbmStart<V, H>, runs: usize) -> Result<()> {
     dbm.check()?;
     if runs == 0 {
         return Err(Error::invalid("AIS runs", "0; expected at least 1"));
     }
-    if start.visible().len() != dbm.layer_sizes()[0] {
+    if start.layers.layer_sizes() != dbm.layer_sizes() {
         return Err(Error::shape(
-            "AIS start distribution",
-            format!("{} visible units", dbm.layer_sizes()[0]),
-            start.visible().len(),
+            "AIS start distribution (units per layer)",
+            format!("{:?}", dbm.layer_sizes()),
+            format!("{:?}", start.layers.layer_sizes()),
         ));
     }
     Ok(())
@@ -121,20 +174,15 @@ struct DbmBlock<'a, V: Layer, H: Layer> {
 }
 
 impl<'a, V: Layer, H: Layer> DbmBlock<'a, V, H> {
-    fn split(dbm: &'a Dbm<V, H>, start: &Start<V>, odd: &[DMatrix<f32>], seed: u64) -> Vec<Self> {
+    fn split(
+        dbm: &'a Dbm<V, H>,
+        start: &DbmStart<V, H>,
+        odd: &[DMatrix<f32>],
+        seed: u64,
+    ) -> Vec<Self> {
         let sizes = dbm.layer_sizes();
         let runs = odd[0].ncols();
-        let starts: Vec<Vec<f32>> = sizes
-            .iter()
-            .enumerate()
-            .map(|(l, &n)| {
-                if l == 0 {
-                    start.visible().bias().as_slice().to_vec()
-                } else {
-                    vec![0f32; n]
-                }
-            })
-            .collect();
+        let starts: Vec<Vec<f32>> = (0..sizes.len()).map(|l| start.bias(l).to_vec()).collect();
         (0..runs.div_ceil(CHAIN_BLOCK))
             .map(|b| {
                 let first = b * CHAIN_BLOCK;

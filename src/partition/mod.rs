@@ -7,7 +7,7 @@ mod exact;
 
 pub use ais::{AisConfig, AisEstimate, Betas, Start, ais, log_partition_start, reverse_ais};
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
-pub use dbm_ais::{dbm_ais, dbm_log_partition_start, dbm_reverse_ais};
+pub use dbm_ais::{DbmStart, dbm_ais, dbm_reverse_ais};
 pub use exact::{MAX_ENUMERATED_STATES, exact_samples, log_partition_exact};
 
 use crate::error::Result;
