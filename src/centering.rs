@@ -60,7 +60,8 @@ impl Offsets {
         step_b: &DVector<f32>,
         step_c: &DVector<f32>,
     ) {
-        *rbm.weights_mut() += step_w;
+        let w = rbm.weights_mut().as_mut_slice();
+        crate::kernels::par_zip_apply(w, step_w.as_slice(), |w, s| *w += s);
         let steps = plain_bias_steps(
             &[step_w],
             &[step_b.clone(), step_c.clone()],

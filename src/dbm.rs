@@ -519,13 +519,23 @@ impl<V: Layer, H: Layer> Machine for Dbm<V, H> {
         Dbm::layer_sizes(self)
     }
 
-    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng) {
+    fn sample_layer(
+        &self,
+        layer: usize,
+        states: &mut [&mut [f32]],
+        rng: &mut ChainRng,
+        mean: Option<&mut [f32]>,
+    ) {
         let (below, rest) = states.split_at_mut(layer);
         let Some((x, above)) = rest.split_first_mut() else {
             return;
         };
         let (below, above) = (below.last().map(|b| &**b), above.first().map(|a| &**a));
         self.neighbour_inputs(layer, below, above, x);
+        if let Some(mean) = mean {
+            mean.copy_from_slice(x);
+            self.layer_mean(layer, mean);
+        }
         self.layer_sample(layer, x, rng);
     }
 

@@ -19,8 +19,16 @@ pub trait Machine: Sync {
     fn layer_sizes(&self) -> Vec<usize>;
 
     /// Overwrites `states[layer]` with a sample given its neighbouring layers; `states` holds
-    /// every layer of the same chains (column-major, one column per chain).
-    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng);
+    /// every layer of the same chains (column-major, one column per chain). If `mean` is given
+    /// (the shape of `states[layer]`), it receives the conditional means the sample was drawn
+    /// from.
+    fn sample_layer(
+        &self,
+        layer: usize,
+        states: &mut [&mut [f32]],
+        rng: &mut ChainRng,
+        mean: Option<&mut [f32]>,
+    );
 
     /// Overwrites `x` with a sample of layer `layer` given no inputs (its biases alone).
     fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng);
@@ -189,6 +197,19 @@ impl Chains {
 
     /// Runs `sweeps` blocked Gibbs sweeps of all chains, in parallel over the fixed blocks.
     pub fn sweep(&mut self, machine: &impl Machine, sweeps: usize) -> Result<()> {
+        self.sweep_keeping_means(machine, sweeps, None)
+    }
+
+    /// [`sweep`](Chains::sweep), also writing into `means` (layer 1's units × chains) the
+    /// conditional means of layer 1 at its first update, given the layers around it as they
+    /// start: for CD, where the chains start at the data, the data's hidden statistics without
+    /// a second product. `means` is left as it is if `sweeps` is 0.
+    pub(crate) fn sweep_keeping_means(
+        &mut self,
+        machine: &impl Machine,
+        sweeps: usize,
+        means: Option<&mut [f32]>,
+    ) -> Result<()> {
         let sizes = machine.layer_sizes();
         let ours: Vec<usize> = self.layers.iter().map(|x| x.nrows()).collect();
         if sizes != ours {
@@ -199,6 +220,13 @@ impl Chains {
             ));
         }
         machine.expect_sweeps(sweeps.saturating_mul(self.len()));
+        let mut mean_blocks: Vec<Option<&mut [f32]>> = match means {
+            Some(m) => {
+                assert_eq!(m.len(), sizes[1] * self.len(), "means of layer 1");
+                m.chunks_mut(sizes[1] * CHAIN_BLOCK).map(Some).collect()
+            }
+            None => self.streams.iter().map(|_| None).collect(),
+        };
         // Each block's slice of every layer, so that blocks can run in parallel.
         let mut blocks: Vec<Vec<&mut [f32]>> = self.streams.iter().map(|_| Vec::new()).collect();
         for (x, &units) in self.layers.iter_mut().zip(&sizes) {
@@ -211,11 +239,16 @@ impl Chains {
         }
         let clamp = self.clamp.as_ref();
         let nv = sizes[0];
-        let run = |(b, (mut states, rng)): (usize, (Vec<&mut [f32]>, &mut ChainRng))| {
+        type Block<'s> = (
+            Vec<&'s mut [f32]>,
+            (&'s mut ChainRng, &'s mut Option<&'s mut [f32]>),
+        );
+        let run = |(b, (mut states, (rng, mean))): (usize, Block<'_>)| {
             for _ in 0..sweeps {
                 for parity in [1, 0] {
                     for l in (parity..sizes.len()).step_by(2) {
-                        machine.sample_layer(l, &mut states, rng);
+                        let mean = if l == 1 { mean.take() } else { None };
+                        machine.sample_layer(l, &mut states, rng, mean);
                         if let (0, Some(clamp)) = (l, clamp) {
                             apply_clamp(clamp, states[0], nv, b * CHAIN_BLOCK);
                         }
@@ -227,13 +260,13 @@ impl Chains {
         if blocks.len() == 1 {
             blocks
                 .into_iter()
-                .zip(self.streams.iter_mut())
+                .zip(self.streams.iter_mut().zip(mean_blocks.iter_mut()))
                 .enumerate()
                 .for_each(run);
         } else {
             blocks
                 .into_par_iter()
-                .zip(self.streams.par_iter_mut())
+                .zip(self.streams.par_iter_mut().zip(mean_blocks.par_iter_mut()))
                 .enumerate()
                 .for_each(run);
         }

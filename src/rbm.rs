@@ -397,17 +397,31 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
         vec![self.rbm.num_visible(), self.rbm.num_hidden()]
     }
 
-    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng) {
+    fn sample_layer(
+        &self,
+        layer: usize,
+        states: &mut [&mut [f32]],
+        rng: &mut ChainRng,
+        mean: Option<&mut [f32]>,
+    ) {
         let [v, h] = states else {
             unreachable!("an RBM has two layers")
         };
         if layer == 1 {
             self.rbm.hidden_inputs_into(v, h);
             times(h, self.scale.up);
+            if let Some(mean) = mean {
+                mean.copy_from_slice(h);
+                self.rbm.hidden.mean(mean);
+            }
             self.rbm.hidden.sample(h, rng);
         } else {
             self.rbm.visible_inputs_into(h, v);
             times(v, self.scale.down);
+            if let Some(mean) = mean {
+                mean.copy_from_slice(v);
+                self.rbm.visible.mean(mean);
+            }
             self.rbm.visible.sample(v, rng);
         }
     }
@@ -435,9 +449,15 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
         vec![self.num_visible(), self.num_hidden()]
     }
 
-    fn sample_layer(&self, layer: usize, states: &mut [&mut [f32]], rng: &mut ChainRng) {
+    fn sample_layer(
+        &self,
+        layer: usize,
+        states: &mut [&mut [f32]],
+        rng: &mut ChainRng,
+        mean: Option<&mut [f32]>,
+    ) {
         self.scaled(InputScale::ONE)
-            .sample_layer(layer, states, rng)
+            .sample_layer(layer, states, rng, mean)
     }
 
     fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {

@@ -27,7 +27,7 @@ pub fn binarize_stochastic(data: &DMatrix<f32>, seed: u64) -> Result<DMatrix<f32
 
 /// In-place stochastic binarisation of grey levels in [0, 1].
 pub(crate) fn binarize_in_place(x: &mut [f32], seed: u64) -> Result<()> {
-    if let Some(i) = x.iter().position(|p| !(0.0..=1.0).contains(p)) {
+    if let Some(i) = crate::error::first_failing(x, |p| (0.0..=1.0).contains(&p)) {
         return Err(Error::invalid(
             "data for binarisation",
             format!("value {} at index {i}; expected values in [0, 1]", x[i]),

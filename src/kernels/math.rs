@@ -167,6 +167,24 @@ pub(crate) struct NonZeros {
     binary: bool,
 }
 
+/// For each 8-bit mask, the positions of its set bits in increasing order (then zeros).
+static LEFT_PACK: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut bit, mut n) = (0, 0);
+        while bit < 8 {
+            if mask >> bit & 1 == 1 {
+                table[mask][n] = bit as u32;
+                n += 1;
+            }
+            bit += 1;
+        }
+        mask += 1;
+    }
+    table
+};
+
 impl NonZeros {
     /// Indexes the columns of `x` (`m` rows each); returns the number of non-zeros.
     fn columns(&mut self, x: &[f32], m: usize) -> usize {
@@ -176,19 +194,17 @@ impl NonZeros {
         self.starts.push(0);
         let (mut end, mut ones) = (0, 0);
         for col in x.chunks_exact(m) {
-            // Eight states at a time: a bit mask of the non-zeros (one vector comparison), then
-            // one step per set bit.
-            for (c8, chunk) in col.chunks(8).enumerate() {
-                let mut mask = 0u32;
-                for (b, &v) in chunk.iter().enumerate() {
-                    mask |= u32::from(v != 0.0) << b;
-                }
-                while mask != 0 {
-                    let b = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    self.rows[end] = (c8 * 8 + b) as u32;
-                    self.values[end] = chunk[b];
-                    ones += usize::from(chunk[b] == 1.0);
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                done = unsafe { self.pack_avx2(col, &mut end, &mut ones) };
+            }
+            for (r, &v) in col.iter().enumerate().skip(done) {
+                if v != 0.0 {
+                    self.rows[end] = r as u32;
+                    self.values[end] = v;
+                    ones += usize::from(v == 1.0);
                     end += 1;
                 }
             }
@@ -196,6 +212,35 @@ impl NonZeros {
         }
         self.binary = ones == end;
         end
+    }
+
+    /// The non-zeros of the full groups of eight states of `col`, appended at `end` without a
+    /// branch per state: a vector comparison gives a bit mask, [`LEFT_PACK`] the positions of
+    /// its set bits, stored eight at a time (the index has room: `end` never passes the
+    /// position of the states being read). Returns how many states it read.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_avx2(&mut self, col: &[f32], end: &mut usize, ones: &mut usize) -> usize {
+        use std::arch::x86_64::*;
+        let full = col.len() / 8 * 8;
+        let (zero, one) = (_mm256_setzero_ps(), _mm256_set1_ps(1.0));
+        for r0 in (0..full).step_by(8) {
+            assert!(*end + 8 <= self.rows.len());
+            // SAFETY: r0 + 8 ≤ col.len(), and the stores land inside the index (asserted).
+            unsafe {
+                let v = _mm256_loadu_ps(col.as_ptr().add(r0));
+                let on = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as usize;
+                let unit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(v, one)) as u32;
+                let picks = _mm256_loadu_si256(LEFT_PACK[on].as_ptr().cast());
+                let rows = _mm256_add_epi32(picks, _mm256_set1_epi32(r0 as i32));
+                _mm256_storeu_si256(self.rows.as_mut_ptr().add(*end).cast(), rows);
+                let values = _mm256_permutevar8x32_ps(v, picks);
+                _mm256_storeu_ps(self.values.as_mut_ptr().add(*end), values);
+                *end += on.count_ones() as usize;
+                *ones += unit.count_ones() as usize;
+            }
+        }
+        full
     }
 }
 
@@ -260,46 +305,77 @@ pub(crate) fn sparse_combine_below<'a>(
     })
 }
 
-/// `xᵀ` (`cols × rows`) of `x` (`rows × cols`, column-major): 8×8 blocks transposed in AVX
-/// registers where the CPU has them, single elements at the edges.
+/// `xᵀ` (`cols × rows`) of `x` (`rows × cols`, column-major).
 pub(crate) fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    par_transpose_into(x, rows, 0.0, &mut out);
+    out
+}
+
+/// [`transpose_into`] for all of `xᵀ`, in parallel over fixed blocks of its columns when it is
+/// large (each element is written once, so the bits never depend on threads).
+pub(crate) fn par_transpose_into(x: &[f32], rows: usize, beta: f32, out: &mut [f32]) {
+    use rayon::prelude::*;
+    const COLUMNS: usize = 32;
     let cols = x.len().checked_div(rows).unwrap_or(0);
-    let mut out = vec![0f32; rows * cols];
-    let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
+    if x.len() < 1 << 16 || cols == 0 {
+        return transpose_into(x, rows, beta, out, 0);
+    }
+    out.par_chunks_mut(cols * COLUMNS)
+        .enumerate()
+        .for_each(|(b, out)| transpose_into(x, rows, beta, out, b * COLUMNS));
+}
+
+/// `out ← beta·out + xᵀ` on a block of consecutive columns of `xᵀ` (`cols × rows`), for `x`
+/// (`rows × cols`, column-major): `out` holds columns `first..` of `xᵀ`, i.e. rows `first..` of
+/// `x`. With `beta = 0`, `out` is not read. 8×8 blocks go through AVX registers where the CPU
+/// has them, the edges one element at a time, with the same arithmetic (a product, then a sum),
+/// so the bits do not depend on the CPU or the blocks.
+pub(crate) fn transpose_into(x: &[f32], rows: usize, beta: f32, out: &mut [f32], first: usize) {
+    let cols = x.len().checked_div(rows).unwrap_or(0);
+    let count = out.len().checked_div(cols).unwrap_or(0);
+    assert!(first + count <= rows, "columns of the transpose");
+    let (count8, cols8) = (count / 8 * 8, cols / 8 * 8);
     let mut blocks_done = false;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: the CPU has AVX.
-        unsafe { transpose_blocks_avx(x, rows, cols, &mut out) };
+        unsafe { transpose_blocks_avx(x, rows, beta, out, first) };
         blocks_done = true;
     }
     let mut copy = |js: std::ops::Range<usize>, is: std::ops::Range<usize>| {
         for j in js {
             for i in is.clone() {
-                out[i + cols * j] = x[j + rows * i];
+                let o = &mut out[i + cols * j];
+                let t = x[first + j + rows * i];
+                *o = if beta == 0.0 { t } else { beta * *o + t };
             }
         }
     };
     if !blocks_done {
-        copy(0..rows8, 0..cols8);
+        copy(0..count8, 0..cols8);
     }
-    copy(rows8..rows, 0..cols);
-    copy(0..rows8, cols8..cols);
-    out
+    copy(count8..count, 0..cols);
+    copy(0..count8, cols8..cols);
 }
 
-/// The full 8×8 blocks of [`transpose`].
+/// The full 8×8 blocks of [`transpose_into`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-unsafe fn transpose_blocks_avx(x: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+unsafe fn transpose_blocks_avx(x: &[f32], rows: usize, beta: f32, out: &mut [f32], first: usize) {
     use std::arch::x86_64::*;
-    assert!(x.len() >= rows * cols && out.len() >= rows * cols);
+    let cols = x.len() / rows;
+    let count = out.len() / cols;
+    assert!(first + count <= rows && x.len() == rows * cols);
+    let b = _mm256_set1_ps(beta);
     for i0 in (0..cols / 8 * 8).step_by(8) {
-        for j0 in (0..rows / 8 * 8).step_by(8) {
-            // SAFETY: i0 + 7 < cols and j0 + 7 < rows, so every load and store is in bounds.
+        for j0 in (0..count / 8 * 8).step_by(8) {
+            // SAFETY: i0 + 7 < cols and first + j0 + 7 < rows, so every load and store is in
+            // bounds.
             unsafe {
-                let r: [__m256; 8] =
-                    std::array::from_fn(|k| _mm256_loadu_ps(x.as_ptr().add(j0 + rows * (i0 + k))));
+                let r: [__m256; 8] = std::array::from_fn(|k| {
+                    _mm256_loadu_ps(x.as_ptr().add(first + j0 + rows * (i0 + k)))
+                });
                 let t0 = _mm256_unpacklo_ps(r[0], r[1]);
                 let t1 = _mm256_unpackhi_ps(r[0], r[1]);
                 let t2 = _mm256_unpacklo_ps(r[2], r[3]);
@@ -327,7 +403,13 @@ unsafe fn transpose_blocks_avx(x: &[f32], rows: usize, cols: usize, out: &mut [f
                     _mm256_permute2f128_ps::<0x31>(s3, s7),
                 ];
                 for (k, ck) in c.iter().enumerate() {
-                    _mm256_storeu_ps(out.as_mut_ptr().add(i0 + cols * (j0 + k)), *ck);
+                    let o = out.as_mut_ptr().add(i0 + cols * (j0 + k));
+                    let v = if beta == 0.0 {
+                        *ck
+                    } else {
+                        _mm256_add_ps(_mm256_mul_ps(b, _mm256_loadu_ps(o)), *ck)
+                    };
+                    _mm256_storeu_ps(o, v);
                 }
             }
         }
@@ -520,7 +602,8 @@ dispatch! {
 mod tests {
     use super::*;
 
-    /// The blocked transpose agrees with the definition, edges included.
+    /// The blocked transpose agrees with the definition, edges included, also by blocks of
+    /// columns added to a scaled output.
     #[test]
     fn transpose_is_exact() {
         for (rows, cols) in [(1, 1), (8, 8), (19, 37), (64, 13)] {
@@ -529,6 +612,19 @@ mod tests {
             for i in 0..rows {
                 for j in 0..cols {
                     assert_eq!(t[j + cols * i], x[i + rows * j]);
+                }
+            }
+            // A block of columns of xᵀ (rows `first..` of x), added to a scaled `out`.
+            for first in [0, rows / 3] {
+                let count = rows - first;
+                let before: Vec<f32> = (0..cols * count).map(|k| (k % 7) as f32 - 3.0).collect();
+                let mut out = before.clone();
+                transpose_into(&x, rows, 0.5, &mut out, first);
+                for j in 0..count {
+                    for i in 0..cols {
+                        let k = i + cols * j;
+                        assert_eq!(out[k], 0.5 * before[k] + x[first + j + rows * i]);
+                    }
                 }
             }
         }

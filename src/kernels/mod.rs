@@ -5,8 +5,8 @@
 mod math;
 
 pub use math::SubsetSums;
+use math::{par_transpose_into, small_mul, small_tr_mul, sparse_combine_below};
 pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps, sparse_combine};
-use math::{small_mul, small_tr_mul, sparse_combine_below};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
 
@@ -335,6 +335,9 @@ pub fn coupling_down<'a>(
 /// by one task, so the bits do not depend on the thread count.
 pub fn correlate_into(out: &mut [f32], rows: usize, beta: f32, terms: &[(f32, &[f32], &[f32])]) {
     use rayon::prelude::*;
+    if correlate_sparse(out, rows, beta, terms) {
+        return;
+    }
     const COLUMNS: usize = 32;
     let cols = out.len() / rows.max(1);
     out.par_chunks_mut(rows.max(1) * COLUMNS)
@@ -355,6 +358,84 @@ pub fn correlate_into(out: &mut [f32], rows: usize, beta: f32, terms: &[(f32, &[
                 );
             }
         });
+}
+
+/// `f(a[i], b[i])` for every element, in parallel over fixed chunks: elementwise, so the bits
+/// never depend on threads. For the parameter updates of large couplings.
+pub(crate) fn par_zip_apply(a: &mut [f32], b: &[f32], f: impl Fn(&mut f32, f32) + Sync) {
+    use rayon::prelude::*;
+    assert_eq!(a.len(), b.len(), "elementwise operands");
+    a.par_chunks_mut(1 << 14)
+        .zip(b.par_chunks(1 << 14))
+        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| f(a, b)));
+}
+
+/// Correlations whose `A_t` (visible states) have fewer non-zeros than this fraction are built
+/// as sums of selected hidden vectors ([`correlate_sparse`]) instead of by GEMM.
+const SPARSE_DENSITY_CORRELATE: f64 = 0.3;
+/// Output rows (units of `A`) per task of [`correlate_sparse`], and output columns per task of
+/// its transpose.
+const CORRELATE_BLOCK: usize = 32;
+
+thread_local! {
+    /// The work space of [`correlate_sparse`], taken while in use (so a nested call makes its
+    /// own instead of failing), kept between calls.
+    static CORRELATE_SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// [`correlate_into`] for mostly-zero `A_t`: row `i` of `Σ_t α_t A_t B_tᵀ` is the sum of the
+/// scaled hidden vectors `α_t B_t[:, k]` of the examples `k` with `A_t[i, k]` on (weighted by it),
+/// so it is [`sparse_combine`] with the columns of the scaled `B_t` as vectors and `Aᵀ` as
+/// states, giving the correlation transposed; a blocked transpose adds it to `beta·out`. Returns
+/// false, doing nothing, for denser `A_t` or too few examples. The choice depends only on the
+/// states; every element is summed in a fixed order, so the bits do not depend on threads.
+fn correlate_sparse(
+    out: &mut [f32],
+    rows: usize,
+    beta: f32,
+    terms: &[(f32, &[f32], &[f32])],
+) -> bool {
+    use rayon::prelude::*;
+    let cols = out.len().checked_div(rows).unwrap_or(0);
+    let n: usize = terms.iter().map(|t| t.1.len() / rows.max(1)).sum();
+    if cols == 0 || n < SMALL_BATCH {
+        return false;
+    }
+    let nonzeros: usize = terms
+        .iter()
+        .map(|t| {
+            t.1.par_chunks(1 << 14)
+                .map(|c| c.iter().filter(|&&x| x != 0.0).count())
+                .sum::<usize>()
+        })
+        .sum();
+    if nonzeros as f64 >= SPARSE_DENSITY_CORRELATE * (rows * n) as f64 {
+        return false;
+    }
+    let mut scratch = CORRELATE_SCRATCH.take();
+    scratch.resize(cols * n + 2 * rows * n + cols * rows, 0.0);
+    let (vectors, rest) = scratch.split_at_mut(cols * n);
+    let (a, rest) = rest.split_at_mut(rows * n);
+    let (x, g) = rest.split_at_mut(rows * n);
+    // The scaled B_t side by side (cols × n) and the A_t side by side (rows × n).
+    let mut k0 = 0;
+    for &(alpha, a_t, b_t) in terms {
+        let k1 = k0 + a_t.len() / rows;
+        vectors[cols * k0..cols * k1]
+            .par_iter_mut()
+            .zip(b_t)
+            .for_each(|(v, b)| *v = alpha * b);
+        a[rows * k0..rows * k1].copy_from_slice(a_t);
+        k0 = k1;
+    }
+    par_transpose_into(a, rows, 0.0, x);
+    let vectors = &*vectors;
+    g.par_chunks_mut(cols * CORRELATE_BLOCK)
+        .zip(x.par_chunks(n * CORRELATE_BLOCK))
+        .for_each(|(g, x)| sparse_combine(vectors, cols, x, g, false));
+    par_transpose_into(g, cols, beta, out);
+    CORRELATE_SCRATCH.set(scratch);
+    true
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use crate::centering::Offsets;
 use crate::data::binarize_in_place;
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
-use crate::kernels::{correlate_into, stream};
+use crate::kernels::{correlate_into, par_zip_apply, stream};
 use crate::layer::Layer;
 use crate::partition::{LogLikelihood, Start, log_partition_exact};
 use crate::rbm::{InputScale, Rbm};
@@ -278,14 +278,17 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
         })
     }
 
-    /// Runs the negative phase for one update.
+    /// Runs the negative phase for one update. CD's chains start at the data, so their first
+    /// step gives the data's hidden means too: then they are written into `data_hidden` and
+    /// the result is true.
     fn run(
         &mut self,
         rbm: &Rbm<V, H>,
         scale: InputScale,
         data: &DMatrix<f32>,
         k: usize,
-    ) -> Result<()> {
+        data_hidden: &mut DMatrix<f32>,
+    ) -> Result<bool> {
         let unscaled = |what| {
             if scale == InputScale::ONE {
                 Ok(())
@@ -301,7 +304,9 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
         match self {
             Sampler::Restarted(chains) => {
                 chains.set_visible(data.as_slice());
-                chains.sweep(&rbm.scaled(scale), k)
+                let means = Some(data_hidden.as_mut_slice());
+                chains.sweep_keeping_means(&rbm.scaled(scale), k, means)?;
+                return Ok(k > 0);
             }
             Sampler::Persistent(chains) => chains.sweep(&rbm.scaled(scale), k),
             Sampler::Fast {
@@ -323,7 +328,8 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                 unscaled("parallel tempering")?;
                 pt.sweep(rbm, k)
             }
-        }
+        }?;
+        Ok(false)
     }
 
     /// The model's visible samples of the last update.
@@ -467,9 +473,11 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
                     stream(seed, draw).next_u64(),
                 )?;
             }
-            run.sampler.run(rbm, scale, &buffers.data_batch, k)?;
+            let data_hidden_done =
+                run.sampler
+                    .run(rbm, scale, &buffers.data_batch, k, &mut buffers.data_hidden)?;
             let model_visible = run.sampler.visible();
-            buffers.statistics(rbm, scale, model_visible);
+            buffers.statistics(rbm, scale, model_visible, data_hidden_done);
             run.optimiser
                 .update(rbm, &buffers, model_visible, lr, momentum, config);
             run.sampler.learn_fast(&buffers, &config.negative);
@@ -513,15 +521,19 @@ struct Buffers {
 }
 
 impl Buffers {
-    /// Hidden means given the data and given the model's visible samples.
+    /// Hidden means given the data (unless the sampler has written them) and given the
+    /// model's visible samples.
     fn statistics<V: Layer, H: Layer>(
         &mut self,
         rbm: &Rbm<V, H>,
         scale: InputScale,
         model_visible: &DMatrix<f32>,
+        data_hidden_done: bool,
     ) {
         let scaled = rbm.scaled(scale);
-        scaled.hidden_mean_into(self.data_batch.as_slice(), self.data_hidden.as_mut_slice());
+        if !data_hidden_done {
+            scaled.hidden_mean_into(self.data_batch.as_slice(), self.data_hidden.as_mut_slice());
+        }
         scaled.hidden_mean_into(model_visible.as_slice(), self.model_hidden.as_mut_slice());
     }
 
@@ -586,15 +598,20 @@ impl Optimiser {
             self.vel_w.ger(lr, &mvd, &pull, 1.0);
         }
         if config.weight_decay > 0.0 {
-            self.vel_w
-                .zip_apply(rbm.weights(), |v, w| *v -= lr * config.weight_decay * w);
+            let step = lr * config.weight_decay;
+            let (vel, w) = (self.vel_w.as_mut_slice(), rbm.weights().as_slice());
+            par_zip_apply(vel, w, |v, w| *v -= step * w);
         }
         self.vel_bv = &self.vel_bv * momentum + grad_bv * lr;
         self.vel_bh = &self.vel_bh * momentum + grad_bh * lr;
         match &self.offsets {
             Some(offsets) => offsets.apply_step(rbm, &self.vel_w, &self.vel_bv, &self.vel_bh),
             None => {
-                *rbm.weights_mut() += &self.vel_w;
+                par_zip_apply(
+                    rbm.weights_mut().as_mut_slice(),
+                    self.vel_w.as_slice(),
+                    |w, v| *w += v,
+                );
                 *rbm.visible.bias_mut() += &self.vel_bv;
                 *rbm.hidden.bias_mut() += &self.vel_bh;
             }
