@@ -256,8 +256,8 @@ impl Chains {
                 }
             }
         };
-        // One block runs on the calling thread: no hand-off to the pool for a few chains.
-        if blocks.len() == 1 {
+        // One block, or one thread, runs on the calling thread: no hand-off to the pool.
+        if blocks.len() == 1 || rayon::current_num_threads() == 1 {
             blocks
                 .into_iter()
                 .zip(self.streams.iter_mut().zip(mean_blocks.iter_mut()))

@@ -443,72 +443,76 @@ fn train_dbm_from<V: Layer>(
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
         super::shuffle(&mut run.order, &mut stream(seed, (1 << 40) + epoch as u64));
-        for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
-            for (c, &i) in idx.iter().enumerate() {
-                batch_data.column_mut(c).copy_from(&data.column(i));
-            }
-            if config.binarize {
-                let draw = (2 << 40) + (epoch * batches + b) as u64;
-                binarize_in_place(batch_data.as_mut_slice(), stream(seed, draw).next_u64())?;
-            }
-            // Positive phase: the data and its mean-field posteriors.
-            let mut positive = vec![batch_data.clone()];
-            positive.extend(dbm.mean_field(&batch_data, &config.mean_field)?);
-            // Negative phase: persistent chains, odd layers Rao-Blackwellised.
-            run.chains.sweep(dbm, config.sweeps)?;
-            let mut negative: Vec<DMatrix<f32>> = (0..sizes.len())
-                .filter_map(|l| run.chains.layer(l).cloned())
-                .collect();
-            for l in (1..sizes.len()).step_by(2) {
-                negative[l] = dbm.conditional_mean(l, &negative)?;
-            }
-            let mut bias_grads: Vec<DVector<f32>> = positive
-                .iter()
-                .zip(&negative)
-                .map(|(p, n)| p.column_mean() - n.column_mean())
-                .collect();
-            let centring = match (&mut run.offsets, &config.centering) {
-                (Some(offsets), Some(c)) => {
-                    for (offset, p) in offsets.iter_mut().zip(&positive) {
-                        track(offset, &p.column_mean(), c.rate);
+        // On a worker of the thread pool, as in RBM training: no hand-over per parallel step.
+        rayon::scope(|_| -> Result<()> {
+            for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
+                for (c, &i) in idx.iter().enumerate() {
+                    batch_data.column_mut(c).copy_from(&data.column(i));
+                }
+                if config.binarize {
+                    let draw = (2 << 40) + (epoch * batches + b) as u64;
+                    binarize_in_place(batch_data.as_mut_slice(), stream(seed, draw).next_u64())?;
+                }
+                // Positive phase: the data and its mean-field posteriors.
+                let mut positive = vec![batch_data.clone()];
+                positive.extend(dbm.mean_field(&batch_data, &config.mean_field)?);
+                // Negative phase: persistent chains, odd layers Rao-Blackwellised.
+                run.chains.sweep(dbm, config.sweeps)?;
+                let mut negative: Vec<DMatrix<f32>> = (0..sizes.len())
+                    .filter_map(|l| run.chains.layer(l).cloned())
+                    .collect();
+                for l in (1..sizes.len()).step_by(2) {
+                    negative[l] = dbm.conditional_mean(l, &negative)?;
+                }
+                let mut bias_grads: Vec<DVector<f32>> = positive
+                    .iter()
+                    .zip(&negative)
+                    .map(|(p, n)| p.column_mean() - n.column_mean())
+                    .collect();
+                let centring = match (&mut run.offsets, &config.centering) {
+                    (Some(offsets), Some(c)) => {
+                        for (offset, p) in offsets.iter_mut().zip(&positive) {
+                            track(offset, &p.column_mean(), c.rate);
+                        }
+                        Some(Centring {
+                            offsets,
+                            bias_grads: bias_grads.clone(),
+                        })
                     }
-                    Some(Centring {
-                        offsets,
-                        bias_grads: bias_grads.clone(),
-                    })
+                    _ => None,
+                };
+                if let Some(s) = &config.sparsity {
+                    for l in 1..sizes.len() {
+                        run.activity[l] = &run.activity[l] * s.decay
+                            + positive[l].column_mean() * (1.0 - s.decay);
+                        bias_grads[l] += run.activity[l].map(|q| s.cost * (s.target - q));
+                    }
                 }
-                _ => None,
-            };
-            if let Some(s) = &config.sparsity {
-                for l in 1..sizes.len() {
-                    run.activity[l] =
-                        &run.activity[l] * s.decay + positive[l].column_mean() * (1.0 - s.decay);
-                    bias_grads[l] += run.activity[l].map(|q| s.cost * (s.target - q));
-                }
-            }
-            update(
-                dbm,
-                &mut run.velocity,
-                &mut run.bias_velocity,
-                &positive,
-                &negative,
-                &bias_grads,
-                centring,
-                lr,
-                momentum,
-                config.weight_decay,
-            );
-            if let Some(c) = config.max_norm {
-                for w in dbm.weights_mut() {
-                    for mut col in w.column_iter_mut() {
-                        let norm = col.norm();
-                        if norm > c {
-                            col *= c / norm;
+                update(
+                    dbm,
+                    &mut run.velocity,
+                    &mut run.bias_velocity,
+                    &positive,
+                    &negative,
+                    &bias_grads,
+                    centring,
+                    lr,
+                    momentum,
+                    config.weight_decay,
+                );
+                if let Some(c) = config.max_norm {
+                    for w in dbm.weights_mut() {
+                        for mut col in w.column_iter_mut() {
+                            let norm = col.norm();
+                            if norm > c {
+                                col *= c / norm;
+                            }
                         }
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         let seconds = started.elapsed().as_secs_f64();
         if dbm.check().is_err() {
             *dbm = before;

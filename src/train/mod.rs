@@ -462,26 +462,35 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
             &mut run.order,
             &mut stream(seed, STREAM_SHUFFLE + epoch as u64),
         );
-        for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
-            for (c, &i) in idx.iter().enumerate() {
-                buffers.data_batch.column_mut(c).copy_from(&data.column(i));
-            }
-            if config.binarize {
-                let draw = STREAM_BINARIZE + (epoch * batches + b) as u64;
-                binarize_in_place(
-                    buffers.data_batch.as_mut_slice(),
-                    stream(seed, draw).next_u64(),
+        // The minibatches run on a worker of the thread pool, so that their many short
+        // parallel steps start there instead of being handed over from this thread each time.
+        rayon::scope(|_| -> Result<()> {
+            for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
+                for (c, &i) in idx.iter().enumerate() {
+                    buffers.data_batch.column_mut(c).copy_from(&data.column(i));
+                }
+                if config.binarize {
+                    let draw = STREAM_BINARIZE + (epoch * batches + b) as u64;
+                    binarize_in_place(
+                        buffers.data_batch.as_mut_slice(),
+                        stream(seed, draw).next_u64(),
+                    )?;
+                }
+                let data_hidden_done = run.sampler.run(
+                    rbm,
+                    scale,
+                    &buffers.data_batch,
+                    k,
+                    &mut buffers.data_hidden,
                 )?;
+                let model_visible = run.sampler.visible();
+                buffers.statistics(rbm, scale, model_visible, data_hidden_done);
+                run.optimiser
+                    .update(rbm, &buffers, model_visible, lr, momentum, config);
+                run.sampler.learn_fast(&buffers, &config.negative);
             }
-            let data_hidden_done =
-                run.sampler
-                    .run(rbm, scale, &buffers.data_batch, k, &mut buffers.data_hidden)?;
-            let model_visible = run.sampler.visible();
-            buffers.statistics(rbm, scale, model_visible, data_hidden_done);
-            run.optimiser
-                .update(rbm, &buffers, model_visible, lr, momentum, config);
-            run.sampler.learn_fast(&buffers, &config.negative);
-        }
+            Ok(())
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         if let Some(what) = non_finite(rbm) {
             *rbm = before;
