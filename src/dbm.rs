@@ -240,11 +240,18 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
-    pub(crate) fn layer_sample(&self, l: usize, x: &mut [f32], rng: &mut ChainRng) {
+    /// Samples layer `l` from its inputs `x`, in place ([`Layer::sample_keeping_mean`]).
+    pub(crate) fn layer_sample(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        rng: &mut ChainRng,
+        mean: Option<&mut [f32]>,
+    ) {
         if l == 0 {
-            self.visible.sample(x, rng)
+            self.visible.sample_keeping_mean(x, rng, mean)
         } else {
-            self.hidden[l - 1].sample(x, rng)
+            self.hidden[l - 1].sample_keeping_mean(x, rng, mean)
         }
     }
 
@@ -532,16 +539,12 @@ impl<V: Layer, H: Layer> Machine for Dbm<V, H> {
         };
         let (below, above) = (below.last().map(|b| &**b), above.first().map(|a| &**a));
         self.neighbour_inputs(layer, below, above, x);
-        if let Some(mean) = mean {
-            mean.copy_from_slice(x);
-            self.layer_mean(layer, mean);
-        }
-        self.layer_sample(layer, x, rng);
+        self.layer_sample(layer, x, rng, mean);
     }
 
     fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
         x.iter_mut().for_each(|x| *x = 0.0);
-        self.layer_sample(layer, x, rng);
+        self.layer_sample(layer, x, rng, None);
     }
 
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {

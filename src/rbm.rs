@@ -410,19 +410,11 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
         if layer == 1 {
             self.rbm.hidden_inputs_into(v, h);
             times(h, self.scale.up);
-            if let Some(mean) = mean {
-                mean.copy_from_slice(h);
-                self.rbm.hidden.mean(mean);
-            }
-            self.rbm.hidden.sample(h, rng);
+            self.rbm.hidden.sample_keeping_mean(h, rng, mean);
         } else {
             self.rbm.visible_inputs_into(h, v);
             times(v, self.scale.down);
-            if let Some(mean) = mean {
-                mean.copy_from_slice(v);
-                self.rbm.visible.mean(mean);
-            }
-            self.rbm.visible.sample(v, rng);
+            self.rbm.visible.sample_keeping_mean(v, rng, mean);
         }
     }
 

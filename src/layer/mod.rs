@@ -51,6 +51,16 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
     /// Turns inputs into a sample from `p(x | a)`, in place.
     fn sample(&self, x: &mut [f32], rng: &mut ChainRng);
 
+    /// [`sample`](Layer::sample), first writing the conditional means of the same inputs into
+    /// `mean` if it is given.
+    fn sample_keeping_mean(&self, x: &mut [f32], rng: &mut ChainRng, mean: Option<&mut [f32]>) {
+        if let Some(mean) = mean {
+            mean.copy_from_slice(x);
+            self.mean(mean);
+        }
+        self.sample(x, rng);
+    }
+
     /// Adds to `out[c]` the cumulant `ln Σ_x exp(xᵀ(a + b) − E₀(x) − bᵀx)` summed over the units
     /// of column `c` of `inputs`, i.e. the log-partition function of the conditional. It is what
     /// a free energy subtracts when this layer is summed out.

@@ -94,7 +94,9 @@ pub fn dbm_ais<V: Layer, H: Layer>(
         .step_by(2)
         .map(|l| {
             let mut x = DMatrix::zeros(sizes[l], config.runs);
-            start.layers.layer_sample(l, x.as_mut_slice(), &mut rng);
+            start
+                .layers
+                .layer_sample(l, x.as_mut_slice(), &mut rng, None);
             x
         })
         .collect();
@@ -227,7 +229,7 @@ impl<'a, V: Layer, H: Layer> DbmBlock<'a, V, H> {
         x.iter_mut()
             .zip(&self.inputs[l])
             .for_each(|(x, a)| *x = b * a);
-        self.tempered.layer_sample(l, x, &mut self.rng);
+        self.tempered.layer_sample(l, x, &mut self.rng, None);
     }
 }
 
