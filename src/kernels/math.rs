@@ -305,10 +305,12 @@ pub(crate) fn sparse_combine_below<'a>(
     })
 }
 
-/// `xᵀ` (`cols × rows`) of `x` (`rows × cols`, column-major).
+/// `xᵀ` (`cols × rows`) of `x` (`rows × cols`, column-major), on this thread: caches make it
+/// inside `OnceLock::get_or_init`, where parallel work could let this thread steal a task that
+/// waits on the same cell.
 pub(crate) fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
     let mut out = vec![0f32; x.len()];
-    par_transpose_into(x, rows, 0.0, &mut out);
+    transpose_into(x, rows, 0.0, &mut out, 0);
     out
 }
 

@@ -306,9 +306,9 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                 chains.set_visible(data.as_slice());
                 let means = Some(data_hidden.as_mut_slice());
                 chains.sweep_keeping_means(&rbm.scaled(scale), k, means)?;
-                return Ok(k > 0);
+                Ok(k > 0)
             }
-            Sampler::Persistent(chains) => chains.sweep(&rbm.scaled(scale), k),
+            Sampler::Persistent(chains) => chains.sweep(&rbm.scaled(scale), k).map(|_| false),
             Sampler::Fast {
                 chains,
                 fast,
@@ -322,14 +322,13 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                 sum.visible.bias_mut().copy_from(&bv);
                 let bh = rbm.hidden.bias() + fast.hidden.bias();
                 sum.hidden.bias_mut().copy_from(&bh);
-                chains.sweep(&*sum, k)
+                chains.sweep(&*sum, k).map(|_| false)
             }
             Sampler::Tempering(pt) => {
                 unscaled("parallel tempering")?;
-                pt.sweep(rbm, k)
+                pt.sweep(rbm, k).map(|_| false)
             }
-        }?;
-        Ok(false)
+        }
     }
 
     /// The model's visible samples of the last update.
