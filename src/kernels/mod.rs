@@ -5,7 +5,7 @@
 mod math;
 
 pub use math::SubsetSums;
-use math::{par_transpose_into, small_mul, small_tr_mul, sparse_combine_below};
+use math::{Columns, Vectors, par_transpose_into, small_mul, small_tr_mul, sparse_combine_below};
 pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps, sparse_combine};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
@@ -202,7 +202,7 @@ const TABLE_MAX_WEIGHTS: usize = 1 << 19;
 /// comparisons.
 #[derive(Default)]
 pub struct CouplingCache {
-    transposed: std::sync::OnceLock<nalgebra::DMatrix<f32>>,
+    transposed: std::sync::OnceLock<Columns>,
     up: std::sync::OnceLock<SubsetSums>,
     down: std::sync::OnceLock<SubsetSums>,
     /// Chain-sweeps announced since the weights last changed.
@@ -218,11 +218,11 @@ impl CouplingCache {
         *self.work.get_mut() = 0;
     }
 
-    fn transposed(&self, w: &nalgebra::DMatrix<f32>) -> &nalgebra::DMatrix<f32> {
-        self.transposed.get_or_init(|| {
-            let (rows, cols) = w.shape();
-            nalgebra::DMatrix::from_vec(cols, rows, math::transpose(w.as_slice(), rows))
-        })
+    /// `Wᵀ`, made on this thread: inside `OnceLock::get_or_init`, parallel work could let it
+    /// steal a task that waits on the same cell.
+    fn transposed(&self, w: &nalgebra::DMatrix<f32>) -> &Columns {
+        self.transposed
+            .get_or_init(|| Columns::transpose(w.as_slice(), w.nrows()))
     }
 
     /// Announces `chain_sweeps` products each way with the current weights. Once the work since
@@ -275,17 +275,13 @@ pub fn coupling_up<'a>(
 ) {
     let (rows, cols) = w.shape();
     if let Some(cache) = cache {
-        let wt = cache.transposed(w);
-        let table = || {
-            cache
-                .up
-                .get_or_init(|| SubsetSums::new(wt.as_slice(), cols))
-        };
+        let wt = cache.transposed(w).vectors();
+        let table = || cache.up.get_or_init(|| SubsetSums::of(wt));
         let tables = cache
             .tables(w)
             .then_some(&table as &dyn Fn() -> &'a SubsetSums);
         let limit = sparse_limit(x, rows);
-        if sparse_combine_below(wt.as_slice(), cols, x, out, accumulate, limit, tables) {
+        if sparse_combine_below(wt, x, out, accumulate, limit, tables) {
             return;
         }
     }
@@ -313,7 +309,8 @@ pub fn coupling_down<'a>(
         .map(|c| move || c.down.get_or_init(|| SubsetSums::new(w.as_slice(), rows)));
     let tables = table.as_ref().map(|t| t as &dyn Fn() -> &'a SubsetSums);
     let limit = sparse_limit(y, cols);
-    if sparse_combine_below(w.as_slice(), rows, y, out, accumulate, limit, tables) {
+    let vectors = Vectors::packed(w.as_slice(), rows);
+    if sparse_combine_below(vectors, y, out, accumulate, limit, tables) {
         return;
     }
     if y.len() < SMALL_BATCH * cols {
