@@ -688,13 +688,17 @@ fn add_pieces<const T: usize>(
     nz: &NonZeros,
     terms: std::ops::Range<usize>,
 ) -> [f32; T] {
-    let piece = |k: u32| -> &[f32; T] {
-        vectors.values[k as usize * vectors.stride + r0..][..T]
-            .try_into()
-            .expect("a piece of T values")
-    };
+    let ks = &nz.rows[terms.clone()];
+    // Indices increase within a column, so the last term reaches furthest.
+    debug_assert!(ks.is_sorted(), "indices of a column in increasing order");
+    if let Some(&last) = ks.last() {
+        assert!(last as usize * vectors.stride + r0 + T <= vectors.values.len());
+    }
+    let base = vectors.values.as_ptr().wrapping_add(r0);
+    // SAFETY: every k of `ks` is at most the last, whose piece lies inside `values` (asserted).
+    let piece = |k: u32| -> &[f32; T] { unsafe { &*base.add(k as usize * vectors.stride).cast() } };
     if nz.binary {
-        for &k in &nz.rows[terms] {
+        for &k in ks {
             let v = piece(k);
             for i in 0..T {
                 acc[i] += v[i];
