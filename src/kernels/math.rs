@@ -482,6 +482,21 @@ impl Columns {
         len.div_ceil(LINE) | 1
     }
 
+    /// The columns of `x` (`rows × cols`, column-major).
+    pub(crate) fn copy(x: &[f32], rows: usize) -> Self {
+        let cols = x.len().checked_div(rows).unwrap_or(0);
+        let mut c = Columns::zeros(rows, cols);
+        let stride = c.stride();
+        for (to, from) in c
+            .values_mut()
+            .chunks_exact_mut(stride)
+            .zip(x.chunks(rows.max(1)))
+        {
+            to[..rows].copy_from_slice(from);
+        }
+        c
+    }
+
     /// The transpose `xᵀ` of `x` (`rows × cols`, column-major): one column per row of `x`.
     pub(crate) fn transpose(x: &[f32], rows: usize) -> Self {
         let cols = x.len().checked_div(rows).unwrap_or(0);

@@ -165,9 +165,9 @@ const SMALL_BATCH: usize = 16;
 
 /// Products with states whose fraction of non-zeros is below this use [`sparse_combine`]
 /// instead of GEMM. Measured on a 784×500 coupling, 50 chains, one core (`Wᵀv` / `Wh`): sparse
-/// 4.7 / 3.5, 8.2 / 6.0, 12.4 / 9.1 and 16.6 / 12.2 µs per chain at densities 0.13, 0.3, 0.5 and
-/// 0.7 against 13.6 / 10.5 µs for GEMM.
-const SPARSE_DENSITY_GEMM: f64 = 0.4;
+/// 2.8 / 2.9, 5.3 / 5.1, 7.6 / 7.4, 10.3 / 10.1 and 11.6 / 10.9 µs per chain at densities 0.13,
+/// 0.3, 0.5, 0.7 and 0.8 against 12.8 / 10.1 µs for GEMM.
+const SPARSE_DENSITY_GEMM: f64 = 0.65;
 /// The same below [`SMALL_BATCH`] columns (10 chains), against the direct loops (34 / 27 µs per
 /// chain at any density; sparse 5.1 / 3.8 at 0.13 and 22.7 / 16.8 µs at 0.9). Probabilities,
 /// never exactly zero, stay with the direct loops.
@@ -202,6 +202,8 @@ const TABLE_MAX_WEIGHTS: usize = 1 << 19;
 /// comparisons.
 #[derive(Default)]
 pub struct CouplingCache {
+    /// `W` with line-aligned columns.
+    columns: std::sync::OnceLock<Columns>,
     transposed: std::sync::OnceLock<Columns>,
     up: std::sync::OnceLock<SubsetSums>,
     down: std::sync::OnceLock<SubsetSums>,
@@ -212,10 +214,17 @@ pub struct CouplingCache {
 impl CouplingCache {
     /// Forgets everything (the weights have changed), keeping nothing allocated but itself.
     pub fn clear(&mut self) {
+        self.columns.take();
         self.transposed.take();
         self.up.take();
         self.down.take();
         *self.work.get_mut() = 0;
+    }
+
+    /// `W` with line-aligned columns.
+    fn columns(&self, w: &nalgebra::DMatrix<f32>) -> &Columns {
+        self.columns
+            .get_or_init(|| Columns::copy(w.as_slice(), w.nrows()))
     }
 
     /// `Wᵀ`, made on this thread: inside `OnceLock::get_or_init`, parallel work could let it
@@ -309,7 +318,10 @@ pub fn coupling_down<'a>(
         .map(|c| move || c.down.get_or_init(|| SubsetSums::new(w.as_slice(), rows)));
     let tables = table.as_ref().map(|t| t as &dyn Fn() -> &'a SubsetSums);
     let limit = sparse_limit(y, cols);
-    let vectors = Vectors::packed(w.as_slice(), rows);
+    let vectors = match cache {
+        Some(cache) => cache.columns(w).vectors(),
+        None => Vectors::packed(w.as_slice(), rows),
+    };
     if sparse_combine_below(vectors, y, out, accumulate, limit, tables) {
         return;
     }
