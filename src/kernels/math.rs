@@ -112,19 +112,27 @@ dispatch! {
     }
 }
 
+/// Terms computed in f32 (vectorised) before they are summed in f64, in order: a stack buffer,
+/// so that AIS steps allocate nothing.
+const TERMS: usize = 256;
+
 dispatch! {
     /// `Σ_i softplus(s_i(β₁)) − softplus(s_i(β₀))` with `s_i(β) = β·a_i + (1 − β)·a⁰_i + β·b_i`
     /// (inputs `a` scaled by β, biases moving from `start` to `bias`), for every column of `a`
     /// (`bias.len()` rows), added into `out` (one per column), summed in f64 per column.
     pub fn softplus_steps(a: &[f32], bias: &[f32], start: &[f32], beta0: f32, beta1: f32, out: &mut [f64]) {
-        let mut terms = vec![0f32; bias.len()];
+        let mut terms = [0f32; TERMS];
         for (col, o) in a.chunks_exact(bias.len().max(1)).zip(out.iter_mut()) {
-            for (((t, ai), bi), si) in terms.iter_mut().zip(col).zip(bias).zip(start) {
-                // s(β) = si + β·slope: one small step d = (β₁ − β₀)·slope from x = s(β₀).
-                let slope = ai + bi - si;
-                *t = softplus_step(si + beta0 * slope, (beta1 - beta0) * slope);
+            let mut sum = 0f64;
+            for ((col, bias), start) in col.chunks(TERMS).zip(bias.chunks(TERMS)).zip(start.chunks(TERMS)) {
+                for (((t, ai), bi), si) in terms.iter_mut().zip(col).zip(bias).zip(start) {
+                    // s(β) = si + β·slope: one small step d = (β₁ − β₀)·slope from x = s(β₀).
+                    let slope = ai + bi - si;
+                    *t = softplus_step(si + beta0 * slope, (beta1 - beta0) * slope);
+                }
+                sum = terms[..col.len()].iter().fold(sum, |s, &t| s + f64::from(t));
             }
-            *o += terms.iter().map(|&t| f64::from(t)).sum::<f64>();
+            *o += sum;
         }
     }
 }
@@ -136,21 +144,25 @@ dispatch! {
     /// rounding `x = a + b`).
     pub fn softplus_sigmoid_columns(a: &[f32], bias: &[f32], out: &mut [f64], sigmoids: &mut [f32]) {
         let rows = bias.len().max(1);
-        let mut terms = vec![0f32; rows];
+        let mut terms = [0f32; TERMS];
         for (c, (col, o)) in a.chunks_exact(rows).zip(out.iter_mut()).enumerate() {
             let keep = sigmoids.len() >= (c + 1) * rows;
-            for ((t, ai), bi) in terms.iter_mut().zip(col).zip(bias) {
-                let x = ai + bi;
-                let e = exp(-x.abs());
-                *t = x.max(0.0) + log1p(e);
+            let mut sum = 0f64;
+            for (col, bias) in col.chunks(TERMS).zip(bias.chunks(TERMS)) {
+                for ((t, ai), bi) in terms.iter_mut().zip(col).zip(bias) {
+                    let x = ai + bi;
+                    let e = exp(-x.abs());
+                    *t = x.max(0.0) + log1p(e);
+                }
+                sum = terms[..col.len()].iter().fold(sum, |s, &t| s + f64::from(t));
             }
+            *o += sum;
             if keep {
                 let sig = &mut sigmoids[c * rows..(c + 1) * rows];
                 for ((s, ai), bi) in sig.iter_mut().zip(col).zip(bias) {
                     *s = sigmoid(ai + bi);
                 }
             }
-            *o += terms.iter().map(|&t| f64::from(t)).sum::<f64>();
         }
     }
 }

@@ -137,9 +137,15 @@ pub(crate) fn linear_energy(bias: &DVector<f32>, x: &[f32], out: &mut [f64]) {
 
 /// The biases `(1 − β)·start + β·bias` of a layer on an annealing path.
 pub(crate) fn tempered_bias(start: &[f32], bias: &[f32], beta: f64) -> DVector<f32> {
+    let mut out = DVector::zeros(bias.len());
+    set_tempered_bias(out.as_mut_slice(), start, bias, beta);
+    out
+}
+
+/// [`tempered_bias`] into `out`, which has a unit for each.
+pub(crate) fn set_tempered_bias(out: &mut [f32], start: &[f32], bias: &[f32], beta: f64) {
     let b = beta as f32;
-    DVector::from_iterator(
-        bias.len(),
-        start.iter().zip(bias).map(|(s, x)| (1.0 - b) * s + b * x),
-    )
+    for ((o, s), x) in out.iter_mut().zip(start).zip(bias) {
+        *o = (1.0 - b) * s + b * x;
+    }
 }

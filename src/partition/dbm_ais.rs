@@ -9,7 +9,7 @@ use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result};
 use crate::gibbs::{CHAIN_BLOCK, Machine};
 use crate::kernels::{ChainRng, stream};
-use crate::layer::{Bernoulli, Layer, tempered_bias};
+use crate::layer::{Bernoulli, Layer, set_tempered_bias};
 use nalgebra::DMatrix;
 
 /// The start model of DBM AIS: every layer alone with its own biases and no couplings, so that
@@ -222,8 +222,12 @@ impl<'a, V: Layer, H: Layer> DbmBlock<'a, V, H> {
 
     /// Samples layer `l` at β from its inputs (already in `self.inputs[l]`).
     fn sample(&mut self, l: usize, beta: f64) {
-        *self.tempered.layer_bias_mut(l) =
-            tempered_bias(&self.start[l], self.dbm.layer_bias(l).as_slice(), beta);
+        set_tempered_bias(
+            self.tempered.layer_bias_mut(l).as_mut_slice(),
+            &self.start[l],
+            self.dbm.layer_bias(l).as_slice(),
+            beta,
+        );
         let b = beta as f32;
         let x = &mut self.states[l];
         x.iter_mut()
