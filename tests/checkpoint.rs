@@ -12,15 +12,9 @@ use boltzmann::train::{
 use boltzmann::{Bernoulli, Error, Rbm};
 use common::*;
 use nalgebra::DMatrix;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 type Bb = Rbm<Bernoulli, Bernoulli>;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("boltzmann-checkpoint-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
 
 fn data() -> DMatrix<f32> {
     DMatrix::from_vec(16, 90, normal(16 * 90, 1.0, 81)).map(|x| (x * 0.3 + 0.4).clamp(0.0, 1.0))
@@ -83,10 +77,11 @@ fn phases() -> Vec<NegativePhase> {
 
 #[test]
 fn resuming_is_bit_identical_to_an_unbroken_run() {
+    let dir = TempDir::new("checkpoint-resume");
     let data = data();
     for (p, negative) in phases().into_iter().enumerate() {
-        let whole = scratch(&format!("whole-{p}.ckpt"));
-        let broken = scratch(&format!("broken-{p}.ckpt"));
+        let whole = dir.join(format!("whole-{p}.ckpt"));
+        let broken = dir.join(format!("broken-{p}.ckpt"));
         let mut straight: Bb = Rbm::init(16, 9, 83).unwrap();
         train(
             &mut straight,
@@ -131,8 +126,9 @@ fn resuming_is_bit_identical_to_an_unbroken_run() {
 
 #[test]
 fn bad_checkpoints_are_rejected() {
+    let dir = TempDir::new("checkpoint-bad");
     let data = data();
-    let path = scratch("bad.ckpt");
+    let path = dir.join("bad.ckpt");
     let negative = phases().remove(1);
     let mut rbm: Bb = Rbm::init(16, 9, 84).unwrap();
     train(
@@ -150,7 +146,7 @@ fn bad_checkpoints_are_rejected() {
     };
     let cfg = config(negative.clone(), 3, &path);
 
-    let flipped = scratch("flipped.ckpt");
+    let flipped = dir.join("flipped.ckpt");
     let mut damaged = bytes.clone();
     let last = damaged.len() - 10;
     damaged[last] ^= 0x40;
@@ -158,13 +154,13 @@ fn bad_checkpoints_are_rejected() {
     let err = resume_from(&flipped, &cfg, &data);
     assert!(matches!(err, Error::Checksum { .. }), "{err}");
 
-    let cut = scratch("cut.ckpt");
+    let cut = dir.join("cut.ckpt");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = resume_from(&cut, &cfg, &data);
     assert!(matches!(err, Error::Truncated { .. }), "{err}");
 
     // A model file is not a checkpoint.
-    let model = scratch("model.bin");
+    let model = dir.join("model.bin");
     rbm.save(&model).unwrap();
     let err = resume_from(&model, &cfg, &data);
     assert!(matches!(err, Error::Kind { .. }), "{err}");

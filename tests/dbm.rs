@@ -223,8 +223,7 @@ fn mean_field_reaches_a_fixed_point_and_bounds_the_log_likelihood() {
 
 #[test]
 fn dbm_files_round_trip_and_reject_rbm_files() {
-    let dir = std::env::temp_dir().join(format!("boltzmann-dbm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("dbm");
     let dbm = random_dbm(0.5, 7);
     dbm.save(dir.join("d.bin")).unwrap();
     assert_eq!(Dbm::<Bernoulli>::load(dir.join("d.bin")).unwrap(), dbm);

@@ -195,8 +195,7 @@ fn a_sparsity_target_lowers_hidden_activity() {
 
 #[test]
 fn dbm_resume_is_bit_identical_and_checks_its_file() {
-    let dir = std::env::temp_dir().join(format!("boltzmann-dbm-checkpoint-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("dbm-checkpoint");
     let config = |epochs: usize, name: &str| DbmTrainConfig {
         epochs,
         batch_size: 70,

@@ -7,13 +7,6 @@ use boltzmann::io::{FORMAT_VERSION, read_npz};
 use boltzmann::{Bernoulli, Error, Gaussian, Layer, Rbm, Softmax};
 use common::*;
 use std::io::Write;
-use std::path::PathBuf;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("boltzmann-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn bits<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Vec<u32> {
     rbm.weights()
@@ -26,7 +19,7 @@ fn bits<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Vec<u32> {
 
 #[test]
 fn save_then_load_is_bit_exact() {
-    let dir = temp_dir("roundtrip");
+    let dir = TempDir::new("test-roundtrip");
     let rbm = random_rbm::<Bernoulli, Bernoulli>(17, 9, 0.7, 81);
     rbm.save(dir.join("m.bin")).unwrap();
     let back: Rbm<Bernoulli, Bernoulli> = Rbm::load(dir.join("m.bin")).unwrap();
@@ -38,7 +31,7 @@ fn save_then_load_is_bit_exact() {
         g
     );
     // No temporary file is left beside the model.
-    let names: Vec<_> = std::fs::read_dir(&dir)
+    let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -47,7 +40,7 @@ fn save_then_load_is_bit_exact() {
 
 #[test]
 fn bad_model_files_are_rejected_with_their_error() {
-    let dir = temp_dir("bad");
+    let dir = TempDir::new("test-bad");
     let rbm = random_rbm::<Bernoulli, Bernoulli>(17, 9, 0.7, 83);
     let path = dir.join("m.bin");
     rbm.save(&path).unwrap();
@@ -107,7 +100,7 @@ fn bad_model_files_are_rejected_with_their_error() {
 
 #[test]
 fn npz_export_then_import_is_exact() {
-    let dir = temp_dir("npz");
+    let dir = TempDir::new("test-npz");
     let rbm = random_rbm::<Bernoulli, Bernoulli>(13, 7, 0.7, 84);
     rbm.save_npz(dir.join("m.npz")).unwrap();
     let back: Rbm<Bernoulli, Bernoulli> = Rbm::load_npz(dir.join("m.npz")).unwrap();
@@ -151,7 +144,7 @@ fn write_f64_npz(path: &std::path::Path, arrays: &[(&str, Vec<u64>, Vec<f64>, bo
 
 #[test]
 fn npz_import_accepts_float64_and_fortran_order() {
-    let dir = temp_dir("npz64");
+    let dir = TempDir::new("test-npz64");
     // W = [[1, 2, 3], [4, 5, 6]] (2 visible × 3 hidden).
     let c_order = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
     let f_order = vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
@@ -193,7 +186,7 @@ fn npz_import_accepts_float64_and_fortran_order() {
 
 #[test]
 fn idx_files_are_checked() {
-    let dir = temp_dir("idx");
+    let dir = TempDir::new("test-idx");
     let write = |name: &str, bytes: &[u8]| {
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();

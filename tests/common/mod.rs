@@ -160,3 +160,32 @@ pub fn four_patterns(n: usize) -> (DMatrix<f32>, DMatrix<f32>) {
         DMatrix::from_fn(6, n, |i, c| patterns[c % 4][i]),
     )
 }
+
+/// A fresh directory under the system's temporary directory for one test, removed with
+/// everything in it when dropped, also when the test fails.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// `boltzmann-{name}-{process id}`, empty.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("boltzmann-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: impl AsRef<std::path::Path>) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
