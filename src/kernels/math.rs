@@ -353,9 +353,9 @@ pub(crate) fn par_transpose_into(x: &[f32], rows: usize, beta: f32, out: &mut [f
 /// `out ← beta·out + xᵀ` on a block of consecutive columns of `xᵀ` (`cols × rows`), for `x`
 /// (`rows × cols`, column-major): `out` holds columns `first..` of `xᵀ`, i.e. rows `first..` of
 /// `x`, `stride ≥ cols` values apart (the rest of each is left as it is). With `beta = 0`, `out`
-/// is not read. 8×8 blocks go through AVX registers where the CPU
-/// has them, the edges one element at a time, with the same arithmetic (a product, then a sum),
-/// so the bits do not depend on the CPU or the blocks.
+/// is not read. 8×8 blocks go through AVX registers where the CPU has them, the edges one element
+/// at a time, with the same arithmetic (a product, then a sum), so the bits do not depend on the
+/// CPU or the blocks.
 pub(crate) fn transpose_into(
     x: &[f32],
     rows: usize,
