@@ -495,10 +495,20 @@ mod tests {
     /// direct loops (dense states), with and without accumulation.
     #[test]
     fn coupling_products_agree_with_exact() {
-        // 150 rows: register tiles of 64, pieces of 8 and single rows all take part; 150 and 29
-        // are not multiples of 4, so the last group of a subset-sum table is partial.
-        let (rows, cols) = (150, 29);
-        let mut rng = stream(2, 0);
+        // Every kind of tile takes part: of 64, of a line (16) and of 8 rows, single rows (packed
+        // columns without a cache), and last tiles that reach into the padding of line-aligned
+        // columns (116 = 64 + 52 rows, 29 = 16 + 13, 150 = 128 + 16 + 6, 200 = 192 + 8). Sizes
+        // that are not multiples of 4 leave the last group of a subset-sum table partial.
+        for (shape, (rows, cols)) in [(150, 29), (116, 52), (64, 16), (1, 17), (33, 200)]
+            .into_iter()
+            .enumerate()
+        {
+            products_agree_with_exact(rows, cols, shape as u64);
+        }
+    }
+
+    fn products_agree_with_exact(rows: usize, cols: usize, seed: u64) {
+        let mut rng = stream(2, seed);
         let mut w = nalgebra::DMatrix::zeros(rows, cols);
         fill_normal(&mut rng, w.as_mut_slice());
         let wt = w.transpose();
@@ -544,7 +554,7 @@ mod tests {
                     let b = b + f64::from(start);
                     assert!(
                         (f64::from(*a) - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                        "{a} vs {b}"
+                        "{rows}×{cols}: {a} vs {b}"
                     );
                 }
             }
