@@ -280,8 +280,9 @@ thread_local! {
 /// selected columns — for 0/1 states, a sum without multiplications. With `vectors = W` it is
 /// `W·X`; with `vectors = Wᵀ` (the rows of `W`) it is `Wᵀ·X`.
 pub fn sparse_combine(vectors: &[f32], len: usize, x: &[f32], out: &mut [f32], accumulate: bool) {
-    let vectors = Vectors::packed(vectors, len);
-    sparse_combine_below(vectors, x, out, accumulate, f64::INFINITY, None);
+    let m = vectors.len().checked_div(len).unwrap_or(0);
+    let vectors = || Vectors::packed(vectors, len);
+    sparse_combine_below(len, m, &vectors, x, out, accumulate, f64::INFINITY, None);
 }
 
 /// 0/1 states at least this dense go through a subset-sum table, if one is offered: a table
@@ -289,20 +290,23 @@ pub fn sparse_combine(vectors: &[f32], len: usize, x: &[f32], out: &mut [f32], a
 /// selected columns one per state on (`4d` per group); the table wins by half at d ≈ 0.28.
 const TABLE_DENSITY: f64 = 0.25;
 
-/// `out (+)= vectors·X` by sums of selected columns: through the subset-sum table that `table`
-/// gives (made on first use) for 0/1 states at least [`TABLE_DENSITY`] dense, through the
-/// columns of `vectors` for states below `max_density`; returns false and does nothing for
-/// denser states without a table. One pass over `x` measures and indexes it. The path depends
-/// only on the states and on whether a table is offered.
+/// `out (+)= vectors·X` for `m` vectors of `len` values, by sums of selected columns: through
+/// the subset-sum table that `table` gives (made on first use) for 0/1 states at least
+/// [`TABLE_DENSITY`] dense, through the vectors that `vectors` gives (made on first use) for
+/// states below `max_density`; returns false and does nothing (makes neither) for denser states
+/// without a table. One pass over `x` measures and indexes it. The path depends only on the
+/// states and on whether a table is offered.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sparse_combine_below<'a>(
-    vectors: Vectors<'_>,
+    len: usize,
+    m: usize,
+    vectors: &dyn Fn() -> Vectors<'a>,
     x: &[f32],
     out: &mut [f32],
     accumulate: bool,
     max_density: f64,
     table: Option<&dyn Fn() -> &'a SubsetSums>,
 ) -> bool {
-    let (len, m) = (vectors.len, vectors.count());
     if len == 0 {
         return true;
     }
@@ -331,6 +335,12 @@ pub(crate) fn sparse_combine_below<'a>(
         if density >= max_density {
             return false;
         }
+        let vectors = vectors();
+        assert_eq!(
+            (vectors.len, vectors.count()),
+            (len, m),
+            "vectors of this shape"
+        );
         combine_tiles(vectors, nz, 0, out, accumulate);
         true
     })

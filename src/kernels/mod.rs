@@ -284,13 +284,13 @@ pub fn coupling_up<'a>(
 ) {
     let (rows, cols) = w.shape();
     if let Some(cache) = cache {
-        let wt = cache.transposed(w).vectors();
-        let table = || cache.up.get_or_init(|| SubsetSums::of(wt));
+        let wt = || cache.transposed(w).vectors();
+        let table = || cache.up.get_or_init(|| SubsetSums::of(wt()));
         let tables = cache
             .tables(w)
             .then_some(&table as &dyn Fn() -> &'a SubsetSums);
         let limit = sparse_limit(x, rows);
-        if sparse_combine_below(wt, x, out, accumulate, limit, tables) {
+        if sparse_combine_below(cols, rows, &wt, x, out, accumulate, limit, tables) {
             return;
         }
     }
@@ -318,11 +318,11 @@ pub fn coupling_down<'a>(
         .map(|c| move || c.down.get_or_init(|| SubsetSums::new(w.as_slice(), rows)));
     let tables = table.as_ref().map(|t| t as &dyn Fn() -> &'a SubsetSums);
     let limit = sparse_limit(y, cols);
-    let vectors = match cache {
+    let vectors = || match cache {
         Some(cache) => cache.columns(w).vectors(),
         None => Vectors::packed(w.as_slice(), rows),
     };
-    if sparse_combine_below(vectors, y, out, accumulate, limit, tables) {
+    if sparse_combine_below(rows, cols, &vectors, y, out, accumulate, limit, tables) {
         return;
     }
     if y.len() < SMALL_BATCH * cols {
