@@ -37,7 +37,8 @@ pub fn stream(seed: u64, index: u64) -> ChainRng {
 const INV_2_24: f32 = 1.0 / 16_777_216.0;
 
 /// Fills `out` with uniform numbers in [0, 1), two 24-bit floats per 64-bit draw (24 bits so that
-/// rounding never gives 1.0).
+/// rounding never gives 1.0): `x >> 40`, then `x & 0xFFFFFF`, each times 2⁻²⁴; an odd last one
+/// takes `x >> 40`.
 pub fn fill_uniform(rng: &mut ChainRng, out: &mut [f32]) {
     let mut pairs = out.chunks_exact_mut(2);
     for pair in &mut pairs {
@@ -450,6 +451,26 @@ fn correlate_sparse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `fill_uniform` is its definition (which fixes the random streams of every sampler and
+    /// so what checkpoints resume): per 64-bit draw `x`, `x >> 40` then `x & 0xFFFFFF`, times
+    /// 2⁻²⁴, and `x >> 40` for an odd last value.
+    #[test]
+    fn uniforms_follow_their_definition() {
+        for len in [0, 1, 2, 3, 255, 256, 257, 511, 600] {
+            let (mut rng, mut reference) = (stream(4, len as u64), stream(4, len as u64));
+            let mut u = vec![0f32; len];
+            fill_uniform(&mut rng, &mut u);
+            for k in (0..len).step_by(2) {
+                let x = reference.next_u64();
+                assert_eq!(u[k], (x >> 40) as f32 / 16_777_216.0);
+                if k + 1 < len {
+                    assert_eq!(u[k + 1], (x & 0xFF_FFFF) as f32 / 16_777_216.0);
+                }
+            }
+            assert_eq!(rng, reference, "as many draws as values in pairs");
+        }
+    }
 
     /// The direct loops for few columns agree with the GEMM path.
     #[test]
