@@ -280,9 +280,13 @@ thread_local! {
 /// selected columns — for 0/1 states, a sum without multiplications. With `vectors = W` it is
 /// `W·X`; with `vectors = Wᵀ` (the rows of `W`) it is `Wᵀ·X`.
 pub fn sparse_combine(vectors: &[f32], len: usize, x: &[f32], out: &mut [f32], accumulate: bool) {
-    let m = vectors.len().checked_div(len).unwrap_or(0);
-    let vectors = || Vectors::packed(vectors, len);
-    sparse_combine_below(len, m, &vectors, x, out, accumulate, f64::INFINITY, None);
+    combine(Vectors::packed(vectors, len), x, out, accumulate);
+}
+
+/// [`sparse_combine`] of any [`Vectors`].
+pub(crate) fn combine(vectors: Vectors<'_>, x: &[f32], out: &mut [f32], accumulate: bool) {
+    let (len, m) = (vectors.len, vectors.count());
+    sparse_combine_below(len, m, &|| vectors, x, out, accumulate, f64::INFINITY, None);
 }
 
 /// 0/1 states at least this dense go through a subset-sum table, if one is offered: a table
@@ -493,10 +497,15 @@ pub(crate) struct Columns {
 impl Columns {
     /// `m` columns of `len` zeros.
     fn zeros(len: usize, m: usize) -> Self {
-        Columns {
-            lines: vec![Line::default(); Columns::lines(len) * m],
-            len,
-        }
+        Columns::zeros_reusing(None, len, m)
+    }
+
+    /// [`Columns::zeros`] in the storage of `old`, if given (no new allocation if it fits).
+    pub(crate) fn zeros_reusing(old: Option<Columns>, len: usize, m: usize) -> Self {
+        let mut lines = old.map(|c| c.lines).unwrap_or_default();
+        lines.clear();
+        lines.resize(Columns::lines(len) * m, Line::default());
+        Columns { lines, len }
     }
 
     /// Lines per column.
@@ -529,7 +538,7 @@ impl Columns {
     }
 
     /// Values from the start of one column to the start of the next.
-    fn stride(&self) -> usize {
+    pub(crate) fn stride(&self) -> usize {
         Columns::lines(self.len) * LINE
     }
 
@@ -539,7 +548,8 @@ impl Columns {
         unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.lines.len() * LINE) }
     }
 
-    fn values_mut(&mut self) -> &mut [f32] {
+    /// The columns one after another, each `stride` long (`len` values, then padding).
+    pub(crate) fn values_mut(&mut self) -> &mut [f32] {
         // SAFETY: as in `values`, borrowed mutably from `self`.
         unsafe {
             std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.lines.len() * LINE)

@@ -5,7 +5,9 @@
 mod math;
 
 pub use math::SubsetSums;
-use math::{Columns, Vectors, par_transpose_into, small_mul, small_tr_mul, sparse_combine_below};
+use math::{
+    Columns, Vectors, combine, par_transpose_into, small_mul, small_tr_mul, sparse_combine_below,
+};
 pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps, sparse_combine};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
@@ -391,6 +393,8 @@ thread_local! {
     /// The work space of [`correlate_sparse`], taken while in use (so a nested call makes its
     /// own instead of failing), kept between calls.
     static CORRELATE_SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The scaled hidden vectors of [`correlate_sparse`], line-aligned, kept the same way.
+    static CORRELATE_VECTORS: std::cell::Cell<Option<Columns>> = const { std::cell::Cell::new(None) };
 }
 
 /// [`correlate_into`] for mostly-zero `A_t`: row `i` of `Σ_t α_t A_t B_tᵀ` is the sum of the
@@ -423,28 +427,30 @@ fn correlate_sparse(
         return false;
     }
     let mut scratch = CORRELATE_SCRATCH.take();
-    scratch.resize(cols * n + 2 * rows * n + cols * rows, 0.0);
-    let (vectors, rest) = scratch.split_at_mut(cols * n);
-    let (a, rest) = rest.split_at_mut(rows * n);
+    scratch.resize(2 * rows * n + cols * rows, 0.0);
+    let (a, rest) = scratch.split_at_mut(rows * n);
     let (x, g) = rest.split_at_mut(rows * n);
-    // The scaled B_t side by side (cols × n) and the A_t side by side (rows × n).
+    let mut vectors = Columns::zeros_reusing(CORRELATE_VECTORS.take(), cols, n);
+    let stride = vectors.stride();
+    // The scaled B_t side by side (cols × n, line-aligned) and the A_t side by side (rows × n).
     let mut k0 = 0;
     for &(alpha, a_t, b_t) in terms {
         let k1 = k0 + a_t.len() / rows;
-        vectors[cols * k0..cols * k1]
-            .par_iter_mut()
-            .zip(b_t)
-            .for_each(|(v, b)| *v = alpha * b);
+        vectors.values_mut()[stride * k0..stride * k1]
+            .par_chunks_mut(stride)
+            .zip(b_t.par_chunks(cols))
+            .for_each(|(v, b)| v.iter_mut().zip(b).for_each(|(v, b)| *v = alpha * b));
         a[rows * k0..rows * k1].copy_from_slice(a_t);
         k0 = k1;
     }
     par_transpose_into(a, rows, 0.0, x);
-    let vectors = &*vectors;
+    let columns = vectors.vectors();
     g.par_chunks_mut(cols * CORRELATE_BLOCK)
         .zip(x.par_chunks(n * CORRELATE_BLOCK))
-        .for_each(|(g, x)| sparse_combine(vectors, cols, x, g, false));
+        .for_each(|(g, x)| combine(columns, x, g, false));
     par_transpose_into(g, cols, beta, out);
     CORRELATE_SCRATCH.set(scratch);
+    CORRELATE_VECTORS.set(Some(vectors));
     true
 }
 
