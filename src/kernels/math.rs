@@ -596,7 +596,7 @@ impl<'a> Vectors<'a> {
     }
 }
 
-/// The sums of every subset of each group of [`GROUP`] consecutive columns of a matrix
+/// The sums of every subset of each group of four consecutive columns of a matrix
 /// (`len × m`): column `16·g + s` of the table is `Σ_{b ∈ s} vectors[:, 4g + b]` for the bits
 /// `b` of `s`. A product with 0/1 states then adds one table column per group (the one its four
 /// states select) instead of one matrix column per unit that is on: `m/4` sums whatever the

@@ -238,7 +238,7 @@ impl CouplingCache {
     }
 
     /// Announces `chain_sweeps` products each way with the current weights. Once the work since
-    /// the last change reaches [`TABLE_WORK`], products of 0/1 states dense enough to gain make
+    /// the last change reaches 1000, products of 0/1 states dense enough to gain make
     /// and use subset-sum tables. Call it from one thread before the work starts (not from
     /// parallel blocks), so that every block of the work takes the same path and the bits do
     /// not depend on threads.
