@@ -240,6 +240,49 @@ fn dbm_files_round_trip_and_reject_rbm_files() {
 }
 
 /// A DBM of the given sizes with N(0, scale²) weights and biases.
+/// Mean-field over many columns gives each block of 50 the means it gets alone (each block stops
+/// at its own convergence; products of all columns at once do not mix them), at any thread count.
+#[test]
+fn mean_field_blocks_are_independent_of_their_neighbours_and_threads() {
+    let dbm = random_dbm_sized(&[20, 16, 12], 1.0, 9);
+    let v = DMatrix::from_vec(20, 130, normal(20 * 130, 1.0, 3)).map(|x| f32::from(x > 0.5));
+    let settings = MeanField {
+        iterations: 200,
+        tolerance: 1e-4,
+    };
+    let with_threads = |threads: usize, v: &DMatrix<f32>| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| dbm.mean_field(v, &settings).unwrap())
+    };
+    let all = with_threads(1, &v);
+    assert!(with_threads(2, &v) == all, "two threads");
+    assert!(with_threads(3, &v) == all, "three threads");
+    for (start, len) in [(0, 50), (50, 50), (100, 30)] {
+        let alone = dbm
+            .mean_field(&v.columns(start, len).into_owned(), &settings)
+            .unwrap();
+        for (a, b) in alone.iter().zip(&all) {
+            assert!(*a == b.columns(start, len), "block at {start}");
+        }
+    }
+    // A short last block of fewer columns than a product's GEMM path needs; no columns at all.
+    let v = v.columns(0, 110).into_owned();
+    let one = with_threads(1, &v);
+    assert!(
+        with_threads(2, &v) == one,
+        "50 + 50 + 10 columns, two threads"
+    );
+    assert!(
+        with_threads(3, &v) == one,
+        "50 + 50 + 10 columns, three threads"
+    );
+    let none = with_threads(2, &v.columns(0, 0).into_owned());
+    assert!(none.iter().all(|m| m.ncols() == 0));
+}
+
 fn random_dbm_sized(sizes: &[usize], scale: f32, seed: u64) -> Dbm<Bernoulli> {
     let weights = sizes
         .windows(2)
