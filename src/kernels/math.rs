@@ -752,7 +752,7 @@ fn add_pieces<const T: usize>(
             }
         }
     } else {
-        for (&k, &xk) in nz.rows[terms.clone()].iter().zip(&nz.values[terms]) {
+        for (&k, &xk) in ks.iter().zip(&nz.values[terms]) {
             let v = piece(k);
             for i in 0..T {
                 acc[i] += xk * v[i];
