@@ -36,6 +36,7 @@ use std::time::Instant;
 pub struct ClassRbm {
     rbm: Rbm<Bernoulli, Bernoulli>,
     labels: Softmax,
+    #[serde(with = "crate::io::checked::matrix")]
     label_weights: DMatrix<f32>,
 }
 

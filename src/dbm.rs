@@ -25,6 +25,7 @@ pub struct Dbm<V: Layer, H: Layer = Bernoulli> {
     pub(crate) visible: V,
     pub(crate) hidden: Vec<H>,
     // Private so that every change goes through `weights_mut`, which clears the caches.
+    #[serde(with = "crate::io::checked::matrices")]
     weights: Vec<DMatrix<f32>>,
     /// One [`CouplingCache`] per coupling, made on first use.
     #[serde(skip)]
@@ -91,6 +92,9 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
                     "{sizes:?}; expected a visible and at least one hidden layer, all ≥ 1 unit"
                 ),
             ));
+        }
+        for pair in sizes.windows(2) {
+            crate::error::check_elements("DBM layer sizes", pair)?;
         }
         let weights = sizes
             .windows(2)
@@ -551,6 +555,22 @@ impl<V: Layer, H: Layer> Machine for Dbm<V, H> {
         self.visible.check_state(v)
     }
 
+    fn check_layer_state(&self, layer: usize, x: &[f32]) -> Result<()> {
+        match layer {
+            0 => self.visible.check_state(x),
+            l => self
+                .hidden
+                .get(l - 1)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "layer",
+                        format!("{l} of a DBM with {} hidden layers", self.hidden.len()),
+                    )
+                })?
+                .check_state(x),
+        }
+    }
+
     fn expect_sweeps(&self, chain_sweeps: usize) {
         for l in 0..self.weights.len() {
             if let Some(cache) = self.cache(l) {
@@ -783,29 +803,34 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let mut arrays = crate::io::read_npz(path)?;
-        let mut take = |name: String, dims: usize| {
-            let a = arrays.remove(&name).ok_or_else(|| Error::Format {
+        let all = "W1, W2, … and b0, b1, …";
+        let mut weights = Vec::new();
+        // Every `W<l>` present is a coupling: one that cannot be read is an error, not the end.
+        while let Some(w) = arrays.remove(&format!("W{}", weights.len() + 1)) {
+            weights.push(w.into_matrix("DBM weights")?);
+        }
+        let mut bias = |l: usize| {
+            crate::io::take_npz(&mut arrays, path, &format!("b{l}"), "DBM .npz", all)?
+                .into_vector("DBM biases")
+        };
+        let visible = V::new(bias(0)?);
+        let hidden = (1..=weights.len())
+            .map(|l| Ok(H::new(bias(l)?)))
+            .collect::<Result<Vec<H>>>()?;
+        let numbered = |k: &String| {
+            k.strip_prefix(['W', 'b'])
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        if let Some(extra) = arrays.keys().find(|k| numbered(k)) {
+            return Err(Error::Format {
                 path: path.into(),
                 expected: "DBM .npz",
-                message: format!("no array `{name}`; expected W1, W2, … and b0, b1, …"),
-            })?;
-            if a.shape.len() != dims {
-                return Err(Error::shape(
-                    "DBM .npz array",
-                    format!("{name} with {dims} dimensions"),
-                    format!("{:?}", a.shape),
-                ));
-            }
-            Ok(a)
-        };
-        let mut weights = Vec::new();
-        while let Ok(w) = take(format!("W{}", weights.len() + 1), 2) {
-            weights.push(DMatrix::from_row_slice(w.shape[0], w.shape[1], &w.data));
+                message: format!(
+                    "array `{extra}` does not belong to a DBM of {} couplings; expected {all}",
+                    weights.len()
+                ),
+            });
         }
-        let visible = V::new(DVector::from_vec(take("b0".into(), 1)?.data));
-        let hidden = (1..=weights.len())
-            .map(|l| Ok(H::new(DVector::from_vec(take(format!("b{l}"), 1)?.data))))
-            .collect::<Result<Vec<H>>>()?;
         Dbm::new(visible, hidden, weights)
     }
 }

@@ -107,6 +107,21 @@ impl Error {
     }
 }
 
+/// The most values of one matrix that the crate allocates from sizes it is given (2³² f32:
+/// 16 GiB), so that a mistyped size is an error rather than an abort.
+pub const MAX_ELEMENTS: usize = 1 << 32;
+
+/// Checks that `sizes` multiply (without overflow) to at most [`MAX_ELEMENTS`] values.
+pub(crate) fn check_elements(what: &'static str, sizes: &[usize]) -> Result<()> {
+    match sizes.iter().try_fold(1usize, |n, &s| n.checked_mul(s)) {
+        Some(n) if n <= MAX_ELEMENTS => Ok(()),
+        _ => Err(Error::invalid(
+            what,
+            format!("sizes {sizes:?} need more than {MAX_ELEMENTS} values"),
+        )),
+    }
+}
+
 /// Checks that every value is finite.
 pub(crate) fn check_finite(what: &'static str, values: &[f32]) -> Result<()> {
     first_failing(values, |x| x.is_finite())

@@ -36,6 +36,16 @@ pub trait Machine: Sync {
     /// Checks that `v` holds states of the visible layer.
     fn check_visible_state(&self, v: &[f32]) -> Result<()>;
 
+    /// Checks that `x` holds states of layer `layer` (by default: the visible check for layer
+    /// 0, finite values elsewhere).
+    fn check_layer_state(&self, layer: usize, x: &[f32]) -> Result<()> {
+        if layer == 0 {
+            self.check_visible_state(x)
+        } else {
+            crate::error::check_finite("chain states", x)
+        }
+    }
+
     /// Told, on the calling thread, before `chain_sweeps` chain-sweeps with the current
     /// parameters, so that the machine can prepare faster products when the work repays it.
     fn expect_sweeps(&self, chain_sweeps: usize) {
@@ -47,6 +57,7 @@ pub trait Machine: Sync {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Clamp {
     units: Vec<usize>,
+    #[serde(with = "crate::io::checked::matrix")]
     values: DMatrix<f32>,
 }
 
@@ -59,6 +70,7 @@ struct Clamp {
 /// Chains serialise with their random streams, so a checkpoint resumes them exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Chains {
+    #[serde(with = "crate::io::checked::matrices")]
     layers: Vec<DMatrix<f32>>,
     streams: Vec<ChainRng>,
     clamp: Option<Clamp>,
@@ -114,9 +126,68 @@ impl Chains {
         if chains == 0 {
             return Err(Error::invalid("number of chains", "0; expected at least 1"));
         }
+        for units in machine.layer_sizes() {
+            crate::error::check_elements("chains (units × chains)", &[units, chains])?;
+        }
         let mut v0 = DMatrix::zeros(machine.layer_sizes()[0], chains);
         machine.sample_unconnected(0, v0.as_mut_slice(), &mut stream(seed, STREAM_START));
         Self::from_visible(machine, v0, seed)
+    }
+
+    /// Checks chains read from a file against `machine` before any use: one matrix per layer of
+    /// the machine's units, every layer with the same number (≥ 1) of chains holding valid
+    /// states, one random stream per block of [`CHAIN_BLOCK`] chains, and clamped units (in
+    /// increasing order, within the visible layer) with one value per unit and chain.
+    pub fn check(&self, machine: &impl Machine) -> Result<()> {
+        self.check_fits(machine, true)
+    }
+
+    /// [`check`](Chains::check), with the states left unchecked if `states` is false (for
+    /// chains whose states are overwritten before they are read, as CD's).
+    pub(crate) fn check_fits(&self, machine: &impl Machine, states: bool) -> Result<()> {
+        let sizes = machine.layer_sizes();
+        let ours: Vec<(usize, usize)> = self.layers.iter().map(|x| x.shape()).collect();
+        let n = ours.first().map_or(0, |s| s.1);
+        let fits = ours.len() == sizes.len()
+            && ours
+                .iter()
+                .zip(&sizes)
+                .all(|(&(rows, cols), &units)| rows == units && cols == n);
+        if !fits || n == 0 {
+            return Err(Error::shape(
+                "chains",
+                format!("layers of {sizes:?} units, each with the same number (≥ 1) of chains"),
+                format!("{ours:?} (units × chains)"),
+            ));
+        }
+        if self.streams.len() != n.div_ceil(CHAIN_BLOCK) {
+            return Err(Error::shape(
+                "chain random streams",
+                format!("{} for {n} chains", n.div_ceil(CHAIN_BLOCK)),
+                self.streams.len(),
+            ));
+        }
+        for (l, x) in self.layers.iter().enumerate().filter(|_| states) {
+            machine.check_layer_state(l, x.as_slice())?;
+        }
+        if let Some(c) = &self.clamp {
+            let increasing = c.units.windows(2).all(|w| w[0] < w[1]);
+            if !increasing || c.units.last().is_some_and(|&u| u >= sizes[0]) {
+                return Err(Error::invalid(
+                    "clamped units",
+                    format!("expected increasing unit indices below {}", sizes[0]),
+                ));
+            }
+            if c.values.shape() != (c.units.len(), n) {
+                return Err(Error::shape(
+                    "clamped values",
+                    format!("{}×{n}", c.units.len()),
+                    format!("{}×{}", c.values.nrows(), c.values.ncols()),
+                ));
+            }
+            crate::error::check_finite("clamped values", c.values.as_slice())?;
+        }
+        Ok(())
     }
 
     /// The number of chains.

@@ -19,6 +19,7 @@ pub struct Rbm<V: Layer, H: Layer> {
     pub(crate) visible: V,
     pub(crate) hidden: H,
     // Private so that every change goes through `weights_mut`, which drops the cache.
+    #[serde(with = "crate::io::checked::matrix")]
     weights: DMatrix<f32>,
     /// `Wᵀ` and subset sums for fast products, made on first use (boxed: it is large, and RBMs
     /// sit inside enums).
@@ -48,6 +49,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
                 format!("{visible_units} visible × {hidden_units} hidden; both must be ≥ 1"),
             ));
         }
+        crate::error::check_elements("RBM size", &[visible_units, hidden_units])?;
         let mut w = DMatrix::zeros(visible_units, hidden_units);
         fill_normal(&mut stream(seed, 0), w.as_mut_slice());
         w.iter_mut().for_each(|x| *x *= 0.01);
@@ -322,30 +324,19 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let mut arrays = crate::io::read_npz(path)?;
-        let mut take = |name: &'static str, dims: usize| {
-            let a = arrays.remove(name).ok_or_else(|| Error::Format {
-                path: path.into(),
-                expected: "RBM .npz",
-                message: format!("no array `{name}`; expected W, b_visible and b_hidden"),
-            })?;
-            if a.shape.len() != dims {
-                return Err(Error::shape(
-                    name,
-                    format!("{dims} dimensions"),
-                    format!("{:?}", a.shape),
-                ));
-            }
-            Ok(a)
+        let mut take = |name: &str| {
+            crate::io::take_npz(
+                &mut arrays,
+                path,
+                name,
+                "RBM .npz",
+                "W, b_visible and b_hidden",
+            )
         };
-        let w = take("W", 2)?;
-        let bv = take("b_visible", 1)?;
-        let bh = take("b_hidden", 1)?;
-        let (nv, nh) = (w.shape[0], w.shape[1]);
-        Rbm::new(
-            V::new(DVector::from_vec(bv.data)),
-            H::new(DVector::from_vec(bh.data)),
-            DMatrix::from_row_slice(nv, nh, &w.data),
-        )
+        let w = take("W")?.into_matrix("W")?;
+        let bv = take("b_visible")?.into_vector("b_visible")?;
+        let bh = take("b_hidden")?.into_vector("b_hidden")?;
+        Rbm::new(V::new(bv), H::new(bh), w)
     }
 }
 
@@ -431,6 +422,10 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
         self.rbm.visible.check_state(v)
     }
 
+    fn check_layer_state(&self, layer: usize, x: &[f32]) -> Result<()> {
+        self.rbm.check_layer_state(layer, x)
+    }
+
     fn expect_sweeps(&self, chain_sweeps: usize) {
         self.rbm.expect_sweeps(chain_sweeps)
     }
@@ -459,6 +454,13 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
 
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {
         self.visible.check_state(v)
+    }
+
+    fn check_layer_state(&self, layer: usize, x: &[f32]) -> Result<()> {
+        match layer {
+            0 => self.visible.check_state(x),
+            _ => self.hidden.check_state(x),
+        }
     }
 
     fn expect_sweeps(&self, chain_sweeps: usize) {

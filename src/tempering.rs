@@ -106,6 +106,49 @@ impl ParallelTempering {
         })
     }
 
+    /// Checks a ladder read from a file against `rbm` before any use: a valid ladder with one
+    /// batch of chains per rung (all of the same size and fitting `rbm`), swap counts for every
+    /// neighbouring pair and finite base biases of the visible layer's size.
+    pub fn check<V: Layer, H: Layer>(&self, rbm: &Rbm<V, H>) -> Result<()> {
+        check_ladder(&self.betas)?;
+        let rungs = self.betas.len();
+        if self.rungs.len() != rungs
+            || self.attempted.len() + 1 != rungs
+            || self.accepted.len() + 1 != rungs
+        {
+            return Err(Error::shape(
+                "parallel tempering",
+                format!("{rungs} rungs of chains and {} swap counts", rungs - 1),
+                format!(
+                    "{} rungs and {} / {} counts",
+                    self.rungs.len(),
+                    self.attempted.len(),
+                    self.accepted.len()
+                ),
+            ));
+        }
+        if self.base.len() != rbm.num_visible() {
+            return Err(Error::shape(
+                "base biases",
+                rbm.num_visible(),
+                self.base.len(),
+            ));
+        }
+        crate::error::check_finite("base biases", self.base.as_slice())?;
+        let chains = self.rungs[0].len();
+        for rung in &self.rungs {
+            rung.check(rbm)?;
+            if rung.len() != chains {
+                return Err(Error::shape(
+                    "parallel tempering rungs",
+                    format!("{chains} chains at every rung"),
+                    rung.len(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The inverse temperatures, from 1 down.
     pub fn betas(&self) -> &[f64] {
         &self.betas
@@ -164,7 +207,7 @@ impl ParallelTempering {
     /// One round of swap attempts between neighbouring rungs.
     fn swap<V: Layer, H: Layer>(&mut self, rbm: &Rbm<V, H>) {
         let parity = (self.rounds % 2) as usize;
-        self.rounds += 1;
+        self.rounds = self.rounds.wrapping_add(1);
         for k in (parity..self.betas.len() - 1).step_by(2) {
             let dbeta = self.betas[k] - self.betas[k + 1];
             let (lo, hi) = self.rungs.split_at_mut(k + 1);
@@ -172,10 +215,10 @@ impl ParallelTempering {
             let gx = scaled_part(rbm, &self.base, x);
             let gy = scaled_part(rbm, &self.base, y);
             for c in 0..x.len() {
-                self.attempted[k] += 1;
+                self.attempted[k] = self.attempted[k].saturating_add(1);
                 let log_ratio = dbeta * (gy[c] - gx[c]);
                 if log_ratio >= 0.0 || f64::from(uniform(&mut self.swaps)).ln() < log_ratio {
-                    self.accepted[k] += 1;
+                    self.accepted[k] = self.accepted[k].saturating_add(1);
                     x.swap_chain(y, c);
                 }
             }

@@ -5,7 +5,7 @@
 mod idx;
 mod mnist;
 
-pub use idx::{Idx, read_idx};
+pub use idx::{Idx, MAX_IDX_BYTES, read_idx};
 pub use mnist::Mnist;
 
 use crate::error::{Error, Result};
@@ -76,20 +76,9 @@ pub fn bars_and_stripes(side: usize) -> Result<DMatrix<f32>> {
 pub fn load_npz_examples(path: impl AsRef<std::path::Path>, name: &str) -> Result<DMatrix<f32>> {
     let path = path.as_ref();
     let mut arrays = crate::io::read_npz(path)?;
-    let array = arrays.remove(name).ok_or_else(|| Error::Format {
-        path: path.into(),
-        expected: "dataset .npz",
-        message: format!("no array `{name}`"),
-    })?;
-    let &[n, units] = array.shape.as_slice() else {
-        return Err(Error::shape(
-            "dataset array",
-            "2 dimensions (examples × units)",
-            format!("{:?}", array.shape),
-        ));
-    };
+    let array = crate::io::take_npz(&mut arrays, path, name, "dataset .npz", name)?;
     // Row-major rows are the examples: exactly the columns of a column-major matrix.
-    let data = DMatrix::from_vec(units, n, array.data);
+    let data = array.into_columns("dataset array (examples × units)")?;
     crate::error::check_finite("dataset", data.as_slice())?;
     Ok(data)
 }

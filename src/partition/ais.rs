@@ -51,6 +51,12 @@ impl Betas {
                 format!("{count}; expected at least 2 (β = 0 and β = 1)"),
             ));
         }
+        if count > MAX_BETAS {
+            return Err(Error::invalid(
+                "number of β",
+                format!("{count}; expected at most {MAX_BETAS}"),
+            ));
+        }
         let intervals = count - 1;
         let paper = [500.0, 4000.0, 10000.0];
         let total: f64 = paper.iter().sum();
@@ -271,11 +277,16 @@ pub fn reverse_ais<V: Layer, H: Layer>(
     Ok(estimate(log_w, log_partition_start(rbm, start), true))
 }
 
+/// The longest AIS schedule [`Betas::three_stage`] makes (the paper's has 14,501 distributions).
+pub const MAX_BETAS: usize = 10_000_000;
+
 fn check<V: Layer, H: Layer>(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize) -> Result<()> {
     rbm.check()?;
     if runs == 0 {
         return Err(Error::invalid("AIS runs", "0; expected at least 1"));
     }
+    crate::error::check_elements("AIS runs (units × runs)", &[rbm.num_visible(), runs])?;
+    crate::error::check_elements("AIS runs (units × runs)", &[rbm.num_hidden(), runs])?;
     if start.visible.len() != rbm.num_visible() {
         return Err(Error::shape(
             "AIS start distribution",

@@ -152,6 +152,9 @@ fn check<V: Layer, H: Layer>(dbm: &Dbm<V, H>, start: &DbmStart<V, H>, runs: usiz
     if runs == 0 {
         return Err(Error::invalid("AIS runs", "0; expected at least 1"));
     }
+    for units in dbm.layer_sizes() {
+        crate::error::check_elements("AIS runs (units × runs)", &[units, runs])?;
+    }
     if start.layers.layer_sizes() != dbm.layer_sizes() {
         return Err(Error::shape(
             "AIS start distribution (units per layer)",

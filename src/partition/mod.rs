@@ -5,7 +5,9 @@ mod conditional;
 mod dbm_ais;
 mod exact;
 
-pub use ais::{AisConfig, AisEstimate, Betas, Start, ais, log_partition_start, reverse_ais};
+pub use ais::{
+    AisConfig, AisEstimate, Betas, MAX_BETAS, Start, ais, log_partition_start, reverse_ais,
+};
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
 pub use dbm_ais::{DbmStart, dbm_ais, dbm_reverse_ais};
 pub use exact::{MAX_ENUMERATED_STATES, exact_samples, log_partition_exact};
@@ -78,6 +80,10 @@ pub fn evaluate<V: Layer, H: Layer>(
         if x.ncols() == 0 {
             return Err(crate::Error::Empty { what });
         }
+        rbm.check_batch(what, x, rbm.num_visible())?;
+        // Log-probabilities are of states: grey levels or other values would give numbers
+        // that mean nothing.
+        rbm.visible().check_state(x.as_slice())?;
     }
     let forward = ais(rbm, start, config, progress)?;
     let log_likelihood = |x: &DMatrix<f32>| -> Result<LogLikelihood> {

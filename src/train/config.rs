@@ -258,6 +258,9 @@ pub struct Sparsity {
     pub decay: f32,
 }
 
+/// The most epochs a configuration may ask for.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
 /// Everything that controls [`train`](super::train).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
@@ -316,8 +319,11 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks every setting; [`train`](super::train) calls it before any work.
     pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
-            return Err(Error::invalid("epochs", "0; expected at least 1"));
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return Err(Error::invalid(
+                "epochs",
+                format!("{}; expected 1 to {MAX_EPOCHS}", self.epochs),
+            ));
         }
         if self.batch_size == 0 {
             return Err(Error::invalid("batch size", "0; expected at least 1"));

@@ -238,6 +238,7 @@ pub struct DbmCheckpoint<V: Layer> {
     dbm: Dbm<V, Bernoulli>,
     epoch: usize,
     config_digest: u64,
+    #[serde(with = "crate::io::checked::matrices")]
     velocity: Vec<DMatrix<f32>>,
     bias_velocity: Vec<DVector<f32>>,
     activity: Vec<DVector<f32>>,
@@ -284,11 +285,18 @@ impl<V: Layer> crate::io::Model for DbmCheckpoint<V> {
             .iter()
             .flatten()
             .all(|x| x.iter().map(|b| b.len()).eq(sizes.iter().copied()));
-        if !fits {
+        if !fits || !super::is_permutation(&self.order) {
             return Err(Error::invalid(
                 "DBM checkpoint",
-                "optimiser state does not fit the model",
+                "optimiser state or example order does not fit the model",
             ));
+        }
+        let vectors = self.bias_velocity.iter().chain(&self.activity);
+        for v in vectors.chain(self.offsets.iter().flatten()) {
+            check_finite("DBM optimiser state", v.as_slice())?;
+        }
+        for v in &self.velocity {
+            check_finite("DBM momentum", v.as_slice())?;
         }
         Ok(())
     }
@@ -306,12 +314,27 @@ pub fn resume_dbm<V: Layer>(
     monitor: impl FnMut(&DbmEpochMetrics),
 ) -> Result<Vec<DbmEpochMetrics>> {
     let saved: DbmCheckpoint<V> = crate::io::load(checkpoint)?;
+    config.validate()?;
     super::check_resumable(
-        saved.config_digest,
+        (saved.config_digest, saved.epoch, saved.order.len()),
         config.digest(),
-        saved.order.len(),
+        config.epochs,
         data,
     )?;
+    saved.chains.check(&saved.dbm)?;
+    if saved.chains.len() != config.chains {
+        return Err(Error::shape(
+            "persistent chains",
+            config.chains,
+            saved.chains.len(),
+        ));
+    }
+    if saved.offsets.is_some() != config.centering.is_some() {
+        return Err(Error::invalid(
+            "centring",
+            "the checkpoint's offsets do not match the configuration's centring",
+        ));
+    }
     *dbm = saved.dbm.clone();
     train_dbm_from(dbm, data, config, Some(saved), monitor)
 }

@@ -8,8 +8,8 @@ mod config;
 mod dbm;
 
 pub use config::{
-    Centering, Checkpointing, FastWeights, LearningRate, Momentum, NegativePhase, Sparsity, Steps,
-    TrainConfig,
+    Centering, Checkpointing, FastWeights, LearningRate, MAX_EPOCHS, Momentum, NegativePhase,
+    Sparsity, Steps, TrainConfig,
 };
 pub use dbm::{
     DbmCheckpoint, DbmEpochMetrics, DbmTrainConfig, Pretrained, pretrain, pretraining_scale,
@@ -98,12 +98,14 @@ pub fn resume<V: Layer, H: Layer>(
     monitor: impl FnMut(&EpochMetrics),
 ) -> Result<Vec<EpochMetrics>> {
     let saved: Checkpoint<V, H> = crate::io::load(checkpoint)?;
+    config.validate()?;
     check_resumable(
-        saved.config_digest,
+        (saved.config_digest, saved.epoch, saved.order.len()),
         config.digest(),
-        saved.order.len(),
+        config.epochs,
         data,
     )?;
+    saved.fits(config)?;
     *rbm = saved.rbm.clone();
     train_scaled(
         rbm,
@@ -116,14 +118,23 @@ pub fn resume<V: Layer, H: Layer>(
     )
 }
 
-/// Checks that a checkpoint written under settings with fingerprint `saved_digest`, over
-/// `saved_examples` examples, can continue under settings `digest` on `data`.
+/// Checks that a checkpoint written under settings with fingerprint `saved_digest` after
+/// `saved_epoch` epochs over `saved_examples` examples can continue under settings `digest` up
+/// to `epochs` epochs on `data`.
 fn check_resumable(
-    saved_digest: u64,
+    (saved_digest, saved_epoch, saved_examples): (u64, usize, usize),
     digest: u64,
-    saved_examples: usize,
+    epochs: usize,
     data: &DMatrix<f32>,
 ) -> Result<()> {
+    if saved_epoch > epochs {
+        return Err(Error::invalid(
+            "epochs",
+            format!(
+                "{epochs}, but the checkpoint has {saved_epoch} epochs done; ask for at least as many"
+            ),
+        ));
+    }
     if saved_digest != digest {
         return Err(Error::invalid(
             "training configuration",
@@ -138,6 +149,14 @@ fn check_resumable(
         ));
     }
     Ok(())
+}
+
+/// Whether `order` holds each of `0, …, order.len() − 1` once.
+fn is_permutation(order: &[usize]) -> bool {
+    let mut seen = vec![false; order.len()];
+    order
+        .iter()
+        .all(|&i| i < seen.len() && !std::mem::replace(&mut seen[i], true))
 }
 
 /// A fingerprint of a settings value (through its `Debug` form).
@@ -191,15 +210,85 @@ impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
             && o.offsets
                 .as_ref()
                 .is_none_or(|c| c.visible.len() == nv && c.hidden.len() == nh);
-        let mut seen = vec![false; self.order.len()];
-        let permutation = self
-            .order
-            .iter()
-            .all(|&i| i < seen.len() && !std::mem::replace(&mut seen[i], true));
-        if !fits || !permutation {
+        if !fits || !is_permutation(&self.order) {
             return Err(Error::invalid(
                 "checkpoint",
                 "optimiser state or example order does not fit the model",
+            ));
+        }
+        check_finite("momentum of the weights", o.vel_w.as_slice())?;
+        check_finite("momentum of the visible biases", o.vel_bv.as_slice())?;
+        check_finite("momentum of the hidden biases", o.vel_bh.as_slice())?;
+        check_finite("sparsity estimates", o.sparsity_q.as_slice())?;
+        if let Some(c) = &o.offsets {
+            check_finite("centring offsets", c.visible.as_slice())?;
+            check_finite("centring offsets", c.hidden.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+impl<V: Layer, H: Layer> Checkpoint<V, H> {
+    /// Checks that the saved state is what `config` trains with: the same negative phase with
+    /// chains that fit the model, and centring offsets exactly when centring.
+    fn fits(&self, config: &TrainConfig) -> Result<()> {
+        let rbm = &self.rbm;
+        let count = |what: &'static str, expected: usize, found: usize| {
+            if expected == found {
+                Ok(())
+            } else {
+                Err(Error::shape(what, expected, found))
+            }
+        };
+        match (&self.sampler, &config.negative) {
+            (Sampler::Restarted(c), NegativePhase::Cd { .. }) => {
+                c.check_fits(rbm, false)?;
+                count("CD chains (the minibatch size)", config.batch_size, c.len())
+            }
+            (Sampler::Persistent(c), NegativePhase::Pcd { chains, .. }) => {
+                c.check(rbm)?;
+                count("persistent chains", *chains, c.len())
+            }
+            (
+                Sampler::Fast {
+                    chains: c, fast, ..
+                },
+                NegativePhase::FastPcd { chains, .. },
+            ) => {
+                c.check(rbm)?;
+                fast.check()?;
+                if fast.weights().shape() != rbm.weights().shape() {
+                    return Err(Error::shape(
+                        "fast weights",
+                        format!("{:?}", rbm.weights().shape()),
+                        format!("{:?}", fast.weights().shape()),
+                    ));
+                }
+                count("persistent chains", *chains, c.len())
+            }
+            (Sampler::Tempering(pt), NegativePhase::Tempering { chains, betas, .. }) => {
+                pt.check(rbm)?;
+                if pt.betas() != betas.as_slice() {
+                    return Err(Error::invalid(
+                        "temperature ladder",
+                        "the checkpoint's differs from the configuration's",
+                    ));
+                }
+                count("chains per temperature", *chains, pt.chains().len())
+            }
+            (saved, _) => Err(Error::invalid(
+                "negative phase",
+                format!(
+                    "the checkpoint holds {} chains; the configuration asks for {:?}",
+                    saved.name(),
+                    config.negative
+                ),
+            )),
+        }?;
+        if self.optimiser.offsets.is_some() != config.centering.is_some() {
+            return Err(Error::invalid(
+                "centring",
+                "the checkpoint's offsets do not match the configuration's centring",
             ));
         }
         Ok(())
@@ -210,6 +299,7 @@ impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
 /// estimate and the centring offsets.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Optimiser {
+    #[serde(with = "crate::io::checked::matrix")]
     vel_w: DMatrix<f32>,
     vel_bv: DVector<f32>,
     vel_bh: DVector<f32>,
@@ -236,6 +326,15 @@ enum Sampler<V: Layer, H: Layer> {
 }
 
 impl<V: Layer, H: Layer> Sampler<V, H> {
+    fn name(&self) -> &'static str {
+        match self {
+            Sampler::Restarted(_) => "CD",
+            Sampler::Persistent(_) => "PCD",
+            Sampler::Fast { .. } => "fast PCD",
+            Sampler::Tempering(_) => "parallel tempering",
+        }
+    }
+
     fn new(rbm: &Rbm<V, H>, config: &TrainConfig, data: &DMatrix<f32>) -> Result<Self> {
         let batch = config.batch_size;
         let seed = stream(config.seed, STREAM_PCD).next_u64();

@@ -15,11 +15,17 @@
 //! Files are written to a temporary file beside the target and renamed into place, so a crash
 //! never leaves a half-written model under the target name.
 
+pub(crate) mod checked;
+mod npz;
+
+pub(crate) use npz::take as take_npz;
+pub use npz::{MAX_NPY_HEADER, MAX_NPZ_ARRAYS, MAX_NPZ_BYTES, NpzArray, read_npz, write_npz};
+
 use crate::error::{Error, Result};
 use serde::{Serialize, de::DeserializeOwned};
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The first bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"BOLTZMN\x1a";
@@ -43,25 +49,113 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
-/// renamed over the target.
+/// Writes `bytes` to `path` atomically: a temporary file of a name no other save uses (this
+/// process's id and a counter) in the same directory, synced, renamed over the target, and the
+/// directory synced so that the rename survives a crash. Temporaries left by earlier saves of
+/// the same target whose process is gone are removed first; a failed save removes its own and
+/// leaves the previous file as it was.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+    static SAVES: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid("file name", format!("{}: names no file", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
     };
-    write().map_err(|e| {
+    remove_stale_temporaries(&dir, &name);
+    let pid = std::process::id();
+    let (tmp, mut file) = loop {
+        let n = SAVES.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{pid}-{n}.tmp"));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    };
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+        return Err(Error::io(path, e));
+    }
+    sync_dir(&dir).map_err(|e| Error::io(&dir, e))
+}
+
+/// Makes a rename in `dir` durable (a no-op where directories cannot be opened).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    if cfg!(unix) {
+        std::fs::File::open(dir)?.sync_all()
+    } else {
+        Ok(())
+    }
+}
+
+/// Removes `.NAME.PID-N.tmp` files in `dir` whose process no longer runs (where `/proc` tells):
+/// what a save interrupted by a kill or a crash left behind.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let proc = Path::new("/proc/self");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    if !proc.exists() {
+        return;
+    }
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        // `PID-N.tmp`, or `tmp-PID` as saves before version 0.1 named them.
+        let pid = match (rest.strip_suffix(".tmp"), rest.strip_prefix("tmp-")) {
+            (Some(own), _) => own
+                .split_once('-')
+                .filter(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|(p, _)| p.parse::<u32>().ok()),
+            (None, Some(old)) => old.parse::<u32>().ok(),
+            (None, None) => None,
+        };
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The most bytes a model or checkpoint file may hold.
+pub const MAX_MODEL_BYTES: u64 = 1 << 34;
+
+/// Reads the file at `path` whole if it holds at most `max` bytes (reading stops there, so that
+/// a device or a growing file cannot make this read forever).
+pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::Format {
+            path: path.into(),
+            expected: "readable",
+            message: format!("more than {max} bytes; files are read up to that size"),
+        });
+    }
+    Ok(bytes)
 }
 
 /// Saves a model to `path` (atomically).
@@ -129,7 +223,7 @@ impl<'a> Reader<'a> {
 /// decoded model itself.
 pub fn load<M: Model>(path: impl AsRef<Path>) -> Result<M> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_bounded(path, MAX_MODEL_BYTES)?;
     let format = |message: String| Error::Format {
         path: path.into(),
         expected: "boltzmann model",
@@ -198,101 +292,4 @@ pub fn load<M: Model>(path: impl AsRef<Path>) -> Result<M> {
         )));
     }
     Ok(model)
-}
-
-/// One array of an `.npz` file, as f32 in C (row-major) order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NpzArray {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-/// Writes arrays (name, shape, data in C order) to an `.npz` file that `numpy.load` reads.
-pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, Vec<u64>, Vec<f32>)]) -> Result<()> {
-    use npyz::WriterBuilder;
-    let path = path.as_ref();
-    let io = |e: std::io::Error| Error::io(path, e);
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, shape, data) in arrays {
-        let mut npy = Vec::new();
-        let mut w = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(shape)
-            .writer(&mut npy)
-            .begin_nd()
-            .map_err(io)?;
-        w.extend(data.iter().copied()).map_err(io)?;
-        w.finish().map_err(io)?;
-        zip.start_file(format!("{name}.npy"), options)
-            .map_err(|e| io(e.into()))?;
-        zip.write_all(&npy).map_err(io)?;
-    }
-    let bytes = zip.finish().map_err(|e| io(e.into()))?.into_inner();
-    write_atomic(path, &bytes)
-}
-
-/// Reads every array of an `.npz` file, converting float32, float64 and uint8 to f32 in C order.
-pub fn read_npz(path: impl AsRef<Path>) -> Result<HashMap<String, NpzArray>> {
-    let path = path.as_ref();
-    let format = |message: String| Error::Format {
-        path: path.into(),
-        expected: "NumPy .npz",
-        message,
-    };
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| format(e.to_string()))?;
-    let mut arrays = HashMap::new();
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).map_err(|e| format(e.to_string()))?;
-        let name = entry.name().map_err(|e| format(e.to_string()))?;
-        let name = name.trim_end_matches(".npy").to_string();
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
-        let array = parse_npy(&bytes).map_err(|e| format(format!("array `{name}`: {e}")))?;
-        arrays.insert(name, array);
-    }
-    Ok(arrays)
-}
-
-fn parse_npy(bytes: &[u8]) -> std::io::Result<NpzArray> {
-    let npy = npyz::NpyFile::new(bytes)?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
-    let order = npy.order();
-    let type_str = match npy.dtype() {
-        npyz::DType::Plain(t) => t.to_string(),
-        other => other.descr(),
-    };
-    let data: Vec<f32> = match type_str.as_str() {
-        "<f4" => npy.into_vec::<f32>()?,
-        "<f8" => npy
-            .into_vec::<f64>()?
-            .into_iter()
-            .map(|x| x as f32)
-            .collect(),
-        "|u1" => npy.into_vec::<u8>()?.into_iter().map(f32::from).collect(),
-        other => {
-            return Err(std::io::Error::other(format!(
-                "dtype {other}; expected float32, float64 or uint8"
-            )));
-        }
-    };
-    let data = match (order, shape.as_slice()) {
-        (npyz::Order::Fortran, &[rows, cols]) => {
-            // Column-major on disk: transpose into C order.
-            (0..rows * cols)
-                .map(|k| data[(k % cols) * rows + k / cols])
-                .collect()
-        }
-        (npyz::Order::Fortran, s) if s.len() > 2 => {
-            return Err(std::io::Error::other(
-                "Fortran-ordered arrays of more than 2 dimensions are not supported",
-            ));
-        }
-        _ => data,
-    };
-    Ok(NpzArray { shape, data })
 }
