@@ -56,16 +56,17 @@ fn main() {
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
+    common::count_in("--runs", args.runs, 1, common::MAX_CHAINS)?;
+    let betas = match args.betas {
+        Some(n) => Betas::three_stage(n)?,
+        None => Betas::paper(),
+    };
     let rbm: Rbm<Bernoulli, Bernoulli> = if args.model.extension().is_some_and(|e| e == "npz") {
         Rbm::load_npz(&args.model)?
     } else {
         Rbm::load(&args.model)?
     };
     let (train, test) = load_data(args.data.as_ref(), args.seed)?;
-    let betas = match args.betas {
-        Some(n) => Betas::three_stage(n)?,
-        None => Betas::paper(),
-    };
     let config = AisConfig {
         runs: args.runs,
         betas,

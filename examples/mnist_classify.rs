@@ -67,12 +67,38 @@ struct Args {
     json: bool,
 }
 
+impl Args {
+    fn config(&self) -> ClassifierConfig {
+        let objective = match self.objective {
+            Kind::Generative => Objective::Generative,
+            Kind::Discriminative => Objective::Discriminative,
+            Kind::Hybrid => Objective::Hybrid {
+                alpha: self.alpha as f32,
+            },
+        };
+        ClassifierConfig {
+            epochs: self.epochs,
+            batch_size: self.batch,
+            learning_rate: LearningRate::InverseTime {
+                initial: self.lr as f32,
+                half_life: 10.0,
+            },
+            objective,
+            seed: self.seed,
+            ..ClassifierConfig::default()
+        }
+    }
+}
+
 fn main() {
     common::main(run);
 }
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
+    let config = args.config();
+    config.validate()?;
+    common::count_in("--hidden", args.hidden, 1, common::MAX_UNITS)?;
     let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
     let (train_all, test) = mnist.binarized(args.seed)?;
     let labels = |l: &[u8]| l.iter().map(|&y| usize::from(y)).collect::<Vec<_>>();
@@ -88,24 +114,6 @@ fn run(args: Args) -> boltzmann::Result<()> {
         source: e,
     })?;
 
-    let objective = match args.objective {
-        Kind::Generative => Objective::Generative,
-        Kind::Discriminative => Objective::Discriminative,
-        Kind::Hybrid => Objective::Hybrid {
-            alpha: args.alpha as f32,
-        },
-    };
-    let config = ClassifierConfig {
-        epochs: args.epochs,
-        batch_size: args.batch,
-        learning_rate: LearningRate::InverseTime {
-            initial: args.lr as f32,
-            half_life: 10.0,
-        },
-        objective,
-        seed: args.seed,
-        ..ClassifierConfig::default()
-    };
     let mut model = ClassRbm::init(Mnist::PIXELS, args.hidden, 10, args.seed)?;
     model.set_input_bias_from_data(&train)?;
     let bar = ProgressBar::new(args.epochs as u64);

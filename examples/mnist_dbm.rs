@@ -154,49 +154,104 @@ fn bar(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
+impl Args {
+    /// The settings of joint training, checkpointing into `out`.
+    fn joint_config(&self, out: &Path) -> DbmTrainConfig {
+        let args = self;
+        DbmTrainConfig {
+            epochs: args.epochs,
+            learning_rate: LearningRate::Geometric {
+                initial: args.lr as f32,
+                factor: args.lr_factor as f32,
+                floor: args.lr_floor as f32,
+            },
+            weight_decay: args.decay as f32,
+            sparsity: common::zero_is_none(args.sparsity_target).map(|target| Sparsity {
+                target: target as f32,
+                cost: args.sparsity_cost as f32,
+                decay: 0.9,
+            }),
+            momentum: Momentum {
+                later: args.momentum as f32,
+                ..Momentum::default()
+            },
+            chains: args.chains,
+            sweeps: args.sweeps,
+            mean_field: MeanField {
+                iterations: args.mf_iters,
+                ..MeanField::default()
+            },
+            binarize: true,
+            centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
+            max_norm: common::zero_is_none(args.max_norm).map(|c| c as f32),
+            chains_from_data: !args.random_chains,
+            seed: args.seed,
+            checkpoint: Some(args.run.checkpointing(out)),
+            ..DbmTrainConfig::default()
+        }
+    }
+
+    /// The settings of each pretrained RBM.
+    fn pretrain_configs(&self) -> Vec<TrainConfig> {
+        (0..self.layers.len())
+            .map(|l| TrainConfig {
+                epochs: self.pretrain_epochs,
+                learning_rate: LearningRate::Constant(self.pretrain_lr as f32),
+                weight_decay: self.pretrain_decay as f32,
+                negative: NegativePhase::Cd {
+                    k: Steps::Constant(1),
+                },
+                binarize: true,
+                seed: self.seed.wrapping_add(l as u64),
+                ..TrainConfig::default()
+            })
+            .collect()
+    }
+
+    /// The AIS settings of the evaluation.
+    fn ais_config(&self) -> boltzmann::Result<AisConfig> {
+        Ok(AisConfig {
+            runs: self.ais_runs,
+            betas: Betas::three_stage(self.ais_betas)?,
+            seed: self.seed,
+        })
+    }
+
+    /// Checks every setting, pretraining's, joint training's and evaluation's, before any work.
+    fn validate(&self, joint: &DbmTrainConfig) -> boltzmann::Result<()> {
+        use common::{MAX_CHAINS, MAX_SWEEPS, MAX_UNITS, count_in};
+        self.run.validate()?;
+        count_in("--layers (how many)", self.layers.len(), 1, 16)?;
+        for &units in &self.layers {
+            count_in("--layers", units, 1, MAX_UNITS)?;
+        }
+        count_in("--chains", self.chains, 1, MAX_CHAINS)?;
+        joint.validate()?;
+        for config in self.pretrain_configs() {
+            config.validate()?;
+        }
+        if !self.no_ais {
+            count_in("--ais-runs", self.ais_runs, 1, MAX_CHAINS)?;
+            self.ais_config()?;
+            if let Some(sweeps) = self.reverse_ais {
+                count_in("--reverse-ais", sweeps, 0, MAX_SWEEPS)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
     let args = match &args.run.resume {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args,
     };
+    let config = args.joint_config(&args.run.out_path("mnist_dbm"));
+    args.validate(&config)?;
     let out = args.run.out_dir("mnist_dbm")?;
     let mnist = Mnist::load(Mnist::shipped_dir())?;
     common::save_args(&out, &args)?;
-    let config = DbmTrainConfig {
-        epochs: args.epochs,
-        learning_rate: LearningRate::Geometric {
-            initial: args.lr as f32,
-            factor: args.lr_factor as f32,
-            floor: args.lr_floor as f32,
-        },
-        weight_decay: args.decay as f32,
-        sparsity: args
-            .sparsity_target
-            .filter(|&p| p > 0.0)
-            .map(|target| Sparsity {
-                target: target as f32,
-                cost: args.sparsity_cost as f32,
-                decay: 0.9,
-            }),
-        momentum: Momentum {
-            later: args.momentum as f32,
-            ..Momentum::default()
-        },
-        chains: args.chains,
-        sweeps: args.sweeps,
-        mean_field: MeanField {
-            iterations: args.mf_iters,
-            ..MeanField::default()
-        },
-        binarize: true,
-        centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
-        max_norm: args.max_norm.filter(|&c| c > 0.0).map(|c| c as f32),
-        chains_from_data: !args.random_chains,
-        seed: args.seed,
-        checkpoint: Some(args.run.checkpointing(&out)),
-        ..DbmTrainConfig::default()
-    };
     fn report(progress: &ProgressBar) -> impl FnMut(&DbmEpochMetrics) + '_ {
         move |m| {
             progress.suspend(|| {
@@ -236,21 +291,9 @@ fn run(args: Args) -> boltzmann::Result<()> {
 
 /// Greedy pretraining of the stack, composed into a DBM.
 fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli>> {
-    let configs: Vec<TrainConfig> = (0..args.layers.len())
-        .map(|l| TrainConfig {
-            epochs: args.pretrain_epochs,
-            learning_rate: LearningRate::Constant(args.pretrain_lr as f32),
-            weight_decay: args.pretrain_decay as f32,
-            negative: NegativePhase::Cd {
-                k: Steps::Constant(1),
-            },
-            binarize: true,
-            seed: args.seed + l as u64,
-            ..TrainConfig::default()
-        })
-        .collect();
+    let configs = args.pretrain_configs();
     let progress = bar(
-        args.pretrain_epochs * args.layers.len(),
+        args.pretrain_epochs.saturating_mul(args.layers.len()),
         "pretraining epoch",
     );
     let pretrained = pretrain::<Bernoulli>(
@@ -309,11 +352,7 @@ fn finish(
         None
     } else {
         let (train_bin, test_bin) = mnist.binarized(args.seed)?;
-        let ais_config = AisConfig {
-            runs: args.ais_runs,
-            betas: Betas::three_stage(args.ais_betas)?,
-            seed: args.seed,
-        };
+        let ais_config = args.ais_config()?;
         let progress = bar(args.ais_betas - 1, "AIS β steps");
         let mean_field = MeanField {
             iterations: args.mf_iters,
@@ -436,4 +475,18 @@ fn finish(
         println!("{json}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_args_json_is_refused_with_an_error() {
+        let defaults = Args::parse_from(["mnist_dbm"]);
+        common::fuzz_args_json(&defaults, |args: Args| {
+            let config = args.joint_config(Path::new("out"));
+            args.validate(&config)
+        });
+    }
 }

@@ -133,10 +133,23 @@ fn run(args: Args) -> boltzmann::Result<()> {
             format!("{}; expected a value in (0, 1)", args.fraction),
         ));
     }
+    common::count_in("--examples", args.examples, 1, common::MAX_CHAINS)?;
+    common::count_in("--burn-in", args.burn_in, 0, common::MAX_SWEEPS)?;
+    common::count_in("--average", args.average, 1, common::MAX_SWEEPS)?;
     let model = Model::load(&args.model)?;
     let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
     let (_, test) = mnist.binarized(args.seed)?;
-    let n = args.examples.clamp(1, test.ncols());
+    if args.examples > test.ncols() {
+        return Err(Error::invalid(
+            "--examples",
+            format!(
+                "{}; the test set has {} digits",
+                args.examples,
+                test.ncols()
+            ),
+        ));
+    }
+    let n = args.examples;
     let truth = test.columns(0, n).into_owned();
     std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
         path: args.out.clone(),
@@ -177,13 +190,13 @@ fn run(args: Args) -> boltzmann::Result<()> {
         bar.inc(1);
     }
     let mut completion = DMatrix::zeros(Mnist::PIXELS, n);
-    for _ in 0..args.average.max(1) {
+    for _ in 0..args.average {
         model.sweep(&mut chains, 1)?;
         completion += model.visible_mean(&chains)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    completion /= args.average.max(1) as f32;
+    completion /= args.average as f32;
     for (i, &o) in observed.iter().enumerate() {
         if o {
             completion.row_mut(i).copy_from(&truth.row(i));

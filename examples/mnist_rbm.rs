@@ -14,8 +14,8 @@ use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate};
 use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
-    Centering, EpochMetrics, FastWeights, LearningRate, NegativePhase, Steps, TrainConfig, resume,
-    train,
+    Centering, Checkpoint, EpochMetrics, FastWeights, LearningRate, NegativePhase, Steps,
+    TrainConfig, resume, train,
 };
 use boltzmann::{Bernoulli, Chains, Rbm};
 use clap::Parser;
@@ -136,6 +136,58 @@ impl Args {
     }
 }
 
+impl Args {
+    /// The training settings, checkpointing into `out`.
+    fn train_config(&self, out: &Path) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch,
+            learning_rate: LearningRate::Constant(self.lr as f32),
+            negative: self.negative_phase().1,
+            binarize: true,
+            centering: self.centering.map(|rate| Centering { rate: rate as f32 }),
+            seed: self.seed,
+            checkpoint: Some(self.run.checkpointing(out)),
+            ..TrainConfig::default()
+        }
+    }
+
+    /// The AIS settings of the evaluation.
+    fn ais_config(&self) -> boltzmann::Result<AisConfig> {
+        Ok(AisConfig {
+            runs: self.ais_runs,
+            betas: match self.ais_betas {
+                Some(n) => Betas::three_stage(n)?,
+                None => Betas::paper(),
+            },
+            seed: self.seed,
+        })
+    }
+
+    /// Checks every setting before any work, so that a bad one costs nothing.
+    fn validate(&self, config: &TrainConfig) -> boltzmann::Result<()> {
+        use common::{MAX_CHAINS, MAX_SWEEPS, MAX_UNITS, count_in, number_in};
+        self.run.validate()?;
+        count_in("--hidden", self.hidden, 1, MAX_UNITS)?;
+        count_in("--chains", self.chains, 1, MAX_CHAINS)?;
+        count_in("--batch", self.batch, 1, MAX_CHAINS)?;
+        count_in("--pt-rungs", self.pt_rungs, 2, 1000)?;
+        number_in("--fast-lr", self.fast_lr, 0.0, 1.0)?;
+        count_in("--sample-sweeps", self.sample_sweeps, 2, MAX_SWEEPS)?;
+        // The sampling trace holds one free energy per chain and recorded sweep.
+        let recorded = self
+            .chains
+            .saturating_mul(self.sample_sweeps - self.sample_sweeps / 2);
+        count_in("--chains × --sample-sweeps / 2", recorded, 1, 1 << 28)?;
+        config.validate()?;
+        if !self.no_ais {
+            count_in("--ais-runs", self.ais_runs, 1, MAX_CHAINS)?;
+            self.ais_config()?;
+        }
+        Ok(())
+    }
+}
+
 /// The settings of the run in `dir` with this invocation's epochs and output options.
 fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
     let saved: Args = common::load_args(dir, "mnist_rbm settings")?;
@@ -157,22 +209,28 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args,
     };
+    let config = args.train_config(&args.run.out_path("mnist_rbm"));
+    args.validate(&config)?;
+    if let Some(dir) = &args.run.resume {
+        // The checkpoint's model must be the one the settings describe.
+        let saved: Checkpoint<Bernoulli, Bernoulli> =
+            boltzmann::io::load(dir.join("checkpoint.bin"))?;
+        if saved.rbm().num_hidden() != args.hidden {
+            return Err(boltzmann::Error::shape(
+                "hidden units of the checkpoint",
+                format!(
+                    "{} as in {}",
+                    args.hidden,
+                    dir.join(common::ARGS_FILE).display()
+                ),
+                saved.rbm().num_hidden(),
+            ));
+        }
+    }
     let out = args.run.out_dir("mnist_rbm")?;
     let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
-    let (phase, negative) = args.negative_phase();
+    let phase = args.negative_phase().0;
     let lr = args.lr;
-    let config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch,
-        learning_rate: LearningRate::Constant(lr as f32),
-        negative,
-        binarize: true,
-        centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
-        seed: args.seed,
-        checkpoint: Some(args.run.checkpointing(&out)),
-        ..TrainConfig::default()
-    };
-    config.validate()?;
     common::save_args(&out, &args)?;
     let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(Mnist::PIXELS, args.hidden, args.seed)?;
 
@@ -227,7 +285,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         "sampling: free-energy autocorrelation time {:.1} sweeps, effective sample size {:.0} of {} draws",
         trace.integrated_autocorrelation_time(),
         trace.effective_sample_size(),
-        args.chains * (args.sample_sweeps - burn_in)
+        args.chains.saturating_mul(args.sample_sweeps - burn_in)
     );
     save_tile_grid(
         out.join("samples.png"),
@@ -236,7 +294,10 @@ fn run(args: Args) -> boltzmann::Result<()> {
         10,
         Scale::Unit,
     )?;
-    let filters = rbm.weights().columns(0, args.hidden.min(100)).into_owned();
+    let filters = rbm
+        .weights()
+        .columns(0, rbm.num_hidden().min(100))
+        .into_owned();
     save_tile_grid(
         out.join("filters.png"),
         &filters,
@@ -255,14 +316,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         None
     } else {
         let (train_bin, test_bin) = mnist.binarized(args.seed)?;
-        let config = AisConfig {
-            runs: args.ais_runs,
-            betas: match args.ais_betas {
-                Some(n) => Betas::three_stage(n)?,
-                None => Betas::paper(),
-            },
-            seed: args.seed,
-        };
+        let config = args.ais_config()?;
         let start = Start::base_rate_default(&train_bin)?;
         let bar = ProgressBar::new(config.betas.len() as u64 - 1);
         bar.set_style(
@@ -319,4 +373,18 @@ fn run(args: Args) -> boltzmann::Result<()> {
         println!("{json}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_args_json_is_refused_with_an_error() {
+        let defaults = Args::parse_from(["mnist_rbm"]);
+        common::fuzz_args_json(&defaults, |args: Args| {
+            let config = args.train_config(Path::new("out"));
+            args.validate(&config)
+        });
+    }
 }

@@ -436,6 +436,45 @@ impl Default for ClassifierConfig {
     }
 }
 
+impl ClassifierConfig {
+    /// Checks every setting; [`train_classifier`] calls it before any work.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=crate::train::MAX_EPOCHS).contains(&self.epochs) || self.batch_size == 0 {
+            return Err(Error::invalid(
+                "classifier training",
+                format!(
+                    "{} epochs, batches of {}; expected 1 to {} epochs and batches of ≥ 1",
+                    self.epochs,
+                    self.batch_size,
+                    crate::train::MAX_EPOCHS
+                ),
+            ));
+        }
+        self.learning_rate.validate()?;
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::invalid(
+                "momentum",
+                format!("{}; expected a value in [0, 1)", self.momentum),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(
+                "weight decay",
+                format!("{}; expected a finite value ≥ 0", self.weight_decay),
+            ));
+        }
+        if let Objective::Hybrid { alpha } = self.objective
+            && !(alpha.is_finite() && alpha >= 0.0)
+        {
+            return Err(Error::invalid(
+                "hybrid weight α",
+                format!("{alpha}; expected a finite value ≥ 0"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What [`train_classifier`] reports after each epoch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassifierEpoch {
@@ -457,25 +496,17 @@ pub fn train_classifier(
     config: &ClassifierConfig,
     mut monitor: impl FnMut(&ClassifierEpoch),
 ) -> Result<Vec<ClassifierEpoch>> {
+    config.validate()?;
     model.check()?;
     model.check_inputs(x, Some(labels))?;
     if let Some((hx, hy)) = held_out {
         model.check_inputs(hx, Some(hy))?;
     }
     let n = x.ncols();
-    if config.epochs == 0 || config.batch_size == 0 || config.batch_size > n {
+    if config.batch_size > n {
         return Err(Error::invalid(
-            "classifier training",
-            format!(
-                "{} epochs, batches of {} for {n} examples; expected ≥ 1 epoch and 1 ≤ batch ≤ examples",
-                config.epochs, config.batch_size
-            ),
-        ));
-    }
-    if !(0.0..1.0).contains(&config.momentum) {
-        return Err(Error::invalid(
-            "momentum",
-            format!("{}; expected a value in [0, 1)", config.momentum),
+            "batch size",
+            format!("{} exceeds the {n} training examples", config.batch_size),
         ));
     }
     let mut velocity = ClassGradient::zeros(model);

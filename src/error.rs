@@ -98,7 +98,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn shape(what: &'static str, expected: impl ToString, found: impl ToString) -> Self {
+    /// An [`Error::Shape`] for `what`.
+    pub fn shape(what: &'static str, expected: impl ToString, found: impl ToString) -> Self {
         Error::Shape {
             what,
             expected: expected.to_string(),

@@ -107,9 +107,9 @@ fn npz_export_then_import_is_exact() {
     assert_eq!(bits(&rbm), bits(&back));
     // W is stored visible × hidden in C order, as NumPy users expect.
     let arrays = read_npz(dir.join("m.npz")).unwrap();
-    assert_eq!(arrays["W"].shape, vec![13, 7]);
-    assert_eq!(arrays["W"].data[1], rbm.weights()[(0, 1)]);
-    assert_eq!(arrays["b_hidden"].shape, vec![7]);
+    assert_eq!(arrays["W"].shape(), &[13, 7]);
+    assert_eq!(arrays["W"].data()[1], rbm.weights()[(0, 1)]);
+    assert_eq!(arrays["b_hidden"].shape(), &[7]);
 }
 
 /// Writes an .npz of float64 arrays, as NumPy writes published weights.
@@ -216,4 +216,54 @@ fn idx_files_are_checked() {
         let err = read_idx(write(name, &bytes)).unwrap_err();
         assert!(matches!(err, Error::Format { .. }), "{name}: {err}");
     }
+}
+
+/// A save never touches the target until its rename: temporaries left by saves that were
+/// killed are removed by the next save (only those of processes that are gone), and a save that
+/// fails removes its own and leaves the previous file as it was.
+#[test]
+fn interrupted_and_failed_saves_leave_the_previous_file() {
+    let dir = TempDir::new("test-atomic");
+    let path = dir.join("m.bin");
+    let first = random_rbm::<Bernoulli, Bernoulli>(6, 4, 0.7, 85);
+    first.save(&path).unwrap();
+    let saved = std::fs::read(&path).unwrap();
+    // What killed saves leave behind: a half-written temporary (this naming and the one of
+    // earlier versions) of a process that no longer runs, beside one of this live process.
+    let dead = (100_000u32..).find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+    let dead = dead.unwrap();
+    let live = format!(".m.bin.{}-99.tmp", std::process::id());
+    for name in [
+        format!(".m.bin.{dead}-0.tmp"),
+        format!(".m.bin.tmp-{dead}"),
+        live.clone(),
+    ] {
+        std::fs::write(dir.join(name), &saved[..saved.len() / 2]).unwrap();
+    }
+    assert_eq!(Rbm::<Bernoulli, Bernoulli>::load(&path).unwrap(), first);
+    let second = random_rbm::<Bernoulli, Bernoulli>(6, 4, 0.7, 86);
+    second.save(&path).unwrap();
+    assert_eq!(Rbm::<Bernoulli, Bernoulli>::load(&path).unwrap(), second);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![live.clone(), "m.bin".to_string()]);
+    std::fs::remove_file(dir.join(&live)).unwrap();
+
+    // A save whose rename fails (the target is a directory) leaves no temporary behind.
+    let blocked = dir.join("blocked.bin");
+    std::fs::create_dir(&blocked).unwrap();
+    std::fs::write(blocked.join("keep"), b"x").unwrap();
+    assert!(matches!(first.save(&blocked), Err(Error::Io { .. })));
+    // Neither failed save touched the model beside them.
+    assert_eq!(Rbm::<Bernoulli, Bernoulli>::load(&path).unwrap(), second);
+    assert!(first.save(dir.join("missing/m.bin")).is_err());
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["blocked.bin", "m.bin"]);
 }

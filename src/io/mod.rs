@@ -54,7 +54,7 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 /// directory synced so that the rename survives a crash. Temporaries left by earlier saves of
 /// the same target whose process is gone are removed first; a failed save removes its own and
 /// leaves the previous file as it was.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static SAVES: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()

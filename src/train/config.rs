@@ -120,13 +120,12 @@ impl NegativePhase {
             ));
         }
         if let NegativePhase::FastPcd { fast, .. } = self {
-            let ok = fast.learning_rate.is_finite()
-                && fast.learning_rate >= 0.0
-                && (0.0..1.0).contains(&fast.decay);
+            // A fast rate above 1 only drives the fast weights to infinity.
+            let ok = (0.0..=1.0).contains(&fast.learning_rate) && (0.0..1.0).contains(&fast.decay);
             if !ok {
                 return Err(Error::invalid(
                     "fast weights",
-                    format!("{fast:?}; expected a learning rate ≥ 0 and a decay in [0, 1)"),
+                    format!("{fast:?}; expected a learning rate in [0, 1] and a decay in [0, 1)"),
                 ));
             }
         }
@@ -192,7 +191,7 @@ impl LearningRate {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let positive = |x: f32| x.is_finite() && x > 0.0;
         let ok = match *self {
             LearningRate::Constant(lr) => positive(lr),

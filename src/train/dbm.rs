@@ -81,7 +81,7 @@ pub fn pretrain<V: Layer>(
     for l in 2..=layers {
         let scale = pretraining_scale(l, layers);
         let mut rbm: Rbm<Bernoulli, Bernoulli> =
-            Rbm::init(hidden[l - 2], hidden[l - 1], seed + l as u64)?;
+            Rbm::init(hidden[l - 2], hidden[l - 1], seed.wrapping_add(l as u64))?;
         train_scaled(&mut rbm, scale, &below, None, &configs[l - 1], None, |m| {
             monitor(l, m)
         })?;

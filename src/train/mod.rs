@@ -590,7 +590,11 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
             Ok(())
         })?;
         let seconds = start.elapsed().as_secs_f64();
-        if let Some(what) = non_finite(rbm) {
+        let fast = match &run.sampler {
+            Sampler::Fast { fast, .. } => non_finite(fast).map(|_| "fast weights"),
+            _ => None,
+        };
+        if let Some(what) = non_finite(rbm).or(fast) {
             *rbm = before;
             return Err(Error::Diverged { epoch, what });
         }
