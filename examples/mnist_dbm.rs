@@ -226,12 +226,22 @@ impl Args {
             count_in("--layers", units, 1, MAX_UNITS)?;
         }
         count_in("--chains", self.chains, 1, MAX_CHAINS)?;
+        let units = Mnist::PIXELS + self.layers.iter().sum::<usize>();
+        // Weights (and their velocities) of each coupling.
+        let sizes: Vec<usize> = std::iter::once(Mnist::PIXELS)
+            .chain(self.layers.iter().copied())
+            .collect();
+        for pair in sizes.windows(2) {
+            common::fits_memory("--layers (a coupling's weights)", pair[0], 2 * pair[1])?;
+        }
+        common::fits_memory("--chains", self.chains, units)?;
         joint.validate()?;
         for config in self.pretrain_configs() {
             config.validate()?;
         }
         if !self.no_ais {
             count_in("--ais-runs", self.ais_runs, 1, MAX_CHAINS)?;
+            common::fits_memory("--ais-runs", self.ais_runs, units)?;
             self.ais_config()?;
             if let Some(sweeps) = self.reverse_ais {
                 count_in("--reverse-ais", sweeps, 0, MAX_SWEEPS)?;

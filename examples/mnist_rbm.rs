@@ -14,8 +14,8 @@ use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate};
 use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
-    Centering, Checkpoint, EpochMetrics, FastWeights, LearningRate, NegativePhase, Steps,
-    TrainConfig, resume, train,
+    Centering, Checkpoint, EpochMetrics, FastWeights, LearningRate, Momentum, NegativePhase,
+    Sparsity, Steps, TrainConfig, resume, train,
 };
 use boltzmann::{Bernoulli, Chains, Rbm};
 use clap::Parser;
@@ -28,6 +28,8 @@ use std::time::Instant;
 /// minibatch) by CD-k, PCD, fast PCD or parallel tempering (PT) as the negative phase.
 #[derive(Parser, Debug, Serialize, Deserialize)]
 #[command(version, about)]
+// Settings missing from an older run's args.json take today's defaults.
+#[serde(default)]
 struct Args {
     /// Hidden units.
     #[arg(long, default_value_t = 500)]
@@ -64,9 +66,44 @@ struct Args {
     /// Minibatch size.
     #[arg(long, default_value_t = 100)]
     batch: usize,
-    /// Learning rate (with momentum 0.5, then 0.9 from epoch 6).
+    /// (Initial) learning rate.
     #[arg(long, default_value_t = 0.002)]
     lr: f64,
+    /// How the learning rate changes over the epochs.
+    #[arg(long, value_enum, default_value_t = Schedule::Constant)]
+    lr_schedule: Schedule,
+    /// Epochs after which the inverse-time schedule has halved the rate.
+    #[arg(long, default_value_t = 10.0)]
+    lr_half_life: f64,
+    /// Factor per epoch of the geometric schedule.
+    #[arg(long, default_value_t = 0.98)]
+    lr_factor: f64,
+    /// The geometric schedule's rate never falls below this.
+    #[arg(long, default_value_t = 1e-5)]
+    lr_floor: f64,
+    /// Momentum of the first epochs (before --momentum-switch).
+    #[arg(long, default_value_t = 0.5)]
+    momentum_initial: f64,
+    /// Momentum from epoch --momentum-switch on.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// The epoch (from 1) at which the momentum changes.
+    #[arg(long, default_value_t = 6)]
+    momentum_switch: usize,
+    /// L2 decay of the weights.
+    #[arg(long, default_value_t = 2e-4)]
+    weight_decay: f64,
+    /// A target for the hidden units' mean activity (Hinton's guide, section 11); none if
+    /// absent.
+    #[arg(long, value_name = "P")]
+    sparsity_target: Option<f64>,
+    /// Strength of the sparsity penalty (with --sparsity-target).
+    #[arg(long, default_value_t = 0.1)]
+    sparsity_cost: f64,
+    /// Let k grow linearly from the K of --cd/--pcd/--fpcd/--pt (epoch 1) to this (last epoch),
+    /// as Salakhutdinov & Murray's CD schedule did from 1 to 25.
+    #[arg(long, value_name = "K")]
+    k_final: Option<usize>,
     /// Master seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -90,9 +127,57 @@ struct Args {
     run: common::RunOptions,
 }
 
+/// Learning-rate schedules ([`LearningRate`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Schedule {
+    /// The same rate in every epoch.
+    #[default]
+    Constant,
+    /// `lr / (1 + (epoch − 1) / half-life)`.
+    InverseTime,
+    /// `max(lr · factor^(epoch − 1), floor)`.
+    Geometric,
+    /// Linearly down towards zero over the run.
+    Linear,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args::parse_from(["mnist_rbm"])
+    }
+}
+
 impl Args {
+    fn learning_rate(&self) -> LearningRate {
+        let initial = self.lr as f32;
+        match self.lr_schedule {
+            Schedule::Constant => LearningRate::Constant(initial),
+            Schedule::InverseTime => LearningRate::InverseTime {
+                initial,
+                half_life: self.lr_half_life as f32,
+            },
+            Schedule::Geometric => LearningRate::Geometric {
+                initial,
+                factor: self.lr_factor as f32,
+                floor: self.lr_floor as f32,
+            },
+            Schedule::Linear => LearningRate::Linear {
+                initial,
+                epochs: self.epochs,
+            },
+        }
+    }
+
     fn negative_phase(&self) -> (&'static str, NegativePhase) {
-        let constant = |k: Option<usize>| Steps::Constant(k.unwrap_or(1));
+        let constant = |k: Option<usize>| match self.k_final {
+            Some(to) => Steps::Linear {
+                from: k.unwrap_or(1),
+                to,
+                epochs: self.epochs,
+            },
+            None => Steps::Constant(k.unwrap_or(1)),
+        };
         let chains = self.chains;
         if self.pcd.is_some() {
             (
@@ -142,7 +227,18 @@ impl Args {
         TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch,
-            learning_rate: LearningRate::Constant(self.lr as f32),
+            learning_rate: self.learning_rate(),
+            momentum: Momentum {
+                initial: self.momentum_initial as f32,
+                later: self.momentum as f32,
+                switch_epoch: self.momentum_switch,
+            },
+            weight_decay: self.weight_decay as f32,
+            sparsity: self.sparsity_target.map(|target| Sparsity {
+                target: target as f32,
+                cost: self.sparsity_cost as f32,
+                decay: 0.9,
+            }),
             negative: self.negative_phase().1,
             binarize: true,
             centering: self.centering.map(|rate| Centering { rate: rate as f32 }),
@@ -164,8 +260,10 @@ impl Args {
         })
     }
 
-    /// Checks every setting before any work, so that a bad one costs nothing.
-    fn validate(&self, config: &TrainConfig) -> boltzmann::Result<()> {
+    /// Checks every setting before any work, so that a bad one costs nothing, and gives the
+    /// training settings (checkpointing into `out`). The counts are checked before the
+    /// configuration is built from them.
+    fn validate(&self, out: &Path) -> boltzmann::Result<TrainConfig> {
         use common::{MAX_CHAINS, MAX_SWEEPS, MAX_UNITS, count_in, number_in};
         self.run.validate()?;
         count_in("--hidden", self.hidden, 1, MAX_UNITS)?;
@@ -174,17 +272,24 @@ impl Args {
         count_in("--pt-rungs", self.pt_rungs, 2, 1000)?;
         number_in("--fast-lr", self.fast_lr, 0.0, 1.0)?;
         count_in("--sample-sweeps", self.sample_sweeps, 2, MAX_SWEEPS)?;
-        // The sampling trace holds one free energy per chain and recorded sweep.
-        let recorded = self
-            .chains
-            .saturating_mul(self.sample_sweeps - self.sample_sweeps / 2);
-        count_in("--chains × --sample-sweeps / 2", recorded, 1, 1 << 28)?;
-        config.validate()?;
+        let units = Mnist::PIXELS + self.hidden;
+        let rungs = if self.pt.is_some() { self.pt_rungs } else { 1 };
+        common::fits_memory(
+            "--chains (× --pt-rungs)",
+            self.chains.saturating_mul(rungs),
+            units,
+        )?;
+        // The sampling trace holds one free energy (f64) per chain and recorded sweep.
+        let recorded = self.sample_sweeps - self.sample_sweeps / 2;
+        common::fits_memory("--chains × --sample-sweeps / 2", self.chains, 2 * recorded)?;
         if !self.no_ais {
             count_in("--ais-runs", self.ais_runs, 1, MAX_CHAINS)?;
+            common::fits_memory("--ais-runs", self.ais_runs, units)?;
             self.ais_config()?;
         }
-        Ok(())
+        let config = self.train_config(out);
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -209,8 +314,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args,
     };
-    let config = args.train_config(&args.run.out_path("mnist_rbm"));
-    args.validate(&config)?;
+    let config = args.validate(&args.run.out_path("mnist_rbm"))?;
     if let Some(dir) = &args.run.resume {
         // The checkpoint's model must be the one the settings describe.
         let saved: Checkpoint<Bernoulli, Bernoulli> =
@@ -349,6 +453,11 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "k": config.negative.steps(args.epochs),
             "batch": args.batch,
             "lr": lr,
+            "lr_schedule": args.lr_schedule,
+            "momentum": [args.momentum_initial, args.momentum],
+            "momentum_switch": args.momentum_switch,
+            "weight_decay": args.weight_decay,
+            "sparsity_target": args.sparsity_target,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
             "train_seconds": train_seconds,
@@ -383,8 +492,17 @@ mod tests {
     fn hostile_args_json_is_refused_with_an_error() {
         let defaults = Args::parse_from(["mnist_rbm"]);
         common::fuzz_args_json(&defaults, |args: Args| {
-            let config = args.train_config(Path::new("out"));
-            args.validate(&config)
+            args.validate(Path::new("out")).map(drop)
         });
+    }
+
+    /// An args.json the fuzzer found: 2⁶⁴ − 1 tempering rungs, which were allocated before the
+    /// count was checked.
+    #[test]
+    fn a_huge_ladder_is_refused_before_it_is_built() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/args-pt-rungs");
+        let args: Args = common::load_args(&dir, "mnist_rbm settings").unwrap();
+        let err = args.validate(Path::new("out")).unwrap_err();
+        assert!(err.to_string().contains("--pt-rungs"), "{err}");
     }
 }

@@ -358,3 +358,45 @@ fn bad_settings_and_data_are_typed_errors() {
         Error::Invalid { .. }
     ));
 }
+
+/// Each learning-rate schedule gives its formula's rate, and bad parameters are refused.
+#[test]
+fn learning_rate_schedules_follow_their_formulas() {
+    use boltzmann::train::LearningRate;
+    let linear = LearningRate::Linear {
+        initial: 0.1,
+        epochs: 4,
+    };
+    let rates: Vec<f32> = (1..=6).map(|e| linear.at(e)).collect();
+    assert_eq!(rates, vec![0.1, 0.075, 0.05, 0.025, 0.025, 0.025]);
+    let inverse = LearningRate::InverseTime {
+        initial: 0.1,
+        half_life: 2.0,
+    };
+    assert_eq!(inverse.at(3), 0.05);
+    let geometric = LearningRate::Geometric {
+        initial: 0.1,
+        factor: 0.5,
+        floor: 0.02,
+    };
+    assert_eq!(
+        [geometric.at(1), geometric.at(2), geometric.at(4)],
+        [0.1, 0.05, 0.02]
+    );
+    for bad in [
+        LearningRate::Linear {
+            initial: 0.1,
+            epochs: 0,
+        },
+        LearningRate::Linear {
+            initial: f32::NAN,
+            epochs: 3,
+        },
+    ] {
+        let config = TrainConfig {
+            learning_rate: bad,
+            ..TrainConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -50,12 +50,17 @@ pub fn load_args<A: DeserializeOwned>(dir: &Path, what: &'static str) -> boltzma
 
 /// Checks that the count given by `flag` lies in `min..=max`.
 pub fn count_in(flag: &'static str, value: usize, min: usize, max: usize) -> boltzmann::Result<()> {
+    let expected = if max == usize::MAX {
+        format!("at least {min}")
+    } else {
+        format!("{min} to {max}")
+    };
     if (min..=max).contains(&value) {
         Ok(())
     } else {
         Err(Error::invalid(
             flag,
-            format!("{value}; expected {min} to {max}"),
+            format!("{value}; expected {expected}"),
         ))
     }
 }
@@ -77,6 +82,24 @@ pub fn number_in(flag: &'static str, value: f64, min: f64, max: f64) -> boltzman
 pub const MAX_UNITS: usize = 100_000;
 pub const MAX_CHAINS: usize = 100_000;
 pub const MAX_SWEEPS: usize = 10_000_000;
+
+/// The most values (f32) the chains, AIS runs or traces that the settings ask for may hold
+/// together (8 GiB), so that settings beyond the machine fail at the door.
+pub const MAX_STATE_VALUES: usize = 1 << 31;
+
+/// Checks that `what`, which holds `count` values of `units` each, stays within
+/// [`MAX_STATE_VALUES`].
+pub fn fits_memory(what: &'static str, count: usize, units: usize) -> boltzmann::Result<()> {
+    match count.checked_mul(units) {
+        Some(n) if n <= MAX_STATE_VALUES => Ok(()),
+        _ => Err(Error::invalid(
+            what,
+            format!(
+                "{count} × {units} values; at most {MAX_STATE_VALUES} are allowed (lower the counts)"
+            ),
+        )),
+    }
+}
 
 /// An optional setting where 0 means "none".
 pub fn zero_is_none(value: Option<f64>) -> Option<f64> {

@@ -174,6 +174,9 @@ pub enum LearningRate {
         factor: f32,
         floor: f32,
     },
+    /// `initial · (epochs + 1 − epoch) / epochs`: linearly down towards zero over `epochs`
+    /// epochs (Tieleman 2008 for PCD), `initial / epochs` in the last and after it.
+    Linear { initial: f32, epochs: usize },
 }
 
 impl LearningRate {
@@ -188,6 +191,10 @@ impl LearningRate {
                 factor,
                 floor,
             } => (initial * factor.powf(t)).max(floor),
+            LearningRate::Linear { initial, epochs } => {
+                let left = epochs.saturating_sub(epoch.saturating_sub(1)).max(1);
+                initial * left as f32 / epochs.max(1) as f32
+            }
         }
     }
 
@@ -203,6 +210,7 @@ impl LearningRate {
                 factor,
                 floor,
             } => positive(initial) && positive(factor) && factor <= 1.0 && positive(floor),
+            LearningRate::Linear { initial, epochs } => positive(initial) && epochs >= 1,
         };
         if ok {
             Ok(())
@@ -210,7 +218,7 @@ impl LearningRate {
             Err(Error::invalid(
                 "learning rate",
                 format!(
-                    "{self:?}; rates, half-lives and floors must be finite and > 0, factors in (0, 1]"
+                    "{self:?}; rates, half-lives and floors must be finite and > 0, factors in (0, 1], epochs ≥ 1"
                 ),
             ))
         }
