@@ -9,7 +9,7 @@
 mod common;
 
 use boltzmann::data::Mnist;
-use boltzmann::diagnostics::Trace;
+use boltzmann::diagnostics::{Trace, class_fractions};
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate};
 use boltzmann::tempering::geometric_ladder;
@@ -109,7 +109,12 @@ struct Args {
     /// Master seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Gibbs sweeps of the chains that draw `samples.png`.
+    /// Chains run from random starts after training: the first 100 draw `samples.png`, all of
+    /// them are classified (nearest mean of the test digits of each class) for the class
+    /// histogram.
+    #[arg(long, default_value_t = 1000)]
+    sample_chains: usize,
+    /// Gibbs sweeps of those chains.
     #[arg(long, default_value_t = 1000)]
     sample_sweeps: usize,
     /// Skip the AIS evaluation of the trained model.
@@ -306,7 +311,13 @@ impl Args {
         )?;
         // The sampling trace holds one free energy (f64) per chain and recorded sweep.
         let recorded = self.sample_sweeps - self.sample_sweeps / 2;
-        common::fits_memory("--chains × --sample-sweeps / 2", self.chains, 2 * recorded)?;
+        count_in("--sample-chains", self.sample_chains, 1, MAX_CHAINS)?;
+        common::fits_memory("--sample-chains", self.sample_chains, units)?;
+        common::fits_memory(
+            "--sample-chains × --sample-sweeps / 2",
+            self.sample_chains,
+            2 * recorded,
+        )?;
         if !self.no_ais {
             count_in("--ais-runs", self.ais_runs, 1, MAX_CHAINS)?;
             common::fits_memory("--ais-runs", self.ais_runs, units)?;
@@ -403,7 +414,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     rbm.save_npz(out.join("model.npz"))?;
     // Samples, with the free energy of the chains recorded along the second half of the sweeps
     // to measure how well plain Gibbs mixes on the trained model.
-    let mut chains = Chains::random(&rbm, args.chains, args.seed)?;
+    let mut chains = Chains::random(&rbm, args.sample_chains, args.seed)?;
     let burn_in = args.sample_sweeps / 2;
     chains.sweep(&rbm, burn_in)?;
     let trace = Trace::record(&rbm, &mut chains, args.sample_sweeps - burn_in, |c| {
@@ -414,11 +425,22 @@ fn run(args: Args) -> boltzmann::Result<()> {
         "sampling: free-energy autocorrelation time {:.1} sweeps, effective sample size {:.0} of {} draws",
         trace.integrated_autocorrelation_time(),
         trace.effective_sample_size(),
-        args.chains.saturating_mul(args.sample_sweeps - burn_in)
+        args.sample_chains
+            .saturating_mul(args.sample_sweeps - burn_in)
+    );
+    let labels: Vec<usize> = mnist.test_labels.iter().map(|&l| usize::from(l)).collect();
+    let class_fractions = class_fractions(&samples, &mnist.test_images, &labels, 10)?;
+    println!(
+        "samples by digit (nearest class mean of the test images), 0–9: {}",
+        class_fractions
+            .iter()
+            .map(|f| format!("{:.1} %", 100.0 * f))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     save_tile_grid(
         out.join("samples.png"),
-        &samples,
+        &samples.columns(0, samples.ncols().min(100)).into_owned(),
         Mnist::SIDE,
         10,
         Scale::Unit,
@@ -495,6 +517,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "swap_rates": last.and_then(|m| m.swap_rates.clone()),
             "sample_autocorrelation_time": trace.integrated_autocorrelation_time(),
             "sample_ess": trace.effective_sample_size(),
+            "sample_class_fractions": class_fractions,
             "ais_ess": evaluation.as_ref().map(|e| e.forward.effective_sample_size),
             "ais_log_weight_variance": evaluation.as_ref().map(|e| e.forward.log_weight_variance),
             "log_z": evaluation.as_ref().map(|e| e.forward.log_z),

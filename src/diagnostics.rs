@@ -8,8 +8,9 @@
 //! assert_eq!(effective_sample_size(&[vec![3.0; 100]]), 1.0);
 //! ```
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gibbs::{Chains, Machine};
+use nalgebra::DMatrix;
 
 /// The sample autocorrelation `ρ(t)` for lags `t = 0 … max_lag` of one chain (biased
 /// normalisation by `n`, which keeps the sequence positive semi-definite). A chain without
@@ -129,10 +130,93 @@ impl Trace {
     }
 }
 
+/// The fraction of `samples` (one per column) nearest, in Euclidean distance, to the mean of
+/// each class of the labelled `reference` examples (`labels[c]` in `0..classes` for column `c`):
+/// whether a model's samples cover every class of the data, or collapse onto a few.
+pub fn class_fractions(
+    samples: &DMatrix<f32>,
+    reference: &DMatrix<f32>,
+    labels: &[usize],
+    classes: usize,
+) -> Result<Vec<f64>> {
+    if reference.ncols() != labels.len() || reference.nrows() != samples.nrows() {
+        return Err(Error::shape(
+            "reference examples",
+            format!("{} rows and one label per column", samples.nrows()),
+            format!(
+                "{}×{} with {} labels",
+                reference.nrows(),
+                reference.ncols(),
+                labels.len()
+            ),
+        ));
+    }
+    if let Some(&l) = labels.iter().find(|&&l| l >= classes) {
+        return Err(Error::invalid(
+            "label",
+            format!("{l}; expected 0 to {}", classes.saturating_sub(1)),
+        ));
+    }
+    if samples.ncols() == 0 {
+        return Err(Error::Empty { what: "samples" });
+    }
+    let mut means = DMatrix::<f64>::zeros(reference.nrows(), classes);
+    let mut counts = vec![0usize; classes];
+    for (x, &l) in reference.column_iter().zip(labels) {
+        counts[l] += 1;
+        means.column_mut(l).zip_apply(&x, |m, v| *m += f64::from(v));
+    }
+    for (mut m, &n) in means.column_iter_mut().zip(&counts) {
+        m /= n.max(1) as f64;
+    }
+    let mut hits = vec![0usize; classes];
+    for s in samples.column_iter() {
+        let distance = |k: usize| -> f64 {
+            means
+                .column(k)
+                .iter()
+                .zip(s.iter())
+                .map(|(m, &v)| (m - f64::from(v)).powi(2))
+                .sum()
+        };
+        // Classes without reference examples are never chosen.
+        let nearest = (0..classes)
+            .filter(|&k| counts[k] > 0)
+            .min_by(|&a, &b| distance(a).total_cmp(&distance(b)));
+        if let Some(k) = nearest {
+            hits[k] += 1;
+        }
+    }
+    Ok(hits
+        .iter()
+        .map(|&h| h as f64 / samples.ncols() as f64)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::{fill_normal, stream};
+
+    /// Samples near each of three prototypes are counted to its class; a class without
+    /// examples gets none; bad shapes and labels are errors.
+    #[test]
+    fn class_fractions_count_the_nearest_class_mean() {
+        // Reference: two examples of each of classes 0, 1, 2 around (0,0), (4,0), (0,4).
+        let reference = DMatrix::from_column_slice(
+            2,
+            6,
+            &[0.1, 0.0, -0.1, 0.0, 4.0, 0.1, 4.0, -0.1, 0.0, 4.1, 0.0, 3.9],
+        );
+        let labels = [0, 0, 1, 1, 2, 2];
+        // Five samples: three near class 1, one near 0, one near 2.
+        let samples =
+            DMatrix::from_column_slice(2, 5, &[3.0, 0.5, 4.5, 0.0, 3.8, -0.3, 0.2, 0.3, 0.5, 3.0]);
+        let f = class_fractions(&samples, &reference, &labels, 4).unwrap();
+        assert_eq!(f, vec![0.2, 0.6, 0.2, 0.0]);
+        assert!(class_fractions(&samples, &reference, &labels[..5], 4).is_err());
+        assert!(class_fractions(&samples, &reference, &[0, 0, 1, 1, 2, 7], 4).is_err());
+    }
 
     fn normals(n: usize, seed: u64) -> Vec<f64> {
         let mut x = vec![0f32; n];
