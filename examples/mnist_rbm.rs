@@ -11,7 +11,7 @@ mod common;
 use boltzmann::data::Mnist;
 use boltzmann::diagnostics::{Trace, class_fractions};
 use boltzmann::image::{Scale, save_tile_grid};
-use boltzmann::partition::{AisConfig, Betas, Start, evaluate};
+use boltzmann::partition::{AisConfig, Betas, Start, evaluate, reverse_ais};
 use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
     Centering, Checkpoint, EpochMetrics, FastWeights, LearningRate, Momentum, NegativePhase,
@@ -120,6 +120,10 @@ struct Args {
     /// Skip the AIS evaluation of the trained model.
     #[arg(long)]
     no_ais: bool,
+    /// Skip reverse AIS (from test images, one per run), which otherwise checks the forward
+    /// estimate from above.
+    #[arg(long)]
+    no_reverse: bool,
     /// AIS runs of the evaluation.
     #[arg(long, default_value_t = 100)]
     ais_runs: usize,
@@ -336,6 +340,7 @@ fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
         epochs: now.epochs,
         run: now.run.resumed_in(dir),
         no_ais: now.no_ais,
+        no_reverse: now.no_reverse,
         ..saved
     })
 }
@@ -487,8 +492,36 @@ fn run(args: Args) -> boltzmann::Result<()> {
             e.test.stderr,
             e.train.mean
         );
-        Some(e)
+        // Reverse AIS from test images: ln Ẑ from above, so the two bracket the truth when the
+        // chains have not lost the model.
+        let reverse = if args.no_reverse {
+            None
+        } else {
+            let initial = test_bin
+                .columns(0, config.runs.min(test_bin.ncols()))
+                .into_owned();
+            let bar = ProgressBar::new(config.betas.len() as u64 - 1);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] reverse AIS {pos}/{len} β steps",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let r = reverse_ais(&rbm, &start, &initial, &config, |done, _| {
+                bar.set_position(done as u64)
+            })?;
+            bar.finish_and_clear();
+            let test = e.test.mean + e.forward.log_z - r.log_z;
+            println!(
+                "reverse AIS: ln Ẑ = {:.3}; test log-probability {test:.3} nats",
+                r.log_z
+            );
+            Some((r.log_z, test))
+        };
+        Some((e, reverse))
     };
+    let reverse = evaluation.as_ref().and_then(|(_, r)| *r);
+    let evaluation = evaluation.map(|(e, _)| e);
 
     let last = history.last();
     if args.run.json {
@@ -524,6 +557,8 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "log_z_lower": evaluation.as_ref().map(|e| e.forward.log_z_lower),
             "log_z_upper": evaluation.as_ref().map(|e| e.forward.log_z_upper),
             "test_log_prob": evaluation.as_ref().map(|e| e.test.mean),
+            "log_z_reverse": reverse.map(|r| r.0),
+            "test_log_prob_reverse": reverse.map(|r| r.1),
             "test_log_prob_stderr": evaluation.as_ref().map(|e| e.test.stderr),
             "train_log_prob": evaluation.as_ref().map(|e| e.train.mean),
         });
