@@ -31,6 +31,14 @@ use std::time::Instant;
 // Settings missing from an older run's args.json take today's defaults.
 #[serde(default)]
 struct Args {
+    /// A named recipe, which sets the negative phase, learning rate, its schedule, momentum and
+    /// epochs (the other flags keep their meaning).
+    #[arg(
+        long,
+        value_enum,
+        conflicts_with_all = ["cd", "pcd", "fpcd", "pt", "lr", "lr_schedule", "momentum", "momentum_initial", "epochs"]
+    )]
+    recipe: Option<Recipe>,
     /// Hidden units.
     #[arg(long, default_value_t = 500)]
     hidden: usize,
@@ -138,6 +146,17 @@ struct Args {
     run: common::RunOptions,
 }
 
+/// Named settings.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Recipe {
+    /// PCD-1 with 100 chains, learning rate 0.02 decayed linearly to zero, momentum 0.5, weight
+    /// decay 2e-4, 400 epochs (about 18 minutes on 2 cores): −84.38 nats by forward AIS and
+    /// −84.40 by reverse AIS on the shipped MNIST (README), better than Salakhutdinov & Murray's
+    /// CD25(500) (−86.34).
+    Literature,
+}
+
 /// Learning-rate schedules ([`LearningRate`]).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -160,6 +179,25 @@ impl Default for Args {
 }
 
 impl Args {
+    /// These settings with the recipe's applied.
+    fn with_recipe(self) -> Self {
+        match self.recipe {
+            None => self,
+            Some(Recipe::Literature) => Args {
+                cd: None,
+                pcd: Some(1),
+                fpcd: None,
+                pt: None,
+                lr: Some(0.02),
+                lr_schedule: Schedule::Linear,
+                momentum_initial: 0.5,
+                momentum: Some(0.5),
+                epochs: 400,
+                ..self
+            },
+        }
+    }
+
     /// Whether the negative phase keeps persistent chains.
     fn persistent(&self) -> bool {
         self.pcd.is_some() || self.fpcd.is_some() || self.pt.is_some()
@@ -351,6 +389,7 @@ fn main() {
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
+    let args = args.with_recipe();
     let args = match &args.run.resume {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args,
@@ -528,6 +567,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         let json = serde_json::json!({
             "hidden": args.hidden,
             "epochs": args.epochs,
+            "recipe": args.recipe,
             "negative_phase": phase,
             "centering": args.centering,
             "k": config.negative.steps(args.epochs),
