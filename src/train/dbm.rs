@@ -329,12 +329,7 @@ pub fn resume_dbm<V: Layer>(
             saved.chains.len(),
         ));
     }
-    if saved.offsets.is_some() != config.centering.is_some() {
-        return Err(Error::invalid(
-            "centring",
-            "the checkpoint's offsets do not match the configuration's centring",
-        ));
-    }
+    super::check_centring(saved.offsets.is_some(), config.centering.is_some())?;
     *dbm = saved.dbm.clone();
     train_dbm_from(dbm, data, config, Some(saved), monitor)
 }

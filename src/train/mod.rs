@@ -151,6 +151,18 @@ fn check_resumable(
     Ok(())
 }
 
+/// Checks that a checkpoint holds centring offsets exactly when the configuration centres.
+fn check_centring(saved: bool, configured: bool) -> Result<()> {
+    if saved == configured {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "centring",
+            "the checkpoint's offsets do not match the configuration's centring",
+        ))
+    }
+}
+
 /// Whether `order` holds each of `0, …, order.len() − 1` once.
 fn is_permutation(order: &[usize]) -> bool {
     let mut seen = vec![false; order.len()];
@@ -285,13 +297,7 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
                 ),
             )),
         }?;
-        if self.optimiser.offsets.is_some() != config.centering.is_some() {
-            return Err(Error::invalid(
-                "centring",
-                "the checkpoint's offsets do not match the configuration's centring",
-            ));
-        }
-        Ok(())
+        check_centring(self.optimiser.offsets.is_some(), config.centering.is_some())
     }
 }
 
