@@ -9,6 +9,9 @@
 //!
 //! A resumed run continues joint training from the checkpoint; pretraining is not repeated.
 
+// The JSON line's `json!` has more fields than the macro's default recursion allows.
+#![recursion_limit = "256"]
+
 mod common;
 
 use boltzmann::data::Mnist;
@@ -23,6 +26,7 @@ use boltzmann::train::{
 };
 use boltzmann::{Bernoulli, Chains, Dbm};
 use clap::Parser;
+use common::Schedule;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -33,7 +37,17 @@ use std::time::Instant;
 /// evaluate it by AIS and the variational lower bound.
 #[derive(Parser, Debug, Serialize, Deserialize)]
 #[command(version, about)]
+// Settings missing from an older run's args.json take today's defaults.
+#[serde(default)]
 struct Args {
+    /// A named recipe, which sets the joint learning rate, its schedule, momentum, mean-field
+    /// iterations and epochs (the other flags keep their meaning).
+    #[arg(
+        long,
+        value_enum,
+        conflicts_with_all = ["lr", "lr_schedule", "momentum", "momentum_initial", "mf_iters", "sweeps", "epochs"]
+    )]
+    recipe: Option<Recipe>,
     /// Hidden layer sizes, bottom first.
     #[arg(long, value_delimiter = ',', default_value = "500,1000")]
     layers: Vec<usize>,
@@ -46,16 +60,23 @@ struct Args {
     /// L2 weight decay of pretraining.
     #[arg(long, default_value_t = 1e-3)]
     pretrain_decay: f64,
-    /// Epochs of joint training (about 30 s each on 2 cores for 500,1000).
+    /// Epochs of joint training (about 30 s each on 2 cores for 500,1000; a resumed run with
+    /// the linear schedule keeps its length).
     #[arg(long, default_value_t = 100)]
     epochs: usize,
     /// Initial learning rate of joint training.
     #[arg(long, default_value_t = 0.001)]
     lr: f64,
-    /// Factor by which the joint learning rate shrinks every epoch.
+    /// How the joint learning rate changes over the epochs.
+    #[arg(long, value_enum, default_value_t = Schedule::Geometric)]
+    lr_schedule: Schedule,
+    /// Epochs after which the inverse-time schedule has halved the joint rate.
+    #[arg(long, default_value_t = 10.0)]
+    lr_half_life: f64,
+    /// Factor by which the geometric schedule shrinks the joint rate every epoch.
     #[arg(long, default_value_t = 0.977)]
     lr_factor: f64,
-    /// The joint learning rate never falls below this.
+    /// The geometric schedule's joint rate never falls below this.
     #[arg(long, default_value_t = 1e-5)]
     lr_floor: f64,
     /// L2 weight decay of joint training.
@@ -67,9 +88,15 @@ struct Args {
     /// Strength of the sparsity penalty (with --sparsity-target).
     #[arg(long, default_value_t = 1e-3)]
     sparsity_cost: f64,
-    /// Momentum of joint training from epoch 6 on (0.5 before).
+    /// Momentum of the first joint epochs (before --momentum-switch).
+    #[arg(long, default_value_t = 0.5)]
+    momentum_initial: f64,
+    /// Momentum of joint training from epoch --momentum-switch on.
     #[arg(long, default_value_t = 0.9)]
     momentum: f64,
+    /// The joint epoch (from 1) at which the momentum changes.
+    #[arg(long, default_value_t = 6)]
+    momentum_switch: usize,
     /// Persistent chains of joint training (also the number of samples drawn at the end).
     #[arg(long, default_value_t = 100)]
     chains: usize,
@@ -85,9 +112,27 @@ struct Args {
     /// Train in centred coordinates, the offsets following the data-driven means at this rate.
     #[arg(long, value_name = "RATE")]
     centering: Option<f64>,
-    /// Mean-field iterations per example.
+    /// Mean-field iterations of the positive phase (at most; fewer once no mean changes by more
+    /// than --mf-tolerance).
     #[arg(long, default_value_t = 30)]
     mf_iters: usize,
+    /// Mean-field stops once a pass changes no mean by more than this.
+    #[arg(long, default_value_t = 1e-6)]
+    mf_tolerance: f64,
+    /// Mean-field iterations of the evaluation's variational bounds and of the AIS start's base
+    /// rates (each pass can only raise the bound).
+    #[arg(long, default_value_t = 100)]
+    eval_mf_iters: usize,
+    /// Chains run from random starts after training: the first 100 draw `samples.png`, all of
+    /// them are classified (nearest mean of the test digits of each class) for the class
+    /// histogram.
+    #[arg(long, default_value_t = 1000)]
+    sample_chains: usize,
+    /// Gibbs sweeps of those chains.
+    #[arg(long, default_value_t = 1000)]
+    sample_sweeps: usize,
+    #[command(flatten)]
+    trajectory: common::TrajectoryOptions,
     /// Master seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -114,6 +159,21 @@ struct Args {
     run: common::RunOptions,
 }
 
+/// Named settings.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Recipe {
+    /// Joint training at rate 0.003 decayed linearly to zero over 250 epochs, momentum 0.5, 10
+    /// mean-field iterations and 3 sweeps of the chains per update.
+    Literature,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args::parse_from(["mnist_dbm"])
+    }
+}
+
 /// Which [`DbmStart`] AIS anneals from.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -130,8 +190,12 @@ enum AisStart {
 fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
     let saved: Args = common::load_args(dir, "mnist_dbm settings")?;
     Ok(Args {
-        epochs: now.epochs,
+        epochs: saved.lr_schedule.resumed_epochs(saved.epochs, now.epochs),
         run: now.run.resumed_in(dir),
+        eval_mf_iters: now.eval_mf_iters,
+        sample_chains: now.sample_chains,
+        sample_sweeps: now.sample_sweeps,
+
         no_ais: now.no_ais,
         ais_runs: now.ais_runs,
         ais_betas: now.ais_betas,
@@ -155,16 +219,43 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 }
 
 impl Args {
+    /// These settings with the recipe's applied.
+    fn with_recipe(self) -> Self {
+        match self.recipe {
+            None => self,
+            Some(Recipe::Literature) => Args {
+                lr: 0.003,
+                lr_schedule: Schedule::Linear,
+                momentum_initial: 0.5,
+                momentum: 0.5,
+                mf_iters: 10,
+                sweeps: 3,
+                epochs: 250,
+                ..self
+            },
+        }
+    }
+
+    /// The mean-field settings of the evaluation.
+    fn eval_mean_field(&self) -> MeanField {
+        MeanField {
+            iterations: self.eval_mf_iters,
+            tolerance: self.mf_tolerance as f32,
+        }
+    }
+
     /// The settings of joint training, checkpointing into `out`.
     fn joint_config(&self, out: &Path) -> DbmTrainConfig {
         let args = self;
         DbmTrainConfig {
             epochs: args.epochs,
-            learning_rate: LearningRate::Geometric {
-                initial: args.lr as f32,
-                factor: args.lr_factor as f32,
-                floor: args.lr_floor as f32,
-            },
+            learning_rate: args.lr_schedule.learning_rate(
+                args.lr,
+                args.lr_half_life,
+                args.lr_factor,
+                args.lr_floor,
+                args.epochs,
+            ),
             weight_decay: args.decay as f32,
             sparsity: common::zero_is_none(args.sparsity_target).map(|target| Sparsity {
                 target: target as f32,
@@ -172,14 +263,15 @@ impl Args {
                 decay: 0.9,
             }),
             momentum: Momentum {
+                initial: args.momentum_initial as f32,
                 later: args.momentum as f32,
-                ..Momentum::default()
+                switch_epoch: args.momentum_switch,
             },
             chains: args.chains,
             sweeps: args.sweeps,
             mean_field: MeanField {
                 iterations: args.mf_iters,
-                ..MeanField::default()
+                tolerance: args.mf_tolerance as f32,
             },
             binarize: true,
             centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
@@ -187,6 +279,7 @@ impl Args {
             chains_from_data: !args.random_chains,
             seed: args.seed,
             checkpoint: Some(args.run.checkpointing(out)),
+            trajectory: args.trajectory.settings(),
             ..DbmTrainConfig::default()
         }
     }
@@ -226,6 +319,9 @@ impl Args {
             count_in("--layers", units, 1, MAX_UNITS)?;
         }
         count_in("--chains", self.chains, 1, MAX_CHAINS)?;
+        count_in("--eval-mf-iters", self.eval_mf_iters, 1, MAX_SWEEPS)?;
+        count_in("--sample-chains", self.sample_chains, 1, MAX_CHAINS)?;
+        count_in("--sample-sweeps", self.sample_sweeps, 1, MAX_SWEEPS)?;
         let units = Mnist::PIXELS + self.layers.iter().sum::<usize>();
         // Weights (and their velocities) of each coupling.
         let sizes: Vec<usize> = std::iter::once(Mnist::PIXELS)
@@ -235,6 +331,8 @@ impl Args {
             common::fits_memory("--layers (a coupling's weights)", pair[0], 2 * pair[1])?;
         }
         common::fits_memory("--chains", self.chains, units)?;
+        common::fits_memory("--sample-chains", self.sample_chains, units)?;
+        self.trajectory.validate(units)?;
         joint.validate()?;
         for config in self.pretrain_configs() {
             config.validate()?;
@@ -255,18 +353,50 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
     let args = match &args.run.resume {
         Some(dir) => resumed_args(&dir.clone(), args)?,
-        None => args,
+        None => args.with_recipe(),
     };
     let config = args.joint_config(&args.run.out_path("mnist_dbm"));
     args.validate(&config)?;
     let out = args.run.out_dir("mnist_dbm")?;
     let mnist = Mnist::load(Mnist::shipped_dir())?;
     common::save_args(&out, &args)?;
-    fn report(progress: &ProgressBar) -> impl FnMut(&DbmEpochMetrics) + '_ {
+    let mut metrics = common::MetricsLog::start(
+        &out,
+        args.run.resume.is_some(),
+        &[
+            (
+                "bound_unnormalised",
+                "mean-field E[-E]+H of training images",
+            ),
+            ("learning_rate", "learning rate"),
+        ],
+    )?;
+    fn report<'a>(
+        progress: &'a ProgressBar,
+        metrics: &'a mut common::MetricsLog,
+    ) -> impl FnMut(&DbmEpochMetrics) + 'a {
         move |m| {
+            metrics.push(serde_json::json!({
+                "epoch": m.epoch,
+                "learning_rate": m.learning_rate,
+                "momentum": m.momentum,
+                "seconds": m.seconds,
+                "bound_unnormalised": m.bound_unnormalised,
+                "train_log_likelihood": m.train_log_likelihood,
+                "train_lower_bound": m.train_lower_bound,
+                "trajectory_log_z": m.trajectory.as_ref().map(|t| t.log_z),
+                "trajectory_ess": m.trajectory.as_ref().map(|t| t.effective_sample_size),
+                "trajectory_train_lower_bound": m.trajectory.as_ref().map(|t| t.train_log_likelihood),
+            }));
             progress.suspend(|| {
+                let online = m.trajectory.as_ref().map_or(String::new(), |t| {
+                    format!(
+                        "  ln Ẑ {:.2} (trajectory), train bound ≈ {:.2}",
+                        t.log_z, t.train_log_likelihood
+                    )
+                });
                 println!(
-                    "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}",
+                    "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}{online}",
                     m.epoch, m.seconds, m.learning_rate, m.bound_unnormalised
                 )
             });
@@ -282,7 +412,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
                 dir.join("checkpoint.bin"),
                 &mnist.train_images,
                 &config,
-                report(&progress),
+                report(&progress, &mut metrics),
             )?;
             progress.finish_and_clear();
             (dbm, history)
@@ -290,11 +420,17 @@ fn run(args: Args) -> boltzmann::Result<()> {
         None => {
             let mut dbm = pretrain_stack(&args, &mnist)?;
             let progress = bar(args.epochs, "joint epoch");
-            let history = train_dbm(&mut dbm, &mnist.train_images, &config, report(&progress))?;
+            let history = train_dbm(
+                &mut dbm,
+                &mnist.train_images,
+                &config,
+                report(&progress, &mut metrics),
+            )?;
             progress.finish_and_clear();
             (dbm, history)
         }
     };
+    metrics.finish()?;
     let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
     finish(&args, &out, &mnist, &dbm, &history, train_seconds, started)
 }
@@ -338,16 +474,17 @@ fn finish(
 ) -> boltzmann::Result<()> {
     dbm.save(out.join("model.bin"))?;
     dbm.save_npz(out.join("model.npz"))?;
-    let mut chains = Chains::random(dbm, args.chains, args.seed)?;
-    chains.sweep(dbm, 1000)?;
+    let mut chains = Chains::random(dbm, args.sample_chains, args.seed)?;
+    chains.sweep(dbm, args.sample_sweeps)?;
     // Show E[v | h₁] of the final states rather than binary samples.
     let states: Vec<_> = (0..dbm.num_layers())
         .filter_map(|l| chains.layer(l).cloned())
         .collect();
     let samples = dbm.conditional_mean(0, &states)?;
+    let class_fractions = common::sample_classes(&samples, mnist)?;
     save_tile_grid(
         out.join("samples.png"),
-        &samples,
+        &samples.columns(0, samples.ncols().min(100)).into_owned(),
         Mnist::SIDE,
         10,
         Scale::Unit,
@@ -364,10 +501,7 @@ fn finish(
         let (train_bin, test_bin) = mnist.binarized(args.seed)?;
         let ais_config = args.ais_config()?;
         let progress = bar(args.ais_betas - 1, "AIS β steps");
-        let mean_field = MeanField {
-            iterations: args.mf_iters,
-            ..MeanField::default()
-        };
+        let mean_field = args.eval_mean_field();
         let start = match args.ais_start {
             AisStart::BaseRate => DbmStart::base_rate(dbm, &train_bin, &mean_field)?,
             AisStart::Paper => DbmStart::from_visible(dbm, Start::base_rate_default(&train_bin)?),
@@ -451,7 +585,14 @@ fn finish(
             "pretrain_epochs": args.pretrain_epochs,
             "epochs": args.epochs,
             "chains": args.chains,
+            "recipe": args.recipe,
             "mf_iters": args.mf_iters,
+            "mf_tolerance": args.mf_tolerance,
+            "eval_mf_iters": args.eval_mf_iters,
+            "lr_schedule": args.lr_schedule,
+            "momentum_initial": args.momentum_initial,
+            "momentum_switch": args.momentum_switch,
+            "sample_class_fractions": class_fractions,
             "centering": args.centering,
             "max_norm": args.max_norm,
             "chains_from_data": !args.random_chains,
@@ -479,6 +620,12 @@ fn finish(
             "log_z_floor": e.map(|e| e.3),
             "log_z_reverse": e.and_then(|e| e.4.as_ref().map(|r| r.log_z)),
             "log_z_reverse_ess": e.and_then(|e| e.4.as_ref().map(|r| r.effective_sample_size)),
+            "trajectory_log_z": history.last().and_then(|m| m.trajectory.as_ref()).map(|t| t.log_z),
+            "trajectory_log_z_error": history
+                .last()
+                .and_then(|m| m.trajectory.as_ref())
+                .zip(e)
+                .map(|(t, e)| t.log_z - e.0.log_z),
             "ais_start": args.ais_start,
             "out": out,
         });

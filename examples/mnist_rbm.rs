@@ -9,7 +9,7 @@
 mod common;
 
 use boltzmann::data::Mnist;
-use boltzmann::diagnostics::{Trace, class_fractions};
+use boltzmann::diagnostics::Trace;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, Start, evaluate, reverse_ais};
 use boltzmann::tempering::geometric_ladder;
@@ -19,6 +19,7 @@ use boltzmann::train::{
 };
 use boltzmann::{Bernoulli, Chains, Rbm};
 use clap::Parser;
+use common::Schedule;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -42,7 +43,8 @@ struct Args {
     /// Hidden units.
     #[arg(long, default_value_t = 500)]
     hidden: usize,
-    /// Passes over the 60,000 training images.
+    /// Passes over the 60,000 training images (a resumed run with the linear schedule keeps
+    /// its length).
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     /// Contrastive divergence with K Gibbs sweeps per update (the default, with K = 1).
@@ -114,6 +116,8 @@ struct Args {
     /// as Salakhutdinov & Murray's CD schedule did from 1 to 25.
     #[arg(long, value_name = "K")]
     k_final: Option<usize>,
+    #[command(flatten)]
+    trajectory: common::TrajectoryOptions,
     /// Master seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -155,21 +159,6 @@ enum Recipe {
     /// −84.40 by reverse AIS on the shipped MNIST (README), better than Salakhutdinov & Murray's
     /// CD25(500) (−86.34).
     Literature,
-}
-
-/// Learning-rate schedules ([`LearningRate`]).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Schedule {
-    /// The same rate in every epoch.
-    #[default]
-    Constant,
-    /// `lr / (1 + (epoch − 1) / half-life)`.
-    InverseTime,
-    /// `max(lr · factor^(epoch − 1), floor)`.
-    Geometric,
-    /// Linearly down towards zero over the run.
-    Linear,
 }
 
 impl Default for Args {
@@ -222,23 +211,13 @@ impl Args {
     }
 
     fn learning_rate(&self) -> LearningRate {
-        let initial = self.lr() as f32;
-        match self.lr_schedule {
-            Schedule::Constant => LearningRate::Constant(initial),
-            Schedule::InverseTime => LearningRate::InverseTime {
-                initial,
-                half_life: self.lr_half_life as f32,
-            },
-            Schedule::Geometric => LearningRate::Geometric {
-                initial,
-                factor: self.lr_factor as f32,
-                floor: self.lr_floor as f32,
-            },
-            Schedule::Linear => LearningRate::Linear {
-                initial,
-                epochs: self.epochs,
-            },
-        }
+        self.lr_schedule.learning_rate(
+            self.lr(),
+            self.lr_half_life,
+            self.lr_factor,
+            self.lr_floor,
+            self.epochs,
+        )
     }
 
     fn negative_phase(&self) -> (&'static str, NegativePhase) {
@@ -316,6 +295,7 @@ impl Args {
             centering: self.centering.map(|rate| Centering { rate: rate as f32 }),
             seed: self.seed,
             checkpoint: Some(self.run.checkpointing(out)),
+            trajectory: self.trajectory.settings(),
             ..TrainConfig::default()
         }
     }
@@ -344,6 +324,7 @@ impl Args {
         count_in("--pt-rungs", self.pt_rungs, 2, 1000)?;
         number_in("--fast-lr", self.fast_lr(), 0.0, 1.0)?;
         count_in("--sample-sweeps", self.sample_sweeps, 2, MAX_SWEEPS)?;
+        self.trajectory.validate(Mnist::PIXELS + self.hidden)?;
         let units = Mnist::PIXELS + self.hidden;
         let rungs = if self.pt.is_some() { self.pt_rungs } else { 1 };
         common::fits_memory(
@@ -375,8 +356,9 @@ impl Args {
 fn resumed_args(dir: &Path, now: Args) -> boltzmann::Result<Args> {
     let saved: Args = common::load_args(dir, "mnist_rbm settings")?;
     Ok(Args {
-        epochs: now.epochs,
+        epochs: saved.lr_schedule.resumed_epochs(saved.epochs, now.epochs),
         run: now.run.resumed_in(dir),
+
         no_ais: now.no_ais,
         no_reverse: now.no_reverse,
         ..saved
@@ -423,14 +405,50 @@ fn run(args: Args) -> boltzmann::Result<()> {
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut metrics = common::MetricsLog::start(
+        &out,
+        args.run.resume.is_some(),
+        &[
+            ("recon_error", "reconstruction error"),
+            ("free_energy_gap", "free-energy gap (test - train)"),
+            ("train_log_likelihood", "train log-likelihood (exact)"),
+            (
+                "trajectory_test_log_prob",
+                "test log-probability (trajectory AIS, monitored test images)",
+            ),
+            ("learning_rate", "learning rate"),
+        ],
+    )?;
     let report = |m: &EpochMetrics| {
+        metrics.push(serde_json::json!({
+            "epoch": m.epoch,
+            "learning_rate": m.learning_rate,
+            "momentum": m.momentum,
+            "k": m.k,
+            "recon_error": m.recon_error,
+            "free_energy_gap": m.free_energy_gap,
+            "train_log_likelihood": m.train_log_likelihood,
+            "held_out_log_likelihood": m.held_out_log_likelihood,
+            "seconds": m.seconds,
+            "swap_rates": m.swap_rates,
+            "trajectory_log_z": m.trajectory.as_ref().map(|t| t.log_z),
+            "trajectory_ess": m.trajectory.as_ref().map(|t| t.effective_sample_size),
+            "trajectory_test_log_prob": m.trajectory.as_ref().and_then(|t| t.held_out_log_likelihood),
+        }));
         bar.suspend(|| {
             let swaps = m.swap_rates.as_ref().map_or(String::new(), |r| {
                 let lowest = r.iter().copied().fold(1.0, f64::min);
                 format!("  lowest swap rate {lowest:.3}")
             });
+            let online = m.trajectory.as_ref().map_or(String::new(), |t| {
+                format!(
+                    "  ln Ẑ {:.2} (trajectory), test ≈ {:.2}",
+                    t.log_z,
+                    t.held_out_log_likelihood.unwrap_or(f64::NAN)
+                )
+            });
             println!(
-                "epoch {:3}  {:6.2} s  recon error {:8.3}  free-energy gap (test − train) {:+8.3}{swaps}",
+                "epoch {:3}  {:6.2} s  recon error {:8.3}  F gap (test − train) {:+8.3}{swaps}{online}",
                 m.epoch,
                 m.seconds,
                 m.recon_error,
@@ -452,6 +470,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         None => train(&mut rbm, train_images, test_images, &config, report)?,
     };
     bar.finish_and_clear();
+    metrics.finish()?;
     let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
 
     rbm.save(out.join("model.bin"))?;
@@ -472,16 +491,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         args.sample_chains
             .saturating_mul(args.sample_sweeps - burn_in)
     );
-    let labels: Vec<usize> = mnist.test_labels.iter().map(|&l| usize::from(l)).collect();
-    let class_fractions = class_fractions(&samples, &mnist.test_images, &labels, 10)?;
-    println!(
-        "samples by digit (nearest class mean of the test images), 0–9: {}",
-        class_fractions
-            .iter()
-            .map(|f| format!("{:.1} %", 100.0 * f))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let class_fractions = common::sample_classes(&samples, &mnist)?;
     save_tile_grid(
         out.join("samples.png"),
         &samples.columns(0, samples.ncols().min(100)).into_owned(),
@@ -601,6 +611,11 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "test_log_prob_reverse": reverse.map(|r| r.1),
             "test_log_prob_stderr": evaluation.as_ref().map(|e| e.test.stderr),
             "train_log_prob": evaluation.as_ref().map(|e| e.train.mean),
+            "trajectory_log_z": last.and_then(|m| m.trajectory.as_ref()).map(|t| t.log_z),
+            "trajectory_log_z_error": last
+                .and_then(|m| m.trajectory.as_ref())
+                .zip(evaluation.as_ref())
+                .map(|(t, e)| t.log_z - e.forward.log_z),
         });
         println!("{json}");
     }

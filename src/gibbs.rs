@@ -230,6 +230,19 @@ impl Chains {
         }
     }
 
+    /// Chain `i` takes the states (every layer) of chain `picks[i]`: resampling. The random
+    /// streams stay with their blocks.
+    pub(crate) fn select(&mut self, picks: &[usize]) {
+        for x in &mut self.layers {
+            let units = x.nrows();
+            let old = x.clone();
+            for (i, &p) in picks.iter().enumerate() {
+                x.as_mut_slice()[i * units..(i + 1) * units]
+                    .copy_from_slice(&old.as_slice()[p * units..(p + 1) * units]);
+            }
+        }
+    }
+
     /// New random streams from `seed` (same block structure).
     pub(crate) fn reseed(&mut self, seed: u64) {
         for (b, s) in self.streams.iter_mut().enumerate() {

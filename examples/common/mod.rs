@@ -101,6 +101,188 @@ pub fn fits_memory(what: &'static str, count: usize, units: usize) -> boltzmann:
     }
 }
 
+/// Learning-rate schedules ([`LearningRate`](boltzmann::train::LearningRate)), as flags.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// The same rate in every epoch.
+    #[default]
+    Constant,
+    /// `lr / (1 + (epoch − 1) / half-life)`.
+    InverseTime,
+    /// `max(lr · factor^(epoch − 1), floor)`.
+    Geometric,
+    /// Linearly down towards zero over the run.
+    Linear,
+}
+
+impl Schedule {
+    /// The schedule from `initial` with the flags' parameters, over a run of `epochs` epochs.
+    pub fn learning_rate(
+        self,
+        initial: f64,
+        half_life: f64,
+        factor: f64,
+        floor: f64,
+        epochs: usize,
+    ) -> boltzmann::train::LearningRate {
+        use boltzmann::train::LearningRate;
+        let initial = initial as f32;
+        match self {
+            Schedule::Constant => LearningRate::Constant(initial),
+            Schedule::InverseTime => LearningRate::InverseTime {
+                initial,
+                half_life: half_life as f32,
+            },
+            Schedule::Geometric => LearningRate::Geometric {
+                initial,
+                factor: factor as f32,
+                floor: floor as f32,
+            },
+            Schedule::Linear => LearningRate::Linear { initial, epochs },
+        }
+    }
+}
+
+impl Schedule {
+    /// The epochs of a resumed run: `--epochs` as given, except that a linear schedule keeps the
+    /// length it was started with, since its rates are defined by that length.
+    pub fn resumed_epochs(self, saved: usize, now: usize) -> usize {
+        match self {
+            Schedule::Linear => saved,
+            _ => now,
+        }
+    }
+}
+
+/// The per-epoch metrics of a training run in its output directory: `metrics.jsonl` (one JSON
+/// object per epoch, with an `"epoch"` field) and `metrics.png` (a panel per plotted metric),
+/// both rewritten after every epoch so that a long run can be watched. A resumed run keeps the
+/// earlier epochs' lines up to where it continues.
+pub struct MetricsLog {
+    dir: std::path::PathBuf,
+    /// `(field, panel title)` of each plotted metric.
+    plotted: &'static [(&'static str, &'static str)],
+    rows: Vec<serde_json::Value>,
+    /// The first failure to write, reported by [`MetricsLog::finish`]: training goes on.
+    failed: Option<Error>,
+}
+
+/// The file of [`MetricsLog`]'s lines, and the longest one read back on resume.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+const MAX_METRICS_BYTES: u64 = 64 << 20;
+
+impl MetricsLog {
+    /// A log in `dir`; when `resumed`, the lines already in `dir/metrics.jsonl`.
+    pub fn start(
+        dir: &Path,
+        resumed: bool,
+        plotted: &'static [(&'static str, &'static str)],
+    ) -> boltzmann::Result<MetricsLog> {
+        let path = dir.join(METRICS_FILE);
+        let mut rows = Vec::new();
+        if resumed && path.exists() {
+            use std::io::Read;
+            let io = |e| Error::Io {
+                path: path.clone(),
+                source: e,
+            };
+            let mut text = String::new();
+            std::fs::File::open(&path)
+                .map_err(io)?
+                .take(MAX_METRICS_BYTES + 1)
+                .read_to_string(&mut text)
+                .map_err(io)?;
+            if text.len() as u64 > MAX_METRICS_BYTES {
+                return Err(Error::Format {
+                    path,
+                    expected: "metrics lines",
+                    message: format!("longer than {MAX_METRICS_BYTES} bytes"),
+                });
+            }
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let row: serde_json::Value =
+                    serde_json::from_str(line).map_err(|e| Error::Format {
+                        path: path.clone(),
+                        expected: "metrics lines",
+                        message: e.to_string(),
+                    })?;
+                rows.push(row);
+            }
+        }
+        Ok(MetricsLog {
+            dir: dir.to_path_buf(),
+            plotted,
+            rows,
+            failed: None,
+        })
+    }
+
+    /// Adds one epoch's metrics (dropping any earlier lines from that epoch on) and rewrites
+    /// both files.
+    pub fn push(&mut self, row: serde_json::Value) {
+        let epoch = row["epoch"].as_u64().unwrap_or(u64::MAX);
+        self.rows
+            .retain(|r| r["epoch"].as_u64().is_some_and(|e| e < epoch));
+        self.rows.push(row);
+        if self.failed.is_none()
+            && let Err(e) = self.write()
+        {
+            self.failed = Some(e);
+        }
+    }
+
+    fn write(&self) -> boltzmann::Result<()> {
+        let mut text = String::new();
+        for row in &self.rows {
+            text.push_str(&row.to_string());
+            text.push('\n');
+        }
+        boltzmann::io::write_atomic(&self.dir.join(METRICS_FILE), text.as_bytes())?;
+        let curves: Vec<boltzmann::image::Curve> = self
+            .plotted
+            .iter()
+            .map(|&(field, title)| boltzmann::image::Curve {
+                title: title.to_string(),
+                points: self
+                    .rows
+                    .iter()
+                    .filter_map(|r| Some((r["epoch"].as_f64()?, r[field].as_f64()?)))
+                    .collect(),
+            })
+            .collect();
+        boltzmann::image::save_curves(self.dir.join("metrics.png"), &curves)
+    }
+
+    /// The first error met in writing, if any.
+    pub fn finish(self) -> boltzmann::Result<()> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Classifies `samples` (one image per column) by the nearest class mean of the test digits,
+/// prints the histogram and returns the ten fractions, digits 0 to 9.
+pub fn sample_classes(
+    samples: &nalgebra::DMatrix<f32>,
+    mnist: &boltzmann::data::Mnist,
+) -> boltzmann::Result<Vec<f64>> {
+    let labels: Vec<usize> = mnist.test_labels.iter().map(|&l| usize::from(l)).collect();
+    let fractions =
+        boltzmann::diagnostics::class_fractions(samples, &mnist.test_images, &labels, 10)?;
+    println!(
+        "samples by digit (nearest class mean of the test images), 0–9: {}",
+        fractions
+            .iter()
+            .map(|f| format!("{:.1} %", 100.0 * f))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(fractions)
+}
+
 /// An optional setting where 0 means "none".
 pub fn zero_is_none(value: Option<f64>) -> Option<f64> {
     value.filter(|&x| x != 0.0)
@@ -171,6 +353,58 @@ impl RunOptions {
             path: out.join("checkpoint.bin"),
             every: self.checkpoint_every,
         }
+    }
+}
+
+/// Trajectory AIS along training (`ln Z` followed from epoch to epoch), as flags.
+#[derive(clap::Args, Debug, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrajectoryOptions {
+    /// Runs of trajectory AIS, which follows ln Z from epoch to epoch and so the
+    /// log-probability (or, for a DBM, its variational bound) along training (0: none).
+    #[arg(long, default_value_t = 100)]
+    pub trajectory_runs: usize,
+    /// Intermediate models (one Gibbs sweep each) of trajectory AIS from one epoch's model to the
+    /// next.
+    #[arg(long, default_value_t = 20)]
+    pub trajectory_steps: usize,
+    /// Intermediate models of trajectory AIS's start, a full AIS run to the first model from its
+    /// layers alone.
+    #[arg(long, default_value_t = 1000)]
+    pub trajectory_start_steps: usize,
+}
+
+impl Default for TrajectoryOptions {
+    fn default() -> Self {
+        TrajectoryOptions {
+            trajectory_runs: 100,
+            trajectory_steps: 20,
+            trajectory_start_steps: 1000,
+        }
+    }
+}
+
+impl TrajectoryOptions {
+    /// The settings, or `None` without runs.
+    pub fn settings(&self) -> Option<boltzmann::partition::TrajectorySettings> {
+        (self.trajectory_runs > 0).then_some(boltzmann::partition::TrajectorySettings {
+            runs: self.trajectory_runs,
+            steps: self.trajectory_steps,
+            start_steps: self.trajectory_start_steps,
+        })
+    }
+
+    /// Checks the counts, for chains of `units` units each.
+    pub fn validate(&self, units: usize) -> boltzmann::Result<()> {
+        count_in("--trajectory-runs", self.trajectory_runs, 0, MAX_CHAINS)?;
+        count_in("--trajectory-steps", self.trajectory_steps, 1, MAX_SWEEPS)?;
+        count_in(
+            "--trajectory-start-steps",
+            self.trajectory_start_steps,
+            1,
+            MAX_SWEEPS,
+        )?;
+        fits_memory("--trajectory-runs", self.trajectory_runs, units)
     }
 }
 

@@ -4,6 +4,7 @@ mod ais;
 mod conditional;
 mod dbm_ais;
 mod exact;
+mod trajectory;
 
 pub use ais::{
     AisConfig, AisEstimate, Betas, MAX_BETAS, Start, ais, log_partition_start, reverse_ais,
@@ -11,6 +12,7 @@ pub use ais::{
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
 pub use dbm_ais::{DbmStart, dbm_ais, dbm_reverse_ais};
 pub use exact::{MAX_ENUMERATED_STATES, exact_samples, log_partition_exact};
+pub use trajectory::{Trajectory, TrajectoryAis, TrajectorySettings};
 
 use crate::error::Result;
 use crate::layer::Layer;

@@ -297,6 +297,11 @@ pub struct TrainConfig {
     /// Save a checkpoint (parameters, optimiser state, chains and random streams, epoch) from
     /// which [`resume`](super::resume) continues bit-identically.
     pub checkpoint: Option<Checkpointing>,
+    /// Follow `ln Z` along training by trajectory AIS ([`TrajectoryAis`]), which gives estimated
+    /// log-likelihoods in every epoch's metrics (not for the scaled RBMs of pretraining).
+    ///
+    /// [`TrajectoryAis`]: crate::partition::TrajectoryAis
+    pub trajectory: Option<crate::partition::TrajectorySettings>,
 }
 
 impl Default for TrainConfig {
@@ -319,6 +324,7 @@ impl Default for TrainConfig {
             monitor_examples: 1000,
             seed: 0,
             checkpoint: None,
+            trajectory: None,
         }
     }
 }
@@ -367,6 +373,9 @@ impl TrainConfig {
                 "checkpoint interval",
                 "0 epochs; expected at least 1",
             ));
+        }
+        if let Some(t) = &self.trajectory {
+            t.validate()?;
         }
         if let Some(s) = &self.sparsity {
             let ok = s.target > 0.0

@@ -4,7 +4,7 @@
 
 use super::{
     Centering, Checkpointing, EpochMetrics, LearningRate, Momentum, Sparsity, TrainConfig,
-    train_scaled,
+    TrajectoryEstimate, train_scaled,
 };
 use crate::centering::{centre_gradients, plain_bias_steps, track};
 use crate::data::binarize_in_place;
@@ -13,6 +13,7 @@ use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, stream};
 use crate::layer::{Bernoulli, Layer};
+use crate::partition::{TrajectoryAis, TrajectorySettings};
 use crate::rbm::{InputScale, Rbm};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
@@ -148,6 +149,9 @@ pub struct DbmTrainConfig {
     pub seed: u64,
     /// Save a [`DbmCheckpoint`] as configured, from which [`resume_dbm`] continues.
     pub checkpoint: Option<Checkpointing>,
+    /// Follow `ln Z` along training by trajectory AIS, which gives estimated variational bounds
+    /// in every epoch's metrics.
+    pub trajectory: Option<TrajectorySettings>,
 }
 
 impl Default for DbmTrainConfig {
@@ -173,6 +177,7 @@ impl Default for DbmTrainConfig {
             monitor_examples: 1000,
             seed: 0,
             checkpoint: None,
+            trajectory: None,
         }
     }
 }
@@ -190,6 +195,7 @@ impl DbmTrainConfig {
             sparsity: self.sparsity.clone(),
             centering: self.centering.clone(),
             checkpoint: self.checkpoint.clone(),
+            trajectory: self.trajectory.clone(),
             ..TrainConfig::default()
         }
         .validate()?;
@@ -245,6 +251,7 @@ pub struct DbmCheckpoint<V: Layer> {
     offsets: Option<Vec<DVector<f32>>>,
     chains: Chains,
     order: Vec<usize>,
+    trajectory: Option<TrajectoryAis>,
 }
 
 impl<V: Layer> DbmCheckpoint<V> {
@@ -298,6 +305,9 @@ impl<V: Layer> crate::io::Model for DbmCheckpoint<V> {
         for v in &self.velocity {
             check_finite("DBM momentum", v.as_slice())?;
         }
+        if let Some(t) = &self.trajectory {
+            t.check(&self.dbm)?;
+        }
         Ok(())
     }
 }
@@ -330,6 +340,7 @@ pub fn resume_dbm<V: Layer>(
         ));
     }
     super::check_centring(saved.offsets.is_some(), config.centering.is_some())?;
+    super::check_trajectory(saved.trajectory.as_ref(), config.trajectory.as_ref())?;
     *dbm = saved.dbm.clone();
     train_dbm_from(dbm, data, config, Some(saved), monitor)
 }
@@ -350,6 +361,9 @@ pub struct DbmEpochMetrics {
     /// Average variational lower bound on `ln p(v)` of the monitor examples, with the exact
     /// `ln Z`, for DBMs small enough to enumerate.
     pub train_lower_bound: Option<f64>,
+    /// With [`DbmTrainConfig::trajectory`]: `ln Ẑ` by trajectory AIS and the average lower
+    /// bound of the monitor examples it gives.
+    pub trajectory: Option<TrajectoryEstimate>,
 }
 
 /// Joint training of a DBM on the columns of `data`: for every minibatch, mean-field posteriors
@@ -449,6 +463,14 @@ fn train_dbm_from<V: Layer>(
                     Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?
                 },
                 order: (0..n).collect(),
+                trajectory: match &config.trajectory {
+                    Some(t) => {
+                        let start = base_rates(dbm, &monitor_set, &config.mean_field)?;
+                        let seed = stream(seed, 9 << 40).next_u64();
+                        Some(TrajectoryAis::start(&start, dbm, t, seed)?)
+                    }
+                    None => None,
+                },
             }
         }
     };
@@ -548,6 +570,18 @@ fn train_dbm_from<V: Layer>(
             }
             lb = Some(bound.mean() - log_z);
         }
+        let trajectory = match &mut run.trajectory {
+            Some(t) => {
+                let log_z = t.advance(&before, dbm)?;
+                Some(TrajectoryEstimate {
+                    log_z,
+                    effective_sample_size: t.effective_sample_size(),
+                    train_log_likelihood: bound.mean() - log_z,
+                    held_out_log_likelihood: None,
+                })
+            }
+            None => None,
+        };
         let metrics = DbmEpochMetrics {
             epoch,
             learning_rate: lr,
@@ -556,6 +590,7 @@ fn train_dbm_from<V: Layer>(
             bound_unnormalised: bound.mean(),
             train_log_likelihood: ll,
             train_lower_bound: lb,
+            trajectory,
         };
         run.epoch = epoch;
         if let Some(c) = &config.checkpoint
@@ -568,6 +603,24 @@ fn train_dbm_from<V: Layer>(
         history.push(metrics);
     }
     Ok(history)
+}
+
+/// `dbm` with every layer's biases set to its base rate on `data`: the visible layer's mean and
+/// each hidden layer's mean-field mean (the start of trajectory AIS, as of
+/// [`DbmStart::base_rate`](crate::partition::DbmStart::base_rate) for AIS).
+fn base_rates<V: Layer>(
+    dbm: &Dbm<V, Bernoulli>,
+    data: &DMatrix<f32>,
+    settings: &MeanField,
+) -> Result<Dbm<V, Bernoulli>> {
+    let mut start = dbm.clone();
+    start
+        .visible
+        .set_bias_from_mean(data.column_mean().as_slice());
+    for (layer, mu) in start.hidden.iter_mut().zip(dbm.mean_field(data, settings)?) {
+        layer.set_bias_from_mean(mu.column_mean().as_slice());
+    }
+    Ok(start)
 }
 
 /// The offsets of every layer and the plain bias gradients (without sparsity pulls) that

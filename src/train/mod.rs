@@ -22,7 +22,7 @@ use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, par_zip_apply, stream};
 use crate::layer::Layer;
-use crate::partition::{LogLikelihood, Start, log_partition_exact};
+use crate::partition::{LogLikelihood, Start, TrajectoryAis, log_partition_exact};
 use crate::rbm::{InputScale, Rbm};
 use crate::tempering::ParallelTempering;
 use nalgebra::{DMatrix, DVector};
@@ -59,6 +59,23 @@ pub struct EpochMetrics {
     /// With parallel tempering: the swap acceptance rate of each neighbouring pair of rungs in
     /// this epoch.
     pub swap_rates: Option<Vec<f64>>,
+    /// With [`TrainConfig::trajectory`]: `ln Ẑ` by trajectory AIS and the log-likelihoods it
+    /// gives.
+    pub trajectory: Option<TrajectoryEstimate>,
+}
+
+/// `ln Ẑ` of the model after an epoch, followed along training by [`TrajectoryAis`], and the
+/// average log-probabilities of the monitor subsets it gives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrajectoryEstimate {
+    pub log_z: f64,
+    /// Effective sample size of the runs' current weights.
+    pub effective_sample_size: f64,
+    /// `mean(−F(v)) − ln Ẑ` on the training monitor subset (for a DBM: the mean-field lower
+    /// bound).
+    pub train_log_likelihood: f64,
+    /// The same on the held-out monitor subset, if there is one.
+    pub held_out_log_likelihood: Option<f64>,
 }
 
 // Stream indices of the master seed, one family per purpose, so draws never overlap.
@@ -67,6 +84,7 @@ const STREAM_BINARIZE: u64 = 2 << 40;
 const STREAM_MONITOR: u64 = 3 << 40;
 const STREAM_CD: u64 = 4 << 40;
 const STREAM_PCD: u64 = 5 << 40;
+const STREAM_TRAJECTORY: u64 = 9 << 40;
 
 /// Trains `rbm` on the columns of `data` (`visible × N`), calling `monitor` after every epoch.
 /// `held_out` (optional) feeds the free-energy gap and held-out log-likelihood.
@@ -188,6 +206,7 @@ pub struct Checkpoint<V: Layer, H: Layer> {
     optimiser: Optimiser,
     sampler: Sampler<V, H>,
     order: Vec<usize>,
+    trajectory: Option<TrajectoryAis>,
 }
 
 impl<V: Layer, H: Layer> Checkpoint<V, H> {
@@ -235,6 +254,9 @@ impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
         if let Some(c) = &o.offsets {
             check_finite("centring offsets", c.visible.as_slice())?;
             check_finite("centring offsets", c.hidden.as_slice())?;
+        }
+        if let Some(t) = &self.trajectory {
+            t.check(&self.rbm)?;
         }
         Ok(())
     }
@@ -297,6 +319,7 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
                 ),
             )),
         }?;
+        check_trajectory(self.trajectory.as_ref(), config.trajectory.as_ref())?;
         check_centring(self.optimiser.offsets.is_some(), config.centering.is_some())
     }
 }
@@ -545,6 +568,15 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
                 },
                 sampler: Sampler::new(rbm, config, data)?,
                 order: (0..n).collect(),
+                trajectory: match &config.trajectory {
+                    Some(t) if scale == InputScale::ONE => Some(TrajectoryAis::start(
+                        rbm,
+                        rbm,
+                        t,
+                        stream(seed, STREAM_TRAJECTORY).next_u64(),
+                    )?),
+                    _ => None,
+                },
             }
         }
     };
@@ -605,7 +637,12 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
             return Err(Error::Diverged { epoch, what });
         }
         let exact = scale == InputScale::ONE;
-        let metrics = measure(rbm, &monitor_train, monitor_held_out.as_ref(), epoch, exact)?;
+        let log_z = match &mut run.trajectory {
+            Some(t) => Some((t.advance(&before, rbm)?, t.effective_sample_size())),
+            None => None,
+        };
+        let monitored = (&monitor_train, monitor_held_out.as_ref());
+        let metrics = measure(rbm, monitored, epoch, exact, log_z)?;
         let metrics = EpochMetrics {
             learning_rate: lr,
             momentum,
@@ -760,24 +797,27 @@ fn non_finite<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Option<&'static str> {
 /// Per-epoch metrics on the monitor subsets.
 fn measure<V: Layer, H: Layer>(
     rbm: &Rbm<V, H>,
-    train: &DMatrix<f32>,
-    held_out: Option<&DMatrix<f32>>,
+    (train, held_out): (&DMatrix<f32>, Option<&DMatrix<f32>>),
     epoch: usize,
     exact: bool,
+    trajectory_log_z: Option<(f64, f64)>,
 ) -> Result<EpochMetrics> {
     let recon = rbm.visible_mean(&rbm.hidden_mean(train)?)?;
     let recon_error = (train - recon).norm_squared() as f64 / train.ncols() as f64;
     let free_train = rbm.free_energy(train)?;
-    let free_energy_gap = match held_out {
-        Some(h) => Some(rbm.free_energy(h)?.mean() - free_train.mean()),
-        None => None,
-    };
+    let free_held_out = held_out.map(|h| rbm.free_energy(h)).transpose()?;
+    let free_energy_gap = free_held_out.as_ref().map(|f| f.mean() - free_train.mean());
+    let trajectory = trajectory_log_z.map(|(log_z, ess)| TrajectoryEstimate {
+        log_z,
+        effective_sample_size: ess,
+        train_log_likelihood: -free_train.mean() - log_z,
+        held_out_log_likelihood: free_held_out.as_ref().map(|f| -f.mean() - log_z),
+    });
     let (mut train_ll, mut held_out_ll) = (None, None);
     if exact && rbm.num_hidden() <= MAX_EXACT_MONITOR_HIDDEN && rbm.hidden.num_states().is_some() {
         let log_z = log_partition_exact(rbm)?;
         train_ll = Some(LogLikelihood::from_free_energies(free_train.as_slice(), log_z).mean);
-        if let Some(h) = held_out {
-            let f = rbm.free_energy(h)?;
+        if let Some(f) = &free_held_out {
             held_out_ll = Some(LogLikelihood::from_free_energies(f.as_slice(), log_z).mean);
         }
     }
@@ -792,5 +832,22 @@ fn measure<V: Layer, H: Layer>(
         held_out_log_likelihood: held_out_ll,
         seconds: 0.0,
         swap_rates: None,
+        trajectory,
     })
+}
+
+/// Checks that a checkpoint follows `ln Z` exactly when the configuration asks for it, with the
+/// same settings.
+fn check_trajectory(
+    saved: Option<&TrajectoryAis>,
+    config: Option<&crate::partition::TrajectorySettings>,
+) -> Result<()> {
+    if saved.map(TrajectoryAis::settings) == config {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "trajectory AIS",
+            "the checkpoint's runs do not match the configuration's trajectory settings",
+        ))
+    }
 }
