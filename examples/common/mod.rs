@@ -364,10 +364,14 @@ pub struct TrajectoryOptions {
     /// log-probability (or, for a DBM, its variational bound) along training (0: none).
     #[arg(long, default_value_t = 100)]
     pub trajectory_runs: usize,
-    /// Intermediate models (one Gibbs sweep each) of trajectory AIS from one epoch's model to the
-    /// next.
-    #[arg(long, default_value_t = 20)]
+    /// Intermediate models (one Gibbs sweep each) of trajectory AIS from one model of the
+    /// trajectory to the next.
+    #[arg(long, default_value_t = 2)]
     pub trajectory_steps: usize,
+    /// Parameter updates from one model of the trajectory to the next (and one at the end of
+    /// every epoch).
+    #[arg(long, default_value_t = 10)]
+    pub trajectory_every: usize,
     /// Intermediate models of trajectory AIS's start, a full AIS run to the first model from its
     /// layers alone.
     #[arg(long, default_value_t = 1000)]
@@ -378,7 +382,8 @@ impl Default for TrajectoryOptions {
     fn default() -> Self {
         TrajectoryOptions {
             trajectory_runs: 100,
-            trajectory_steps: 20,
+            trajectory_steps: 2,
+            trajectory_every: 10,
             trajectory_start_steps: 1000,
         }
     }
@@ -390,6 +395,7 @@ impl TrajectoryOptions {
         (self.trajectory_runs > 0).then_some(boltzmann::partition::TrajectorySettings {
             runs: self.trajectory_runs,
             steps: self.trajectory_steps,
+            every: self.trajectory_every,
             start_steps: self.trajectory_start_steps,
         })
     }
@@ -398,6 +404,7 @@ impl TrajectoryOptions {
     pub fn validate(&self, units: usize) -> boltzmann::Result<()> {
         count_in("--trajectory-runs", self.trajectory_runs, 0, MAX_CHAINS)?;
         count_in("--trajectory-steps", self.trajectory_steps, 1, MAX_SWEEPS)?;
+        count_in("--trajectory-every", self.trajectory_every, 1, usize::MAX)?;
         count_in(
             "--trajectory-start-steps",
             self.trajectory_start_steps,

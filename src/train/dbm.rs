@@ -480,6 +480,8 @@ fn train_dbm_from<V: Layer>(
     for epoch in run.epoch + 1..=config.epochs {
         let started = Instant::now();
         let before = dbm.clone();
+        // The model the trajectory's runs were last advanced to.
+        let mut anchor = before.clone();
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
         super::shuffle(&mut run.order, &mut stream(seed, (1 << 40) + epoch as u64));
@@ -550,6 +552,14 @@ fn train_dbm_from<V: Layer>(
                         }
                     }
                 }
+                // (A diverged model is left to the check after the epoch.)
+                if let Some(t) = &mut run.trajectory
+                    && ((b + 1) % t.settings().every == 0 || b + 1 == batches)
+                    && dbm.check().is_ok()
+                {
+                    t.advance(&anchor, dbm)?;
+                    anchor.clone_from(dbm);
+                }
             }
             Ok(())
         })?;
@@ -570,9 +580,9 @@ fn train_dbm_from<V: Layer>(
             }
             lb = Some(bound.mean() - log_z);
         }
-        let trajectory = match &mut run.trajectory {
+        let trajectory = match &run.trajectory {
             Some(t) => {
-                let log_z = t.advance(&before, dbm)?;
+                let log_z = t.log_z();
                 Some(TrajectoryEstimate {
                     log_z,
                     effective_sample_size: t.effective_sample_size(),
