@@ -1,5 +1,6 @@
 //! Pretrains, jointly trains and evaluates a deep Boltzmann machine on MNIST (Salakhutdinov &
-//! Hinton 2009), and writes `model.bin`, `model.npz`, `samples.png`, a checkpoint of joint
+//! Hinton 2009), and writes `model.bin`, `model.npz`, `samples.png`, the per-epoch metrics of
+//! joint training `metrics.jsonl` and their curves `metrics.png`, a checkpoint of joint
 //! training `checkpoint.bin` and the run's settings `args.json`.
 //!
 //! ```text

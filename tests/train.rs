@@ -400,3 +400,35 @@ fn learning_rate_schedules_follow_their_formulas() {
         assert!(config.validate().is_err());
     }
 }
+
+#[test]
+fn max_norm_bounds_every_hidden_units_weights() {
+    let (_, data) = four_patterns(200);
+    let mut rbm = Rbm::<Bernoulli, Bernoulli>::init(6, 4, 0).unwrap();
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: 20,
+        learning_rate: LearningRate::Constant(0.5),
+        max_norm: Some(0.3),
+        ..TrainConfig::default()
+    };
+    train(&mut rbm, &data, None, &config, |_| ()).unwrap();
+    let norms: Vec<f32> = rbm.weights().column_iter().map(|c| c.norm()).collect();
+    assert!(norms.iter().all(|&n| n <= 0.3 * (1.0 + 1e-5)), "{norms:?}");
+    // Without the constraint this rate takes the columns well past it.
+    let mut free = Rbm::<Bernoulli, Bernoulli>::init(6, 4, 0).unwrap();
+    let unconstrained = TrainConfig {
+        max_norm: None,
+        ..config.clone()
+    };
+    train(&mut free, &data, None, &unconstrained, |_| ()).unwrap();
+    let free_norms: Vec<f32> = free.weights().column_iter().map(|c| c.norm()).collect();
+    assert!(free_norms.iter().any(|&n| n > 0.5), "{free_norms:?}");
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let config = TrainConfig {
+            max_norm: Some(bad),
+            ..TrainConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

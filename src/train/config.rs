@@ -302,6 +302,9 @@ pub struct TrainConfig {
     ///
     /// [`TrajectoryAis`]: crate::partition::TrajectoryAis
     pub trajectory: Option<crate::partition::TrajectorySettings>,
+    /// A max-norm constraint (Srivastava et al. 2014): after every update, each hidden unit's
+    /// incoming weight vector (a column of `W`) longer than this is scaled back to it.
+    pub max_norm: Option<f32>,
 }
 
 impl Default for TrainConfig {
@@ -325,6 +328,7 @@ impl Default for TrainConfig {
             seed: 0,
             checkpoint: None,
             trajectory: None,
+            max_norm: None,
         }
     }
 }
@@ -376,6 +380,14 @@ impl TrainConfig {
         }
         if let Some(t) = &self.trajectory {
             t.validate()?;
+        }
+        if let Some(c) = self.max_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::invalid(
+                "max norm",
+                format!("{c}; expected a finite value > 0"),
+            ));
         }
         if let Some(s) = &self.sparsity {
             let ok = s.target > 0.0

@@ -196,6 +196,7 @@ impl DbmTrainConfig {
             centering: self.centering.clone(),
             checkpoint: self.checkpoint.clone(),
             trajectory: self.trajectory.clone(),
+            max_norm: self.max_norm,
             ..TrainConfig::default()
         }
         .validate()?;
@@ -206,14 +207,6 @@ impl DbmTrainConfig {
                     "{} chains, {} sweeps, {} mean-field iterations; each must be ≥ 1",
                     self.chains, self.sweeps, self.mean_field.iterations
                 ),
-            ));
-        }
-        if let Some(c) = self.max_norm
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(Error::invalid(
-                "max norm",
-                format!("{c}; expected a finite value > 0"),
             ));
         }
         if self.mean_field.tolerance.is_nan() || self.mean_field.tolerance < 0.0 {
@@ -543,14 +536,9 @@ fn train_dbm_from<V: Layer>(
                     config.weight_decay,
                 );
                 if let Some(c) = config.max_norm {
-                    for w in dbm.weights_mut() {
-                        for mut col in w.column_iter_mut() {
-                            let norm = col.norm();
-                            if norm > c {
-                                col *= c / norm;
-                            }
-                        }
-                    }
+                    dbm.weights_mut()
+                        .iter_mut()
+                        .for_each(|w| super::max_norm(w, c));
                 }
                 // (A diverged model is left to the check after the epoch.)
                 if let Some(t) = &mut run.trajectory

@@ -625,6 +625,9 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
                 buffers.statistics(rbm, scale, model_visible, data_hidden_done);
                 run.optimiser
                     .update(rbm, &buffers, model_visible, lr, momentum, config);
+                if let Some(c) = config.max_norm {
+                    max_norm(rbm.weights_mut(), c);
+                }
                 run.sampler.learn_fast(&buffers, &config.negative);
                 // (A diverged model is left to the check after the epoch.)
                 if let Some(t) = &mut run.trajectory
@@ -844,6 +847,17 @@ fn measure<V: Layer, H: Layer>(
         swap_rates: None,
         trajectory,
     })
+}
+
+/// Scales every column of `w` (a hidden unit's incoming weights) longer than `c` back to length
+/// `c`.
+fn max_norm(w: &mut DMatrix<f32>, c: f32) {
+    for mut col in w.column_iter_mut() {
+        let norm = col.norm();
+        if norm > c {
+            col *= c / norm;
+        }
+    }
 }
 
 /// Checks that a checkpoint follows `ln Z` exactly when the configuration asks for it, with the
