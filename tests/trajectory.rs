@@ -159,18 +159,10 @@ fn same_seed_gives_the_same_bits_at_any_thread_count() {
 #[test]
 fn bad_settings_and_mismatched_models_are_errors() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(8, 5, 0.5, 1);
-    let bad = [
-        (1, 10, 10, 1),
-        (100, 0, 10, 1),
-        (0, 1, 10, 1),
-        (100, 1, 0, 1),
-        (100, 1, 1, 0),
-    ];
-    for (runs, steps, start_steps, every) in bad {
+    for (runs, steps, start_steps) in [(1, 10, 10), (100, 0, 10), (0, 1, 10), (100, 1, 0)] {
         let settings = TrajectorySettings {
             runs,
             steps,
-            every,
             start_steps,
         };
         assert!(TrajectoryAis::start(&rbm, &rbm, &settings, 0).is_err());
@@ -206,8 +198,7 @@ fn training_follows_log_likelihood_by_trajectory_ais() {
                 seed,
                 trajectory: Some(TrajectorySettings {
                     runs: 200,
-                    steps: 2,
-                    every: 1,
+                    steps: 20,
                     ..TrajectorySettings::default()
                 }),
                 ..TrainConfig::default()
@@ -229,7 +220,5 @@ fn training_follows_log_likelihood_by_trajectory_ais() {
                 .collect()
         })
         .collect();
-    // Over 40 epochs the spread between trajectories grows to about 0.1 nats; 0.5 guards the
-    // precision, the mean test the correctness.
-    assert_unbiased(&runs, 0.5);
+    assert_unbiased(&runs, 0.25);
 }

@@ -366,14 +366,10 @@ pub struct TrajectoryOptions {
     /// (README, "Training curves"): a diagnostic to check against the final AIS, not a result.
     #[arg(long, default_value_t = 0)]
     pub trajectory_runs: usize,
-    /// Intermediate models (one Gibbs sweep each) of trajectory AIS from one model of the
-    /// trajectory to the next.
-    #[arg(long, default_value_t = 2)]
+    /// Intermediate models (one Gibbs sweep each) of trajectory AIS from one epoch's model to the
+    /// next.
+    #[arg(long, default_value_t = 100)]
     pub trajectory_steps: usize,
-    /// Parameter updates from one model of the trajectory to the next (and one at the end of
-    /// every epoch).
-    #[arg(long, default_value_t = 10)]
-    pub trajectory_every: usize,
     /// Intermediate models of trajectory AIS's start, a full AIS run to the first model from its
     /// layers alone.
     #[arg(long, default_value_t = 1000)]
@@ -384,8 +380,7 @@ impl Default for TrajectoryOptions {
     fn default() -> Self {
         TrajectoryOptions {
             trajectory_runs: 0,
-            trajectory_steps: 2,
-            trajectory_every: 10,
+            trajectory_steps: 100,
             trajectory_start_steps: 1000,
         }
     }
@@ -397,7 +392,6 @@ impl TrajectoryOptions {
         (self.trajectory_runs > 0).then_some(boltzmann::partition::TrajectorySettings {
             runs: self.trajectory_runs,
             steps: self.trajectory_steps,
-            every: self.trajectory_every,
             start_steps: self.trajectory_start_steps,
         })
     }
@@ -406,7 +400,6 @@ impl TrajectoryOptions {
     pub fn validate(&self, units: usize) -> boltzmann::Result<()> {
         count_in("--trajectory-runs", self.trajectory_runs, 0, MAX_CHAINS)?;
         count_in("--trajectory-steps", self.trajectory_steps, 1, MAX_SWEEPS)?;
-        count_in("--trajectory-every", self.trajectory_every, 1, usize::MAX)?;
         count_in(
             "--trajectory-start-steps",
             self.trajectory_start_steps,

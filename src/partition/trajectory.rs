@@ -140,10 +140,6 @@ pub struct TrajectorySettings {
     pub runs: usize,
     /// Intermediate models (and sweeps) between one parameter set and the next.
     pub steps: usize,
-    /// In training: parameter updates between one advance and the next (and one at the end of
-    /// every epoch), so that the runs follow the path training takes rather than straight lines
-    /// between epochs.
-    pub every: usize,
     /// Intermediate models from the first model without couplings to the first model itself,
     /// spaced by the three-stage rule of [`Betas::three_stage`]: the start is a full AIS run,
     /// which matters when training starts from a trained model (a DBM after pretraining).
@@ -154,8 +150,7 @@ impl Default for TrajectorySettings {
     fn default() -> Self {
         TrajectorySettings {
             runs: 100,
-            steps: 2,
-            every: 10,
+            steps: 100,
             start_steps: 1000,
         }
     }
@@ -165,17 +160,13 @@ impl TrajectorySettings {
     /// Checks the counts.
     pub fn validate(&self) -> Result<()> {
         let steps = 1..=MAX_BETAS;
-        if self.runs < 2
-            || !steps.contains(&self.steps)
-            || !steps.contains(&self.start_steps)
-            || self.every == 0
-        {
+        if self.runs < 2 || !steps.contains(&self.steps) || !steps.contains(&self.start_steps) {
             return Err(Error::invalid(
                 "trajectory AIS",
                 format!(
-                    "{} runs, {} steps every {} updates, {} start steps; expected ≥ 2 runs, \
-                     1 to {MAX_BETAS} steps, an interval ≥ 1",
-                    self.runs, self.steps, self.every, self.start_steps
+                    "{} runs, {} steps, {} start steps; expected ≥ 2 runs and 1 to {MAX_BETAS} \
+                     steps",
+                    self.runs, self.steps, self.start_steps
                 ),
             ));
         }

@@ -473,8 +473,6 @@ fn train_dbm_from<V: Layer>(
     for epoch in run.epoch + 1..=config.epochs {
         let started = Instant::now();
         let before = dbm.clone();
-        // The model the trajectory's runs were last advanced to.
-        let mut anchor = before.clone();
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
         super::shuffle(&mut run.order, &mut stream(seed, (1 << 40) + epoch as u64));
@@ -540,14 +538,6 @@ fn train_dbm_from<V: Layer>(
                         .iter_mut()
                         .for_each(|w| super::max_norm(w, c));
                 }
-                // (A diverged model is left to the check after the epoch.)
-                if let Some(t) = &mut run.trajectory
-                    && ((b + 1) % t.settings().every == 0 || b + 1 == batches)
-                    && dbm.check().is_ok()
-                {
-                    t.advance(&anchor, dbm)?;
-                    anchor.clone_from(dbm);
-                }
             }
             Ok(())
         })?;
@@ -568,9 +558,9 @@ fn train_dbm_from<V: Layer>(
             }
             lb = Some(bound.mean() - log_z);
         }
-        let trajectory = match &run.trajectory {
+        let trajectory = match &mut run.trajectory {
             Some(t) => {
-                let log_z = t.log_z();
+                let log_z = t.advance(&before, dbm)?;
                 Some(TrajectoryEstimate {
                     log_z,
                     effective_sample_size: t.effective_sample_size(),

@@ -591,8 +591,6 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
     for epoch in run.epoch + 1..=config.epochs {
         let start = Instant::now();
         let before = rbm.clone();
-        // The model the trajectory's runs were last advanced to.
-        let mut anchor = before.clone();
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
         let k = config.negative.steps(epoch);
@@ -629,14 +627,6 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
                     max_norm(rbm.weights_mut(), c);
                 }
                 run.sampler.learn_fast(&buffers, &config.negative);
-                // (A diverged model is left to the check after the epoch.)
-                if let Some(t) = &mut run.trajectory
-                    && ((b + 1) % t.settings().every == 0 || b + 1 == batches)
-                    && non_finite(rbm).is_none()
-                {
-                    t.advance(&anchor, rbm)?;
-                    anchor.clone_from(rbm);
-                }
             }
             Ok(())
         })?;
@@ -650,10 +640,10 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
             return Err(Error::Diverged { epoch, what });
         }
         let exact = scale == InputScale::ONE;
-        let log_z = run
-            .trajectory
-            .as_ref()
-            .map(|t| (t.log_z(), t.effective_sample_size()));
+        let log_z = match &mut run.trajectory {
+            Some(t) => Some((t.advance(&before, rbm)?, t.effective_sample_size())),
+            None => None,
+        };
         let monitored = (&monitor_train, monitor_held_out.as_ref());
         let metrics = measure(rbm, monitored, epoch, exact, log_z)?;
         let metrics = EpochMetrics {
