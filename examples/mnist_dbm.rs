@@ -369,7 +369,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
                 "bound_unnormalised",
                 "mean-field E[-E]+H of training images",
             ),
-            ("learning_rate", "learning rate"),
+            ("/learning_rate", "learning rate"),
         ],
     )?;
     fn report<'a>(
@@ -377,24 +377,10 @@ fn run(args: Args) -> boltzmann::Result<()> {
         metrics: &'a mut common::MetricsLog,
     ) -> impl FnMut(&DbmEpochMetrics) + 'a {
         move |m| {
-            metrics.push(serde_json::json!({
-                "epoch": m.epoch,
-                "learning_rate": m.learning_rate,
-                "momentum": m.momentum,
-                "seconds": m.seconds,
-                "bound_unnormalised": m.bound_unnormalised,
-                "train_log_likelihood": m.train_log_likelihood,
-                "train_lower_bound": m.train_lower_bound,
-                "trajectory_log_z": m.trajectory.as_ref().map(|t| t.log_z),
-                "trajectory_ess": m.trajectory.as_ref().map(|t| t.effective_sample_size),
-                "trajectory_train_lower_bound": m.trajectory.as_ref().map(|t| t.train_log_likelihood),
-            }));
+            metrics.push(m);
             progress.suspend(|| {
-                let online = m.trajectory.as_ref().map_or(String::new(), |t| {
-                    format!(
-                        "  ln Ẑ {:.2} (trajectory), train bound ≈ {:.2}",
-                        t.log_z, t.train_log_likelihood
-                    )
+                let online = common::trajectory_note(m.trajectory.as_ref(), "train bound", |t| {
+                    Some(t.train_log_likelihood)
                 });
                 println!(
                     "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}{online}",

@@ -432,43 +432,25 @@ fn run(args: Args) -> boltzmann::Result<()> {
         &out,
         args.run.resume.is_some(),
         &[
-            ("recon_error", "reconstruction error"),
-            ("free_energy_gap", "free-energy gap (test - train)"),
-            ("train_log_likelihood", "train log-likelihood (exact)"),
+            ("/recon_error", "reconstruction error"),
+            ("/free_energy_gap", "free-energy gap (test - train)"),
+            ("/train_log_likelihood", "train log-likelihood (exact)"),
             (
-                "trajectory_test_log_prob",
+                "/trajectory/held_out_log_likelihood",
                 "test log-probability (trajectory AIS, monitored test images)",
             ),
-            ("learning_rate", "learning rate"),
+            ("/learning_rate", "learning rate"),
         ],
     )?;
     let report = |m: &EpochMetrics| {
-        metrics.push(serde_json::json!({
-            "epoch": m.epoch,
-            "learning_rate": m.learning_rate,
-            "momentum": m.momentum,
-            "k": m.k,
-            "recon_error": m.recon_error,
-            "free_energy_gap": m.free_energy_gap,
-            "train_log_likelihood": m.train_log_likelihood,
-            "held_out_log_likelihood": m.held_out_log_likelihood,
-            "seconds": m.seconds,
-            "swap_rates": m.swap_rates,
-            "trajectory_log_z": m.trajectory.as_ref().map(|t| t.log_z),
-            "trajectory_ess": m.trajectory.as_ref().map(|t| t.effective_sample_size),
-            "trajectory_test_log_prob": m.trajectory.as_ref().and_then(|t| t.held_out_log_likelihood),
-        }));
+        metrics.push(m);
         bar.suspend(|| {
             let swaps = m.swap_rates.as_ref().map_or(String::new(), |r| {
                 let lowest = r.iter().copied().fold(1.0, f64::min);
                 format!("  lowest swap rate {lowest:.3}")
             });
-            let online = m.trajectory.as_ref().map_or(String::new(), |t| {
-                format!(
-                    "  ln Ẑ {:.2} (trajectory), test ≈ {:.2}",
-                    t.log_z,
-                    t.held_out_log_likelihood.unwrap_or(f64::NAN)
-                )
+            let online = common::trajectory_note(m.trajectory.as_ref(), "test", |t| {
+                t.held_out_log_likelihood
             });
             println!(
                 "epoch {:3}  {:6.2} s  recon error {:8.3}  F gap (test − train) {:+8.3}{swaps}{online}",

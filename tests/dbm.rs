@@ -7,30 +7,6 @@ use boltzmann::{Bernoulli, Chains, Dbm, Layer};
 use common::*;
 use nalgebra::{DMatrix, DVector};
 
-/// A 6-4-3 DBM with N(0, scale²) weights and biases.
-fn random_dbm(scale: f32, seed: u64) -> Dbm<Bernoulli> {
-    let sizes = [6, 4, 3];
-    let weights = (0..2)
-        .map(|l| {
-            DMatrix::from_vec(
-                sizes[l],
-                sizes[l + 1],
-                normal(sizes[l] * sizes[l + 1], scale, seed + l as u64),
-            )
-        })
-        .collect();
-    let layers: Vec<Bernoulli> = (0..3)
-        .map(|l| {
-            Bernoulli::new(DVector::from_vec(normal(
-                sizes[l],
-                scale,
-                seed + 10 + l as u64,
-            )))
-        })
-        .collect();
-    Dbm::new(layers[0].clone(), layers[1..].to_vec(), weights).unwrap()
-}
-
 /// Every joint state (v, h1, h2) as three matrices with one column per joint state, the first
 /// layer varying slowest.
 fn joint_states(dbm: &Dbm<Bernoulli>) -> Vec<DMatrix<f32>> {

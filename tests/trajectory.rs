@@ -3,9 +3,8 @@
 mod common;
 
 use boltzmann::partition::{Trajectory, TrajectoryAis, TrajectorySettings, log_partition_exact};
-use boltzmann::{Bernoulli, Dbm, Layer, Rbm};
+use boltzmann::{Bernoulli, Dbm, Rbm};
 use common::*;
-use nalgebra::{DMatrix, DVector};
 
 /// A sequence of RBMs whose couplings grow from scale 0.1 to 1.5, each drawn afresh, so that
 /// consecutive models differ as much as an early training epoch changes a model.
@@ -13,28 +12,6 @@ fn rbm_trajectory() -> Vec<Rbm<Bernoulli, Bernoulli>> {
     (0..8)
         .map(|t| random_rbm(8, 5, 0.1 + 0.2 * t as f32, 100 + t))
         .collect()
-}
-
-/// A 6-4-3 DBM with N(0, scale²) weights and biases.
-fn random_dbm(scale: f32, seed: u64) -> Dbm<Bernoulli> {
-    let sizes = [6, 4, 3];
-    let weights = (0..2)
-        .map(|l| {
-            let n = sizes[l] * sizes[l + 1];
-            DMatrix::from_vec(sizes[l], sizes[l + 1], normal(n, scale, seed + l as u64))
-        })
-        .collect();
-    let mut layers: Vec<Bernoulli> = (0..3)
-        .map(|l| {
-            Bernoulli::new(DVector::from_vec(normal(
-                sizes[l],
-                scale,
-                seed + 10 + l as u64,
-            )))
-        })
-        .collect();
-    let visible = layers.remove(0);
-    Dbm::new(visible, layers, weights).unwrap()
 }
 
 /// `ln Ẑ − ln Z` at every model of `models` for each of `seeds` independent trajectories.

@@ -22,30 +22,36 @@ pub fn save_args(dir: &Path, args: &impl Serialize) -> boltzmann::Result<()> {
 
 /// Reads the settings of the run in `dir` (the caller validates them as it validates flags).
 pub fn load_args<A: DeserializeOwned>(dir: &Path, what: &'static str) -> boltzmann::Result<A> {
-    use std::io::Read;
     let path = dir.join(ARGS_FILE);
-    let io = |e| Error::Io {
-        path: path.clone(),
-        source: e,
-    };
-    let mut text = String::new();
-    std::fs::File::open(&path)
-        .map_err(io)?
-        .take(MAX_ARGS_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(io)?;
-    if text.len() as u64 > MAX_ARGS_BYTES {
-        return Err(Error::Format {
-            path,
-            expected: what,
-            message: format!("longer than {MAX_ARGS_BYTES} bytes"),
-        });
-    }
+    let text = read_text(&path, MAX_ARGS_BYTES, what)?;
     serde_json::from_str(&text).map_err(|e| Error::Format {
         path,
         expected: what,
         message: e.to_string(),
     })
+}
+
+/// The text of `path`, refused if it is longer than `max` bytes.
+fn read_text(path: &Path, max: u64, what: &'static str) -> boltzmann::Result<String> {
+    use std::io::Read;
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(max + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > max {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            expected: what,
+            message: format!("longer than {max} bytes"),
+        });
+    }
+    Ok(text)
 }
 
 /// Checks that the count given by `flag` lies in `min..=max`.
@@ -156,12 +162,12 @@ impl Schedule {
 }
 
 /// The per-epoch metrics of a training run in its output directory: `metrics.jsonl` (one JSON
-/// object per epoch, with an `"epoch"` field) and `metrics.png` (a panel per plotted metric),
+/// object per epoch, the library's metrics with their field names) and `metrics.png` (a panel per plotted metric),
 /// both rewritten after every epoch so that a long run can be watched. A resumed run keeps the
 /// earlier epochs' lines up to where it continues.
 pub struct MetricsLog {
     dir: std::path::PathBuf,
-    /// `(field, panel title)` of each plotted metric.
+    /// `(JSON pointer, panel title)` of each plotted metric.
     plotted: &'static [(&'static str, &'static str)],
     rows: Vec<serde_json::Value>,
     /// The first failure to write, reported by [`MetricsLog::finish`]: training goes on.
@@ -182,24 +188,7 @@ impl MetricsLog {
         let path = dir.join(METRICS_FILE);
         let mut rows = Vec::new();
         if resumed && path.exists() {
-            use std::io::Read;
-            let io = |e| Error::Io {
-                path: path.clone(),
-                source: e,
-            };
-            let mut text = String::new();
-            std::fs::File::open(&path)
-                .map_err(io)?
-                .take(MAX_METRICS_BYTES + 1)
-                .read_to_string(&mut text)
-                .map_err(io)?;
-            if text.len() as u64 > MAX_METRICS_BYTES {
-                return Err(Error::Format {
-                    path,
-                    expected: "metrics lines",
-                    message: format!("longer than {MAX_METRICS_BYTES} bytes"),
-                });
-            }
+            let text = read_text(&path, MAX_METRICS_BYTES, "metrics lines")?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let row: serde_json::Value =
                     serde_json::from_str(line).map_err(|e| Error::Format {
@@ -220,7 +209,15 @@ impl MetricsLog {
 
     /// Adds one epoch's metrics (dropping any earlier lines from that epoch on) and rewrites
     /// both files.
-    pub fn push(&mut self, row: serde_json::Value) {
+    pub fn push(&mut self, metrics: &impl Serialize) {
+        let row = match serde_json::to_value(metrics) {
+            Ok(row) => row,
+            Err(e) => {
+                self.failed
+                    .get_or_insert(Error::invalid("metrics", e.to_string()));
+                return;
+            }
+        };
         let epoch = row["epoch"].as_u64().unwrap_or(u64::MAX);
         self.rows
             .retain(|r| r["epoch"].as_u64().is_some_and(|e| e < epoch));
@@ -247,7 +244,7 @@ impl MetricsLog {
                 points: self
                     .rows
                     .iter()
-                    .filter_map(|r| Some((r["epoch"].as_f64()?, r[field].as_f64()?)))
+                    .filter_map(|r| Some((r["epoch"].as_f64()?, r.pointer(field)?.as_f64()?)))
                     .collect(),
             })
             .collect();
@@ -261,6 +258,21 @@ impl MetricsLog {
             None => Ok(()),
         }
     }
+}
+
+/// The epoch line's note of trajectory AIS: `ln Ẑ` and the log-probability (`what`) it gives.
+pub fn trajectory_note(
+    estimate: Option<&boltzmann::train::TrajectoryEstimate>,
+    what: &str,
+    value: impl Fn(&boltzmann::train::TrajectoryEstimate) -> Option<f64>,
+) -> String {
+    estimate.map_or(String::new(), |t| {
+        format!(
+            "  ln Ẑ {:.2} (trajectory), {what} ≈ {:.2}",
+            t.log_z,
+            value(t).unwrap_or(f64::NAN)
+        )
+    })
 }
 
 /// Classifies `samples` (one image per column) by the nearest class mean of the test digits,

@@ -339,7 +339,7 @@ pub fn resume_dbm<V: Layer>(
 }
 
 /// What [`train_dbm`] reports after each epoch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DbmEpochMetrics {
     pub epoch: usize,
     pub learning_rate: f32,

@@ -35,7 +35,7 @@ use std::time::Instant;
 pub const MAX_EXACT_MONITOR_HIDDEN: usize = 20;
 
 /// What [`train`] reports after each epoch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EpochMetrics {
     /// The epoch just finished, counted from 1.
     pub epoch: usize,
@@ -66,7 +66,7 @@ pub struct EpochMetrics {
 
 /// `ln Ẑ` of the model after an epoch, followed along training by [`TrajectoryAis`], and the
 /// average log-probabilities of the monitor subsets it gives.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrajectoryEstimate {
     pub log_z: f64,
     /// Effective sample size of the runs' current weights.

@@ -20,6 +20,28 @@ pub fn random_rbm<V: Layer, H: Layer>(nv: usize, nh: usize, scale: f32, seed: u6
     Rbm::new(V::new(bv), H::new(bh), w).unwrap()
 }
 
+/// A 6-4-3 DBM with N(0, scale²) weights and biases.
+pub fn random_dbm(scale: f32, seed: u64) -> boltzmann::Dbm<boltzmann::Bernoulli> {
+    use boltzmann::Bernoulli;
+    let sizes = [6, 4, 3];
+    let weights = (0..2)
+        .map(|l| {
+            let n = sizes[l] * sizes[l + 1];
+            DMatrix::from_vec(sizes[l], sizes[l + 1], normal(n, scale, seed + l as u64))
+        })
+        .collect();
+    let layers: Vec<Bernoulli> = (0..3)
+        .map(|l| {
+            Bernoulli::new(DVector::from_vec(normal(
+                sizes[l],
+                scale,
+                seed + 10 + l as u64,
+            )))
+        })
+        .collect();
+    boltzmann::Dbm::new(layers[0].clone(), layers[1..].to_vec(), weights).unwrap()
+}
+
 /// Every state of a discrete layer, one per column.
 pub fn states<L: Layer>(layer: &L) -> DMatrix<f32> {
     let n = layer.num_states().expect("discrete layer") as usize;
