@@ -242,7 +242,7 @@ impl Args {
         )
     }
 
-    fn negative_phase(&self) -> (&'static str, NegativePhase) {
+    fn negative_phase(&self) -> boltzmann::Result<(&'static str, NegativePhase)> {
         let constant = |k: Option<usize>| match self.k_final {
             Some(to) => Steps::Linear {
                 from: k.unwrap_or(1),
@@ -252,7 +252,7 @@ impl Args {
             None => Steps::Constant(k.unwrap_or(1)),
         };
         let chains = self.chains;
-        if self.pcd.is_some() {
+        Ok(if self.pcd.is_some() {
             (
                 "pcd",
                 NegativePhase::Pcd {
@@ -274,7 +274,7 @@ impl Args {
                 },
             )
         } else if self.pt.is_some() {
-            let betas = geometric_ladder(self.pt_rungs, 0.0);
+            let betas = geometric_ladder(self.pt_rungs, 0.0)?;
             (
                 "pt",
                 NegativePhase::Tempering {
@@ -290,14 +290,14 @@ impl Args {
                     k: constant(self.cd),
                 },
             )
-        }
+        })
     }
 }
 
 impl Args {
     /// The training settings, checkpointing into `out`.
-    fn train_config(&self, out: &Path) -> TrainConfig {
-        TrainConfig {
+    fn train_config(&self, out: &Path) -> boltzmann::Result<TrainConfig> {
+        Ok(TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch,
             learning_rate: self.learning_rate(),
@@ -312,7 +312,7 @@ impl Args {
                 cost: self.sparsity_cost as f32,
                 decay: 0.9,
             }),
-            negative: self.negative_phase().1,
+            negative: self.negative_phase()?.1,
             binarize: true,
             centering: self.centering.map(|rate| Centering { rate: rate as f32 }),
             seed: self.seed,
@@ -320,7 +320,7 @@ impl Args {
             trajectory: self.trajectory.settings(),
             max_norm: self.max_norm.map(|c| c as f32),
             ..TrainConfig::default()
-        }
+        })
     }
 
     /// The AIS settings of the evaluation.
@@ -369,7 +369,7 @@ impl Args {
             common::fits_memory("--ais-runs", self.ais_runs, units)?;
             self.ais_config()?;
         }
-        let config = self.train_config(out);
+        let config = self.train_config(out)?;
         config.validate()?;
         Ok(config)
     }
@@ -418,7 +418,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     }
     let out = args.run.out_dir("mnist_rbm")?;
     let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
-    let phase = args.negative_phase().0;
+    let phase = args.negative_phase()?.0;
     let lr = args.lr();
     common::save_args(&out, &args)?;
     let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(Mnist::PIXELS, args.hidden, args.seed)?;

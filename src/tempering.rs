@@ -33,11 +33,16 @@ pub struct ParallelTempering {
 // Streams of the rungs' chains and of the swap decisions, derived from the master seed.
 const STREAM_SWAPS: u64 = 1 << 50;
 
-/// `n` inverse temperatures from 1 down to `lowest`, evenly spaced in ln β (or linearly when
-/// `lowest` is 0): a starting ladder.
-pub fn geometric_ladder(n: usize, lowest: f64) -> Vec<f64> {
-    let n = n.max(2);
-    (0..n)
+/// `n` (2 to [`MAX_RUNGS`]) inverse temperatures from 1 down to `lowest` (in [0, 1)), evenly
+/// spaced in ln β (or linearly when `lowest` is 0): a starting ladder.
+pub fn geometric_ladder(n: usize, lowest: f64) -> Result<Vec<f64>> {
+    if !(2..=MAX_RUNGS).contains(&n) || !(0.0..1.0).contains(&lowest) {
+        return Err(Error::invalid(
+            "temperature ladder",
+            format!("{n} rungs down to β = {lowest}; expected 2 to {MAX_RUNGS} rungs, β in [0, 1)"),
+        ));
+    }
+    Ok((0..n)
         .map(|k| {
             let t = k as f64 / (n - 1) as f64;
             if lowest > 0.0 {
@@ -46,8 +51,11 @@ pub fn geometric_ladder(n: usize, lowest: f64) -> Vec<f64> {
                 1.0 - t
             }
         })
-        .collect()
+        .collect())
 }
+
+/// The most rungs [`geometric_ladder`] makes.
+pub const MAX_RUNGS: usize = 100_000;
 
 pub(crate) fn check_ladder(betas: &[f64]) -> Result<()> {
     let ok = betas.len() >= 2

@@ -56,7 +56,8 @@ fn tempering_mixes_where_gibbs_is_stuck() {
         "plain Gibbs should not mix here (χ² {stuck})"
     );
 
-    let mut pt = ParallelTempering::new(&rbm, geometric_ladder(6, 0.0), None, chains, 2).unwrap();
+    let mut pt =
+        ParallelTempering::new(&rbm, geometric_ladder(6, 0.0).unwrap(), None, chains, 2).unwrap();
     pt.sweep(&rbm, 200).unwrap();
     let chi2 = units_on_chi_square(&rbm, pt.chains());
     assert!(chi2 < CHI2_999_DF4, "χ² = {chi2} with 4 degrees of freedom");
@@ -114,7 +115,8 @@ fn swaps_are_accepted_at_the_exact_metropolis_rate() {
 #[test]
 fn tuned_ladder_equalises_swap_rates_and_adds_rungs() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(20, 10, 1.0, 41);
-    let mut pt = ParallelTempering::new(&rbm, geometric_ladder(3, 0.0), None, 500, 4).unwrap();
+    let mut pt =
+        ParallelTempering::new(&rbm, geometric_ladder(3, 0.0).unwrap(), None, 500, 4).unwrap();
     pt.tune_ladder(&rbm, 40, 10, 0.4, 12).unwrap();
     let betas = pt.betas().to_vec();
     assert!(betas.len() > 3, "no rung added: {betas:?}");
@@ -132,6 +134,14 @@ fn tuned_ladder_equalises_swap_rates_and_adds_rungs() {
 
 #[test]
 fn bad_ladders_are_errors() {
+    // A ladder is asked for, never silently widened.
+    for (n, lowest) in [(0, 0.0), (1, 0.0), (4, 1.0), (4, -0.1), (4, f64::NAN)] {
+        assert!(
+            geometric_ladder(n, lowest).is_err(),
+            "{n} rungs to {lowest}"
+        );
+    }
+    assert_eq!(geometric_ladder(3, 0.25).unwrap(), vec![1.0, 0.5, 0.25]);
     let rbm = bimodal();
     for betas in [
         vec![1.0],

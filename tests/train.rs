@@ -432,3 +432,12 @@ fn max_norm_bounds_every_hidden_units_weights() {
         assert!(config.validate().is_err());
     }
 }
+
+#[test]
+fn no_monitor_examples_is_an_error_not_a_silent_one() {
+    let config = TrainConfig {
+        monitor_examples: 0,
+        ..TrainConfig::default()
+    };
+    assert!(config.validate().is_err());
+}

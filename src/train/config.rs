@@ -290,7 +290,8 @@ pub struct TrainConfig {
     pub binarize: bool,
     /// Set the visible biases from the data means before training (log-odds for Bernoulli units).
     pub init_visible_bias: bool,
-    /// Training examples (and held-out examples) used for per-epoch metrics.
+    /// Training examples (and held-out examples) used for per-epoch metrics (at least 1; all
+    /// of them where there are fewer).
     pub monitor_examples: usize,
     /// Master seed of every random draw in training.
     pub seed: u64,
@@ -380,6 +381,12 @@ impl TrainConfig {
         }
         if let Some(t) = &self.trajectory {
             t.validate()?;
+        }
+        if self.monitor_examples == 0 {
+            return Err(Error::invalid(
+                "monitor examples",
+                "0; expected at least 1 (more than the data hold means all of them)",
+            ));
         }
         if let Some(c) = self.max_norm
             && !(c.is_finite() && c > 0.0)

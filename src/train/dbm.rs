@@ -144,7 +144,7 @@ pub struct DbmTrainConfig {
     pub centering: Option<Centering>,
     /// Binarise grey-level data stochastically, a fresh draw per minibatch.
     pub binarize: bool,
-    /// Training examples used for the per-epoch metrics.
+    /// Training examples used for the per-epoch metrics (at least 1; all where there are fewer).
     pub monitor_examples: usize,
     pub seed: u64,
     /// Save a [`DbmCheckpoint`] as configured, from which [`resume_dbm`] continues.
@@ -197,6 +197,7 @@ impl DbmTrainConfig {
             checkpoint: self.checkpoint.clone(),
             trajectory: self.trajectory.clone(),
             max_norm: self.max_norm,
+            monitor_examples: self.monitor_examples,
             ..TrainConfig::default()
         }
         .validate()?;
