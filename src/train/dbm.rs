@@ -3,8 +3,9 @@
 //! and persistent Gibbs chains for the negative phase.
 
 use super::{
-    Centering, Checkpointing, EpochMetrics, LearningRate, Momentum, Sparsity, TrainConfig,
-    TrajectoryEstimate, train_scaled,
+    Centering, Checkpointing, EpochMetrics, LearningRate, Momentum, STREAM_BINARIZE,
+    STREAM_CHAIN_STARTS, STREAM_MONITOR, STREAM_PCD, STREAM_SHUFFLE, STREAM_TRAJECTORY, Sparsity,
+    TrainConfig, TrajectoryEstimate, train_scaled,
 };
 use crate::centering::{centre_gradients, plain_bias_steps, track};
 use crate::data::binarize_in_place;
@@ -410,7 +411,10 @@ fn train_dbm_from<V: Layer>(
         .columns(0, config.monitor_examples.clamp(1, n))
         .into_owned();
     if config.binarize {
-        binarize_in_place(monitor_set.as_mut_slice(), stream(seed, 3 << 40).next_u64())?;
+        binarize_in_place(
+            monitor_set.as_mut_slice(),
+            stream(seed, STREAM_MONITOR).next_u64(),
+        )?;
     }
     let mut run = match resumed {
         Some(checkpoint) => checkpoint,
@@ -446,21 +450,24 @@ fn train_dbm_from<V: Layer>(
                         v0.columns_mut(cols, more).copy_from(&data.columns(0, more));
                     }
                     if config.binarize {
-                        binarize_in_place(v0.as_mut_slice(), stream(seed, 6 << 40).next_u64())?;
+                        binarize_in_place(
+                            v0.as_mut_slice(),
+                            stream(seed, STREAM_CHAIN_STARTS).next_u64(),
+                        )?;
                     }
                     let mut chains =
-                        Chains::from_visible(dbm, v0, stream(seed, 5 << 40).next_u64())?;
+                        Chains::from_visible(dbm, v0, stream(seed, STREAM_PCD).next_u64())?;
                     // Fill the hidden layers in from the data before the first update.
                     chains.sweep(dbm, 1)?;
                     chains
                 } else {
-                    Chains::random(dbm, config.chains, stream(seed, 5 << 40).next_u64())?
+                    Chains::random(dbm, config.chains, stream(seed, STREAM_PCD).next_u64())?
                 },
                 order: (0..n).collect(),
                 trajectory: match &config.trajectory {
                     Some(t) => {
                         let start = base_rates(dbm, &monitor_set, &config.mean_field)?;
-                        let seed = stream(seed, 9 << 40).next_u64();
+                        let seed = stream(seed, STREAM_TRAJECTORY).next_u64();
                         Some(TrajectoryAis::start(&start, dbm, t, seed)?)
                     }
                     None => None,
@@ -476,7 +483,10 @@ fn train_dbm_from<V: Layer>(
         let before = dbm.clone();
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
-        super::shuffle(&mut run.order, &mut stream(seed, (1 << 40) + epoch as u64));
+        super::shuffle(
+            &mut run.order,
+            &mut stream(seed, STREAM_SHUFFLE + epoch as u64),
+        );
         // On a worker of the thread pool, as in RBM training: no hand-over per parallel step.
         rayon::scope(|_| -> Result<()> {
             for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
@@ -484,7 +494,7 @@ fn train_dbm_from<V: Layer>(
                     batch_data.column_mut(c).copy_from(&data.column(i));
                 }
                 if config.binarize {
-                    let draw = (2 << 40) + (epoch * batches + b) as u64;
+                    let draw = STREAM_BINARIZE + (epoch * batches + b) as u64;
                     binarize_in_place(batch_data.as_mut_slice(), stream(seed, draw).next_u64())?;
                 }
                 // Positive phase: the data and its mean-field posteriors.

@@ -84,6 +84,8 @@ const STREAM_BINARIZE: u64 = 2 << 40;
 const STREAM_MONITOR: u64 = 3 << 40;
 const STREAM_CD: u64 = 4 << 40;
 const STREAM_PCD: u64 = 5 << 40;
+/// The binarisation of the DBM's persistent chains' starting images.
+const STREAM_CHAIN_STARTS: u64 = 6 << 40;
 const STREAM_TRAJECTORY: u64 = 9 << 40;
 
 /// Trains `rbm` on the columns of `data` (`visible × N`), calling `monitor` after every epoch.
