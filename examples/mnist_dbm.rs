@@ -165,7 +165,8 @@ struct Args {
 #[serde(rename_all = "kebab-case")]
 enum Recipe {
     /// Joint training at rate 0.003 decayed linearly to zero over 250 epochs, momentum 0.5, 10
-    /// mean-field iterations and 3 sweeps of the chains per update.
+    /// mean-field iterations and 3 sweeps of the chains per update: test lower bound −84.57 nats
+    /// (forward and reverse AIS within 0.14) in 139 minutes on 2 cores (README).
     Literature,
 }
 
