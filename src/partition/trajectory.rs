@@ -23,7 +23,7 @@ use crate::dbm::{Dbm, Parity};
 use crate::diagnostics::importance_effective_sample_size;
 use crate::error::{Error, Result};
 use crate::gibbs::{Chains, Machine};
-use crate::kernels::{ChainRng, stream, uniform};
+use crate::kernels::{ChainRng, log_sum_exp, stream, uniform};
 use crate::layer::Layer;
 use crate::rbm::Rbm;
 use rand::Rng;
@@ -232,7 +232,7 @@ impl TrajectoryAis {
     fn anneal<M: Trajectory>(&mut self, from: &M, to: &M, ts: &[f64]) -> Result<()> {
         self.chains.check(to)?;
         let mut previous = from.chain_free_energy(&self.chains)?;
-        for &t in ts {
+        for (k, &t) in ts.iter().enumerate() {
             let model = from.blend(to, t as f32)?;
             let next = model.chain_free_energy(&self.chains)?;
             for ((w, p), n) in self.log_weights.iter_mut().zip(&previous).zip(&next) {
@@ -249,14 +249,19 @@ impl TrajectoryAis {
                 self.resample();
             }
             self.chains.sweep(&model, 1)?;
-            previous = model.chain_free_energy(&self.chains)?;
+            // The last model's free energies would be computed for nothing: the next anneal
+            // starts by computing them.
+            if k + 1 < ts.len() {
+                previous = model.chain_free_energy(&self.chains)?;
+            }
         }
         Ok(())
     }
 
     /// `ln Ẑ` of the model last advanced to.
     pub fn log_z(&self) -> f64 {
-        self.log_z_base + log_mean_exp(&self.log_weights)
+        let n = self.log_weights.len() as f64;
+        self.log_z_base + log_sum_exp(&self.log_weights) - n.ln()
     }
 
     /// The effective sample size of the current weights.
@@ -318,11 +323,4 @@ impl TrajectoryAis {
         self.log_weights.iter_mut().for_each(|x| *x = 0.0);
         self.resamplings += 1;
     }
-}
-
-/// `ln((1/n) Σ exp(xᵢ))`, stably.
-fn log_mean_exp(x: &[f64]) -> f64 {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = x.iter().map(|v| (v - max).exp()).sum();
-    max + (sum / x.len() as f64).ln()
 }
