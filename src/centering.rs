@@ -68,7 +68,7 @@ impl Offsets {
             &[&self.visible, &self.hidden],
         );
         *rbm.visible.bias_mut() += &steps[0];
-        *rbm.hidden.bias_mut() += &steps[1];
+        *rbm.hidden_mut().bias_mut() += &steps[1];
     }
 
     /// Moves the offsets towards the means `visible` and `hidden` by a fraction `rate`.
@@ -136,7 +136,7 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
         check_offsets(rbm, &offsets)?;
         let mut centred = rbm.clone();
         *centred.visible.bias_mut() += rbm.weights() * &offsets.hidden;
-        *centred.hidden.bias_mut() += rbm.weights().tr_mul(&offsets.visible);
+        *centred.hidden_mut().bias_mut() += rbm.weights().tr_mul(&offsets.visible);
         Ok(CenteredRbm { centred, offsets })
     }
 
@@ -144,7 +144,7 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
     pub fn to_rbm(&self) -> Rbm<V, H> {
         let mut rbm = self.centred.clone();
         *rbm.visible.bias_mut() -= self.centred.weights() * &self.offsets.hidden;
-        *rbm.hidden.bias_mut() -= self.centred.weights().tr_mul(&self.offsets.visible);
+        *rbm.hidden_mut().bias_mut() -= self.centred.weights().tr_mul(&self.offsets.visible);
         rbm
     }
 
@@ -162,7 +162,7 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
         }
         let mut inputs = rbm.weights().tr_mul(&centred_v);
         for mut col in inputs.column_iter_mut() {
-            col += rbm.hidden.bias();
+            col += rbm.hidden().bias();
         }
         let n = v.ncols();
         // E₀(v) without the bias term: the layer's own energy with zero biases.

@@ -175,7 +175,7 @@ impl ClassRbm {
         let mut a = DMatrix::zeros(self.num_hidden(), x.ncols());
         self.rbm.hidden_inputs_into(x.as_slice(), a.as_mut_slice());
         for mut col in a.column_iter_mut() {
-            col += self.rbm.hidden.bias();
+            col += self.rbm.hidden().bias();
         }
         a
     }
@@ -273,7 +273,7 @@ impl ClassRbm {
             ));
         }
         let mut rbm = self.rbm.clone();
-        *rbm.hidden.bias_mut() += self.label_weights.row(y).transpose();
+        *rbm.hidden_mut().bias_mut() += self.label_weights.row(y).transpose();
         Ok(rbm)
     }
 
@@ -364,7 +364,7 @@ impl ClassRbm {
     fn apply(&mut self, step: &ClassGradient) {
         *self.rbm.weights_mut() += &step.weights;
         *self.rbm.visible.bias_mut() += &step.input_bias;
-        *self.rbm.hidden.bias_mut() += &step.hidden_bias;
+        *self.rbm.hidden_mut().bias_mut() += &step.hidden_bias;
         self.label_weights += &step.label_weights;
         *self.labels.bias_mut() += &step.label_bias;
     }

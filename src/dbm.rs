@@ -175,6 +175,42 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         l.checked_sub(1).and_then(|i| self.weights.get(i))
     }
 
+    /// Every coupling, `W₁` first.
+    pub fn couplings(&self) -> &[DMatrix<f32>] {
+        &self.weights
+    }
+
+    /// Sets the visible biases from the mean of `data` (`visible × n`): log-odds of the pixel
+    /// means for Bernoulli units, as Hinton's guide recommends.
+    pub fn set_visible_bias_from_data(&mut self, data: &DMatrix<f32>) -> Result<()> {
+        self.check_batch("data", data, self.visible.len())?;
+        let mean = data.column_mean();
+        self.visible.set_bias_from_mean(mean.as_slice());
+        Ok(())
+    }
+
+    /// Checks that a batch has `units` rows and finite values.
+    pub(crate) fn check_batch(
+        &self,
+        what: &'static str,
+        x: &DMatrix<f32>,
+        units: usize,
+    ) -> Result<()> {
+        if x.nrows() != units {
+            return Err(Error::shape(
+                what,
+                format!("{units} rows (one column per example)"),
+                format!("{} rows", x.nrows()),
+            ));
+        }
+        check_finite(what, x.as_slice())
+    }
+
+    /// The layers and couplings.
+    pub(crate) fn into_parts(self) -> (V, Vec<H>, Vec<DMatrix<f32>>) {
+        (self.visible, self.hidden, self.weights)
+    }
+
     /// A DBM from its parts, without checks.
     pub(crate) fn unchecked(visible: V, hidden: Vec<H>, weights: Vec<DMatrix<f32>>) -> Self {
         Dbm {

@@ -1,8 +1,9 @@
 //! The restricted Boltzmann machine `E(v, h) = E_V(v) + E_H(h) − vᵀWh`.
 
+use crate::dbm::Dbm;
 use crate::error::{Error, Result, check_finite};
-use crate::gibbs::CHAIN_BLOCK;
-use crate::kernels::{ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, stream};
+use crate::gibbs::{CHAIN_BLOCK, Machine};
+use crate::kernels::ChainRng;
 use crate::layer::Layer;
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
@@ -12,121 +13,133 @@ use serde::{Deserialize, Serialize};
 /// (visible × hidden): `E(v, h) = E_V(v) + E_H(h) − vᵀWh`, where `E_V`, `E_H` are the layers' own
 /// energies (biases, and the quadratic term of Gaussian units).
 ///
+/// An RBM is the layered machine [`Dbm`] with one hidden layer, and dereferences to it: energies,
+/// sampling, enumeration, AIS, tempering and training are written once, for any depth. This type
+/// adds what only one hidden layer has: the free energy `F(v)` with the hidden layer summed out
+/// exactly, and products and conditionals by name (`hidden_mean`, `sample_visible`, …).
+///
 /// Batches are matrices with one column per example (`units × n`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(bound = "")]
+#[serde(bound = "", from = "Parts<V, H>", into = "Parts<V, H>")]
 pub struct Rbm<V: Layer, H: Layer> {
-    pub(crate) visible: V,
-    pub(crate) hidden: H,
-    // Private so that every change goes through `weights_mut`, which drops the cache.
+    machine: Dbm<V, H>,
+}
+
+/// An RBM as its files store it: the two layers and the one weight matrix.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+struct Parts<V: Layer, H: Layer> {
+    visible: V,
+    hidden: H,
     #[serde(with = "crate::io::checked::matrix")]
     weights: DMatrix<f32>,
-    /// `Wᵀ` and subset sums for fast products, made on first use (boxed: it is large, and RBMs
-    /// sit inside enums).
-    #[serde(skip)]
-    cache: Box<CouplingCache>,
+}
+
+impl<V: Layer, H: Layer> From<Parts<V, H>> for Rbm<V, H> {
+    fn from(p: Parts<V, H>) -> Self {
+        Rbm {
+            machine: Dbm::unchecked(p.visible, vec![p.hidden], vec![p.weights]),
+        }
+    }
+}
+
+impl<V: Layer, H: Layer> From<Rbm<V, H>> for Parts<V, H> {
+    fn from(rbm: Rbm<V, H>) -> Self {
+        let (visible, mut hidden, mut weights) = rbm.machine.into_parts();
+        Parts {
+            visible,
+            hidden: hidden.remove(0),
+            weights: weights.remove(0),
+        }
+    }
+}
+
+impl<V: Layer, H: Layer> std::ops::Deref for Rbm<V, H> {
+    type Target = Dbm<V, H>;
+
+    fn deref(&self) -> &Dbm<V, H> {
+        &self.machine
+    }
+}
+
+impl<V: Layer, H: Layer> std::ops::DerefMut for Rbm<V, H> {
+    fn deref_mut(&mut self) -> &mut Dbm<V, H> {
+        &mut self.machine
+    }
+}
+
+impl<V: Layer, H: Layer> TryFrom<Dbm<V, H>> for Rbm<V, H> {
+    type Error = Error;
+
+    /// The RBM of a layered machine with one hidden layer.
+    fn try_from(machine: Dbm<V, H>) -> Result<Self> {
+        if machine.num_layers() != 2 {
+            return Err(Error::invalid(
+                "RBM layers",
+                format!(
+                    "{:?} units per layer; an RBM has one hidden layer",
+                    machine.layer_sizes()
+                ),
+            ));
+        }
+        machine.check()?;
+        Ok(Rbm { machine })
+    }
 }
 
 impl<V: Layer, H: Layer> Rbm<V, H> {
     /// An RBM from its layers and weights (`visible × hidden`); checks shapes and finiteness.
     pub fn new(visible: V, hidden: H, weights: DMatrix<f32>) -> Result<Self> {
-        let rbm = Rbm {
-            visible,
-            hidden,
-            weights,
-            cache: Box::default(),
-        };
-        rbm.check()?;
-        Ok(rbm)
+        Rbm::try_from(Dbm::new(visible, vec![hidden], vec![weights])?)
     }
 
     /// A fresh RBM as Hinton's practical guide starts one: `W ~ N(0, 0.01²)`, zero biases. Set
-    /// the visible biases from the data with [`Rbm::set_visible_bias_from_data`].
+    /// the visible biases from the data with [`Dbm::set_visible_bias_from_data`].
     pub fn init(visible_units: usize, hidden_units: usize, seed: u64) -> Result<Self> {
-        if visible_units == 0 || hidden_units == 0 {
-            return Err(Error::invalid(
-                "RBM size",
-                format!("{visible_units} visible × {hidden_units} hidden; both must be ≥ 1"),
-            ));
-        }
-        crate::error::check_elements("RBM size", &[visible_units, hidden_units])?;
-        let mut w = DMatrix::zeros(visible_units, hidden_units);
-        fill_normal(&mut stream(seed, 0), w.as_mut_slice());
-        w.iter_mut().for_each(|x| *x *= 0.01);
-        Rbm::new(
-            V::new(DVector::zeros(visible_units)),
-            H::new(DVector::zeros(hidden_units)),
-            w,
-        )
+        Rbm::try_from(Dbm::init(&[visible_units, hidden_units], seed)?)
     }
 
-    /// Checks that the parts fit together and hold finite numbers.
-    pub fn check(&self) -> Result<()> {
-        let (nv, nh) = self.weights.shape();
-        if nv == 0 || nh == 0 {
-            return Err(Error::invalid(
-                "RBM size",
-                format!("{nv} visible × {nh} hidden; both must be ≥ 1"),
-            ));
-        }
-        if self.visible.len() != nv || self.hidden.len() != nh {
-            return Err(Error::shape(
-                "RBM layers",
-                format!("{nv} visible and {nh} hidden biases for a {nv}×{nh} weight matrix"),
-                format!("{} and {}", self.visible.len(), self.hidden.len()),
-            ));
-        }
-        check_finite("weights", self.weights.as_slice())?;
-        check_finite("visible biases", self.visible.bias().as_slice())?;
-        check_finite("hidden biases", self.hidden.bias().as_slice())
-    }
-
-    /// Sets the visible biases from the mean of `data` (`visible × n`): log-odds of the pixel
-    /// means for Bernoulli units, as Hinton's guide recommends.
-    pub fn set_visible_bias_from_data(&mut self, data: &DMatrix<f32>) -> Result<()> {
-        self.check_batch("data", data, self.num_visible())?;
-        let mean = data.column_mean();
-        self.visible.set_bias_from_mean(mean.as_slice());
-        Ok(())
+    /// The layered machine this RBM is.
+    pub fn into_machine(self) -> Dbm<V, H> {
+        self.machine
     }
 
     /// The number of visible units.
     pub fn num_visible(&self) -> usize {
-        self.weights.nrows()
+        self.visible.len()
     }
 
     /// The number of hidden units.
     pub fn num_hidden(&self) -> usize {
-        self.weights.ncols()
+        self.hidden().len()
     }
 
     /// The weights, `visible × hidden`.
     pub fn weights(&self) -> &DMatrix<f32> {
-        &self.weights
+        &self.machine.couplings()[0]
     }
 
     /// The weights, to change in place (forgets the cached `Wᵀ` and subset sums).
     pub(crate) fn weights_mut(&mut self) -> &mut DMatrix<f32> {
-        self.cache.clear();
-        &mut self.weights
-    }
-
-    /// The visible layer.
-    pub fn visible(&self) -> &V {
-        &self.visible
+        &mut self.machine.weights_mut()[0]
     }
 
     /// The hidden layer.
     pub fn hidden(&self) -> &H {
-        &self.hidden
+        &self.machine.hidden[0]
+    }
+
+    /// The hidden layer, to change in place.
+    pub(crate) fn hidden_mut(&mut self) -> &mut H {
+        &mut self.machine.hidden[0]
     }
 
     /// Replaces the weights; the shape must stay the same and values be finite.
     pub fn set_weights(&mut self, weights: DMatrix<f32>) -> Result<()> {
-        if weights.shape() != self.weights.shape() {
+        if weights.shape() != self.weights().shape() {
             return Err(Error::shape(
                 "weights",
-                format!("{:?}", self.weights.shape()),
+                format!("{:?}", self.weights().shape()),
                 format!("{:?}", weights.shape()),
             ));
         }
@@ -135,30 +148,14 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         Ok(())
     }
 
-    pub(crate) fn check_batch(
-        &self,
-        what: &'static str,
-        x: &DMatrix<f32>,
-        units: usize,
-    ) -> Result<()> {
-        if x.nrows() != units {
-            return Err(Error::shape(
-                what,
-                format!("{units} rows (one column per example)"),
-                format!("{} rows", x.nrows()),
-            ));
-        }
-        check_finite(what, x.as_slice())
-    }
-
     /// Inputs to the hidden layer from visible states: `out = Wᵀv` (`hidden × n`).
     pub(crate) fn hidden_inputs_into(&self, v: &[f32], out: &mut [f32]) {
-        coupling_up(&self.weights, Some(&self.cache), v, out, false);
+        self.neighbour_inputs(1, Some(v), None, out);
     }
 
     /// Inputs to the visible layer from hidden states: `out = W h` (`visible × n`).
     pub(crate) fn visible_inputs_into(&self, h: &[f32], out: &mut [f32]) {
-        coupling_down(&self.weights, Some(&self.cache), h, out, false);
+        self.neighbour_inputs(0, None, Some(h), out);
     }
 
     /// This RBM with its inputs scaled.
@@ -183,7 +180,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     /// `E[h | v]` for each column of `v`.
     pub fn hidden_mean(&self, v: &DMatrix<f32>) -> Result<DMatrix<f32>> {
         let mut a = self.hidden_inputs(v)?;
-        self.hidden.mean(a.as_mut_slice());
+        self.hidden().mean(a.as_mut_slice());
         Ok(a)
     }
 
@@ -197,7 +194,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     /// A sample `h ~ p(h | v)` for each column of `v`.
     pub fn sample_hidden(&self, v: &DMatrix<f32>, rng: &mut ChainRng) -> Result<DMatrix<f32>> {
         let mut a = self.hidden_inputs(v)?;
-        self.hidden.sample(a.as_mut_slice(), rng);
+        self.hidden().sample(a.as_mut_slice(), rng);
         Ok(a)
     }
 
@@ -210,23 +207,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
 
     /// The energy `E(v, h)` of each column pair.
     pub fn energy(&self, v: &DMatrix<f32>, h: &DMatrix<f32>) -> Result<DVector<f64>> {
-        let a = self.hidden_inputs(v)?;
-        self.check_batch("hidden batch", h, self.num_hidden())?;
-        if h.ncols() != v.ncols() {
-            return Err(Error::shape("hidden batch", v.ncols(), h.ncols()));
-        }
-        let mut e = DVector::zeros(v.ncols());
-        self.visible.energy(v.as_slice(), e.as_mut_slice());
-        self.hidden.energy(h.as_slice(), e.as_mut_slice());
-        for (c, ec) in e.iter_mut().enumerate() {
-            *ec -= a
-                .column(c)
-                .iter()
-                .zip(h.column(c).iter())
-                .map(|(a, h)| f64::from(*a) * f64::from(*h))
-                .sum::<f64>();
-        }
-        Ok(e)
+        self.machine.energy(&[v.clone(), h.clone()])
     }
 
     /// The free energy `F(v) = −ln Σ_h exp(−E(v, h)) = E_V(v) − Σ_j cumulant_H((Wᵀv)_j)`, with
@@ -235,7 +216,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         let a = self.hidden_inputs(v)?;
         Ok(free_energy(
             &self.visible,
-            &self.hidden,
+            self.hidden(),
             v.as_slice(),
             a.as_slice(),
         ))
@@ -246,7 +227,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     pub fn free_energy_hidden(&self, h: &DMatrix<f32>) -> Result<DVector<f64>> {
         let a = self.visible_inputs(h)?;
         Ok(free_energy(
-            &self.hidden,
+            self.hidden(),
             &self.visible,
             h.as_slice(),
             a.as_slice(),
@@ -280,7 +261,7 @@ impl<V: Layer, H: Layer> crate::io::Model for Rbm<V, H> {
     }
 
     fn check(&self) -> Result<()> {
-        Rbm::check(self)
+        self.machine.check()
     }
 }
 
@@ -299,8 +280,8 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     /// Exports the parameters as NumPy `.npz`: float32 arrays `W` (visible × hidden),
     /// `b_visible` and `b_hidden`.
     pub fn save_npz(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        let (nv, nh) = self.weights.shape();
-        let w_rows: Vec<f32> = self.weights.transpose().as_slice().to_vec();
+        let (nv, nh) = self.weights().shape();
+        let w_rows: Vec<f32> = self.weights().transpose().as_slice().to_vec();
         crate::io::write_npz(
             path,
             &[
@@ -313,7 +294,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
                 (
                     "b_hidden",
                     vec![nh as u64],
-                    self.hidden.bias().as_slice().to_vec(),
+                    self.hidden().bias().as_slice().to_vec(),
                 ),
             ],
         )
@@ -378,12 +359,12 @@ impl<V: Layer, H: Layer> Scaled<'_, V, H> {
             .for_each(|(h, v)| {
                 self.rbm.hidden_inputs_into(v, h);
                 times(h, self.scale.up);
-                self.rbm.hidden.mean(h);
+                self.rbm.hidden().mean(h);
             });
     }
 }
 
-impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
+impl<V: Layer, H: Layer> Machine for Scaled<'_, V, H> {
     fn layer_sizes(&self) -> Vec<usize> {
         vec![self.rbm.num_visible(), self.rbm.num_hidden()]
     }
@@ -401,7 +382,7 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
         if layer == 1 {
             self.rbm.hidden_inputs_into(v, h);
             times(h, self.scale.up);
-            self.rbm.hidden.sample_keeping_mean(h, rng, mean);
+            self.rbm.hidden().sample_keeping_mean(h, rng, mean);
         } else {
             self.rbm.visible_inputs_into(h, v);
             times(v, self.scale.down);
@@ -410,16 +391,11 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
     }
 
     fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
-        x.iter_mut().for_each(|x| *x = 0.0);
-        if layer == 0 {
-            self.rbm.visible.sample(x, rng);
-        } else {
-            self.rbm.hidden.sample(x, rng);
-        }
+        self.rbm.sample_unconnected(layer, x, rng)
     }
 
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {
-        self.rbm.visible.check_state(v)
+        self.rbm.check_visible_state(v)
     }
 
     fn check_layer_state(&self, layer: usize, x: &[f32]) -> Result<()> {
@@ -431,9 +407,9 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Scaled<'_, V, H> {
     }
 }
 
-impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
+impl<V: Layer, H: Layer> Machine for Rbm<V, H> {
     fn layer_sizes(&self) -> Vec<usize> {
-        vec![self.num_visible(), self.num_hidden()]
+        self.machine.layer_sizes()
     }
 
     fn sample_layer(
@@ -443,27 +419,22 @@ impl<V: Layer, H: Layer> crate::gibbs::Machine for Rbm<V, H> {
         rng: &mut ChainRng,
         mean: Option<&mut [f32]>,
     ) {
-        self.scaled(InputScale::ONE)
-            .sample_layer(layer, states, rng, mean)
+        self.machine.sample_layer(layer, states, rng, mean)
     }
 
     fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
-        self.scaled(InputScale::ONE)
-            .sample_unconnected(layer, x, rng)
+        self.machine.sample_unconnected(layer, x, rng)
     }
 
     fn check_visible_state(&self, v: &[f32]) -> Result<()> {
-        self.visible.check_state(v)
+        self.machine.check_visible_state(v)
     }
 
     fn check_layer_state(&self, layer: usize, x: &[f32]) -> Result<()> {
-        match layer {
-            0 => self.visible.check_state(x),
-            _ => self.hidden.check_state(x),
-        }
+        self.machine.check_layer_state(layer, x)
     }
 
     fn expect_sweeps(&self, chain_sweeps: usize) {
-        self.cache.expect(chain_sweeps)
+        self.machine.expect_sweeps(chain_sweeps)
     }
 }

@@ -315,7 +315,7 @@ pub(crate) fn tempered<V: Layer, H: Layer>(
     let b = beta as f32;
     let mut hot = rbm.clone();
     *hot.visible.bias_mut() = tempered_bias(base.as_slice(), rbm.visible.bias().as_slice(), beta);
-    *hot.hidden.bias_mut() *= b;
+    *hot.hidden_mut().bias_mut() *= b;
     *hot.weights_mut() *= b;
     hot
 }
@@ -330,7 +330,7 @@ pub(crate) fn scaled_part<V: Layer, H: Layer>(
     let mut wh = DMatrix::zeros(v.nrows(), v.ncols());
     rbm.visible_inputs_into(h.as_slice(), wh.as_mut_slice());
     let bv = rbm.visible.bias() - base;
-    let bh = rbm.hidden.bias();
+    let bh = rbm.hidden().bias();
     (0..v.ncols())
         .map(|c| {
             let (vc, hc, whc) = (v.column(c), h.column(c), wh.column(c));

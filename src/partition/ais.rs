@@ -363,7 +363,7 @@ impl<'a, V: Layer, H: Layer> RbmBlock<'a, V, H> {
                 bias_gap: (rbm.visible.bias() - start.visible.bias()).map(f64::from),
                 hidden_start: vec![0f32; rbm.num_hidden()],
                 visible: rbm.visible.clone(),
-                hidden: rbm.hidden.clone(),
+                hidden: rbm.hidden().clone(),
                 inputs: vec![0f32; rbm.num_hidden() * (v.len() / nv)],
             })
             .collect()
@@ -378,8 +378,13 @@ impl<V: Layer, H: Layer> Annealing for RbmBlock<'_, V, H> {
         for (col, w) in self.v.chunks_exact(nv).zip(log_w.iter_mut()) {
             *w += (beta - beta_prev) * dot_f64(col, self.bias_gap.as_slice());
         }
-        rbm.hidden
-            .tempered_cumulant_step(&self.inputs, &self.hidden_start, beta_prev, beta, log_w);
+        rbm.hidden().tempered_cumulant_step(
+            &self.inputs,
+            &self.hidden_start,
+            beta_prev,
+            beta,
+            log_w,
+        );
         if transition {
             // h ~ p_β(h | v) from inputs β·Wᵀv and biases β·b_H, then v ~ p_β(v | h) from
             // inputs β·W h and biases (1 − β)·b_A + β·b_V.
@@ -387,7 +392,7 @@ impl<V: Layer, H: Layer> Annealing for RbmBlock<'_, V, H> {
             set_tempered_bias(
                 self.hidden.bias_mut().as_mut_slice(),
                 &self.hidden_start,
-                rbm.hidden.bias().as_slice(),
+                rbm.hidden().bias().as_slice(),
                 beta,
             );
             set_tempered_bias(

@@ -31,7 +31,7 @@ pub fn conditional_log_likelihood_exact<H: Layer>(
     }
     let m: Vec<usize> = (0..nv).filter(|&i| missing[i]).collect();
     let completions = 1u64.checked_shl(m.len() as u32).filter(|&n| n > 0);
-    let hidden_states = rbm.hidden.num_states();
+    let hidden_states = rbm.hidden().num_states();
     let fits = |n: Option<u64>| n.filter(|&n| n <= MAX_CONDITIONAL_STATES);
     match (fits(completions), fits(hidden_states)) {
         // Both cost (states × visible × hidden) multiply-adds.
@@ -86,10 +86,11 @@ fn by_hidden_states<H: Layer>(
             let count = (states - first).min(BLOCK) as usize;
             let mut h = DMatrix::zeros(nh, count);
             for (k, mut col) in h.column_iter_mut().enumerate() {
-                rbm.hidden.write_state(first + k as u64, col.as_mut_slice());
+                rbm.hidden()
+                    .write_state(first + k as u64, col.as_mut_slice());
             }
             let mut own = vec![0f64; count];
-            rbm.hidden.energy(h.as_slice(), &mut own);
+            rbm.hidden().energy(h.as_slice(), &mut own);
             let a = rbm.weights() * &h;
             let bias = rbm.visible.bias();
             let mut full = vec![0f64; count * v.ncols()];

@@ -23,17 +23,17 @@ pub fn log_partition_exact<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Result<f64> {
     let states = |n: Option<u64>| n.filter(|&s| s <= MAX_ENUMERATED_STATES);
     match (
         states(rbm.visible.num_states()),
-        states(rbm.hidden.num_states()),
+        states(rbm.hidden().num_states()),
     ) {
         (Some(sv), sh) if sh.is_none_or(|sh| sv <= sh) => Ok(sum_over_states(
             &rbm.visible,
-            &rbm.hidden,
+            rbm.hidden(),
             sv,
             nh,
             |v, a| rbm.hidden_inputs_into(v, a),
         )),
         (_, Some(sh)) => Ok(sum_over_states(
-            &rbm.hidden,
+            rbm.hidden(),
             &rbm.visible,
             sh,
             nv,
@@ -89,7 +89,7 @@ pub fn exact_samples<V: Layer, H: Layer>(
     rbm.check()?;
     let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
     let count = rbm
-        .hidden
+        .hidden()
         .num_states()
         .filter(|&c| c <= 1 << 20)
         .ok_or_else(|| Error::NotEnumerable {
@@ -101,7 +101,7 @@ pub fn exact_samples<V: Layer, H: Layer>(
         })?;
     let mut hs = nalgebra::DMatrix::zeros(nh, count as usize);
     for (k, col) in hs.as_mut_slice().chunks_exact_mut(nh).enumerate() {
-        rbm.hidden.write_state(k as u64, col);
+        rbm.hidden().write_state(k as u64, col);
     }
     let neg_f: Vec<f64> = rbm.free_energy_hidden(&hs)?.iter().map(|f| -f).collect();
     let log_z = log_sum_exp(&neg_f);

@@ -76,8 +76,8 @@ impl<V: Layer, H: Layer> Trajectory for Rbm<V, H> {
             t,
         );
         blend_into(
-            m.hidden.bias_mut().as_mut_slice(),
-            other.hidden.bias().as_slice(),
+            m.hidden_mut().bias_mut().as_mut_slice(),
+            other.hidden().bias().as_slice(),
             t,
         );
         Ok(m)
@@ -86,7 +86,7 @@ impl<V: Layer, H: Layer> Trajectory for Rbm<V, H> {
     fn uncoupled(&self) -> (Self, f64) {
         let mut m = self.clone();
         m.weights_mut().fill(0.0);
-        let log_z = log_partition_alone(&m.visible) + log_partition_alone(&m.hidden);
+        let log_z = log_partition_alone(&m.visible) + log_partition_alone(m.hidden());
         (m, log_z)
     }
 

@@ -93,10 +93,10 @@ pub fn pretrain<V: Layer>(
         upper.push(rbm);
     }
     let mut weights = vec![first.weights().clone()];
-    let mut hidden_layers = vec![first.hidden.clone()];
+    let mut hidden_layers = vec![first.hidden().clone()];
     for rbm in &upper {
         weights.push(rbm.weights().clone());
-        hidden_layers.push(rbm.hidden.clone());
+        hidden_layers.push(rbm.hidden().clone());
     }
     let dbm = Dbm::new(first.visible.clone(), hidden_layers, weights)?;
     Ok(Pretrained { first, upper, dbm })

@@ -383,7 +383,7 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                 let mut fast = rbm.clone();
                 fast.weights_mut().fill(0.0);
                 fast.visible.bias_mut().fill(0.0);
-                fast.hidden.bias_mut().fill(0.0);
+                fast.hidden_mut().bias_mut().fill(0.0);
                 Sampler::Fast {
                     chains: Chains::random(rbm, *chains, seed)?,
                     fast,
@@ -450,8 +450,8 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                     .zip_zip_apply(rbm.weights(), fast.weights(), |s, w, f| *s = w + f);
                 let bv = rbm.visible.bias() + fast.visible.bias();
                 sum.visible.bias_mut().copy_from(&bv);
-                let bh = rbm.hidden.bias() + fast.hidden.bias();
-                sum.hidden.bias_mut().copy_from(&bh);
+                let bh = rbm.hidden().bias() + fast.hidden().bias();
+                sum.hidden_mut().bias_mut().copy_from(&bh);
                 chains.sweep(&*sum, k).map(|_| false)
             }
             Sampler::Tempering(pt) => {
@@ -715,7 +715,7 @@ impl Buffers {
         let bh = (self.data_hidden.column_mean() - self.model_hidden.column_mean()) * lr;
         let vis = params.visible.bias_mut();
         *vis = &*vis * decay + bv;
-        let hid = params.hidden.bias_mut();
+        let hid = params.hidden_mut().bias_mut();
         *hid = &*hid * decay + bh;
     }
 }
@@ -772,7 +772,7 @@ impl Optimiser {
                     |w, v| *w += v,
                 );
                 *rbm.visible.bias_mut() += &self.vel_bv;
-                *rbm.hidden.bias_mut() += &self.vel_bh;
+                *rbm.hidden_mut().bias_mut() += &self.vel_bh;
             }
         }
     }
@@ -791,7 +791,7 @@ fn non_finite<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Option<&'static str> {
     let blocks = [
         ("weights", rbm.weights().as_slice()),
         ("visible biases", rbm.visible.bias().as_slice()),
-        ("hidden biases", rbm.hidden.bias().as_slice()),
+        ("hidden biases", rbm.hidden().bias().as_slice()),
     ];
     blocks
         .into_iter()
@@ -819,7 +819,8 @@ fn measure<V: Layer, H: Layer>(
         held_out_log_likelihood: free_held_out.as_ref().map(|f| -f.mean() - log_z),
     });
     let (mut train_ll, mut held_out_ll) = (None, None);
-    if exact && rbm.num_hidden() <= MAX_EXACT_MONITOR_HIDDEN && rbm.hidden.num_states().is_some() {
+    if exact && rbm.num_hidden() <= MAX_EXACT_MONITOR_HIDDEN && rbm.hidden().num_states().is_some()
+    {
         let log_z = log_partition_exact(rbm)?;
         train_ll = Some(LogLikelihood::from_free_energies(free_train.as_slice(), log_z).mean);
         if let Some(f) = &free_held_out {
