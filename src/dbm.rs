@@ -7,11 +7,8 @@
 
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Machine;
-use crate::kernels::{
-    ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, log_sum_exp, stream,
-};
+use crate::kernels::{ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, stream};
 use crate::layer::{Bernoulli, Layer};
-use crate::partition::MAX_ENUMERATED_STATES;
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -64,7 +61,7 @@ pub enum Parity {
 }
 
 impl Parity {
-    fn of(layer: usize) -> Self {
+    pub(crate) fn of(layer: usize) -> Self {
         if layer % 2 == 1 {
             Parity::Odd
         } else {
@@ -347,7 +344,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
-    fn layer_states(&self, l: usize) -> Option<u64> {
+    pub(crate) fn layer_states(&self, l: usize) -> Option<u64> {
         if l == 0 {
             self.visible.num_states()
         } else {
@@ -355,7 +352,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
-    fn layer_write_state(&self, l: usize, index: u64, out: &mut [f32]) {
+    pub(crate) fn layer_write_state(&self, l: usize, index: u64, out: &mut [f32]) {
         if l == 0 {
             self.visible.write_state(index, out)
         } else {
@@ -417,7 +414,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         Ok(DVector::from_vec(f))
     }
 
-    fn free_energy_into(&self, states: &[&[f32]], summed: Parity, out: &mut [f64]) {
+    pub(crate) fn free_energy_into(&self, states: &[&[f32]], summed: Parity, out: &mut [f64]) {
         let n = out.len();
         let mut cumulants = vec![0f64; n];
         for (l, &units) in self.layer_sizes().iter().enumerate() {
@@ -449,115 +446,15 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         Ok(out)
     }
 
-    /// The joint states of the layers of one parity, as (layers, number of joint states), if
-    /// all are discrete and their product is at most [`MAX_ENUMERATED_STATES`].
-    fn enumerable(&self, parity: Parity, skip_visible: bool) -> Option<(Vec<usize>, u64)> {
-        let layers: Vec<usize> = (0..self.num_layers())
-            .filter(|&l| Parity::of(l) == parity && !(skip_visible && l == 0))
-            .collect();
-        let mut total = 1u64;
-        for &l in &layers {
-            total = total.checked_mul(self.layer_states(l)?)?;
-        }
-        (total <= MAX_ENUMERATED_STATES).then_some((layers, total))
-    }
-
-    /// `ln Σ exp(−F)` over every joint state of `layers` (the others fixed at `fixed`, one
-    /// column), with the opposite parity summed out. Parallel over chunks, summed in a fixed order.
-    fn sum_over(&self, layers: &[usize], count: u64, fixed: &[&[f32]], summed: Parity) -> f64 {
-        const CHUNK: u64 = 1024;
-        let sizes = self.layer_sizes();
-        let radices: Vec<u64> = layers
-            .iter()
-            .map(|&l| self.layer_states(l).unwrap_or(1))
-            .collect();
-        let chunks: Vec<f64> = (0..count.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|chunk| {
-                let first = chunk * CHUNK;
-                let n = CHUNK.min(count - first) as usize;
-                let mut states: Vec<Vec<f32>> = sizes
+    /// States for [`Dbm::free_energy`] with the odd layers summed out: `v` and zeros above it.
+    pub(crate) fn zero_states_with_visible(&self, v: &DMatrix<f32>) -> Vec<DMatrix<f32>> {
+        std::iter::once(v.clone())
+            .chain(
+                self.hidden
                     .iter()
-                    .enumerate()
-                    .map(|(l, &units)| {
-                        let mut x = vec![0f32; units * n];
-                        if !layers.contains(&l) && !fixed[l].is_empty() {
-                            x.chunks_exact_mut(units)
-                                .for_each(|c| c.copy_from_slice(fixed[l]));
-                        }
-                        x
-                    })
-                    .collect();
-                for k in 0..n {
-                    let mut index = first + k as u64;
-                    for (&l, &radix) in layers.iter().zip(&radices) {
-                        let units = sizes[l];
-                        self.layer_write_state(
-                            l,
-                            index % radix,
-                            &mut states[l][k * units..(k + 1) * units],
-                        );
-                        index /= radix;
-                    }
-                }
-                let slices: Vec<&[f32]> = states.iter().map(|x| x.as_slice()).collect();
-                let mut f = vec![0f64; n];
-                self.free_energy_into(&slices, summed, &mut f);
-                let neg: Vec<f64> = f.iter().map(|f| -f).collect();
-                log_sum_exp(&neg)
-            })
-            .collect();
-        log_sum_exp(&chunks)
-    }
-
-    /// The exact `ln Z`, enumerating whichever parity has fewer joint states (all its layers
-    /// discrete, at most 2³⁰ joint states) and summing the other out.
-    pub fn log_partition_exact(&self) -> Result<f64> {
-        self.check()?;
-        let odd = self.enumerable(Parity::Odd, false);
-        let even = self.enumerable(Parity::Even, false);
-        let (layers, count, summed) = match (odd, even) {
-            (Some((l, c)), Some((_, e))) if c <= e => (l, c, Parity::Even),
-            (_, Some((l, c))) => (l, c, Parity::Odd),
-            (Some((l, c)), None) => (l, c, Parity::Even),
-            (None, None) => {
-                return Err(Error::NotEnumerable {
-                    what: "DBM partition function",
-                    message: format!(
-                        "neither the odd nor the even layers of {:?} are discrete with at most 2^30 joint states",
-                        self.layer_sizes()
-                    ),
-                });
-            }
-        };
-        let empty: Vec<&[f32]> = vec![&[]; self.num_layers()];
-        Ok(self.sum_over(&layers, count, &empty, summed))
-    }
-
-    /// The exact `ln p*(v) = ln Σ_h exp(−E(v, h))` of each column of `v` (unnormalised),
-    /// enumerating the even hidden layers and summing out the odd ones.
-    pub fn log_unnormalised_exact(&self, v: &DMatrix<f32>) -> Result<DVector<f64>> {
-        self.check()?;
-        if v.nrows() != self.visible.len() {
-            return Err(Error::shape("visible batch", self.visible.len(), v.nrows()));
-        }
-        check_finite("visible batch", v.as_slice())?;
-        let (layers, count) =
-            self.enumerable(Parity::Even, true)
-                .ok_or_else(|| Error::NotEnumerable {
-                    what: "DBM log-probability",
-                    message:
-                        "the even hidden layers are not discrete with at most 2^30 joint states"
-                            .into(),
-                })?;
-        Ok(DVector::from_iterator(
-            v.ncols(),
-            v.column_iter().map(|col| {
-                let mut fixed: Vec<&[f32]> = vec![&[]; self.num_layers()];
-                fixed[0] = col.as_slice();
-                self.sum_over(&layers, count, &fixed, Parity::Odd)
-            }),
-        ))
+                    .map(|h| DMatrix::zeros(h.len(), v.ncols())),
+            )
+            .collect()
     }
 }
 

@@ -3,6 +3,7 @@
 mod common;
 
 use boltzmann::dbm::{MeanField, Parity};
+use boltzmann::partition::{log_partition_exact, log_unnormalised_exact};
 use boltzmann::{Bernoulli, Chains, Dbm, Layer};
 use common::*;
 use nalgebra::{DMatrix, DVector};
@@ -53,7 +54,7 @@ fn log_partition_and_free_energies_match_enumeration() {
     let e = dbm.energy(&joint).unwrap();
     let log_z = log_sum_exp(e.iter().map(|x| -x));
     assert!(
-        (dbm.log_partition_exact().unwrap() - log_z).abs() < 1e-9 * log_z.abs().max(1.0) + 1e-6
+        (log_partition_exact(&dbm).unwrap() - log_z).abs() < 1e-9 * log_z.abs().max(1.0) + 1e-6
     );
 
     // Odd layer (h1) summed out: F(v, h2) = −ln Σ_{h1} exp(−E).
@@ -78,7 +79,7 @@ fn log_partition_and_free_energies_match_enumeration() {
     let v = keys(&joint[0]);
     let brute = log_marginal(&e, &v, 64);
     let vs = states(dbm.visible());
-    let lp = dbm.log_unnormalised_exact(&vs).unwrap();
+    let lp = log_unnormalised_exact(&dbm, &vs).unwrap();
     for (c, col) in vs.column_iter().enumerate() {
         assert!(
             (lp[c] - brute[binary_index(col.as_slice())]).abs() < 1e-4,
@@ -124,8 +125,8 @@ fn conditionals_match_enumeration() {
 /// Exact p(v) of the DBM by enumeration.
 fn exact_visible(dbm: &Dbm<Bernoulli>) -> Vec<f64> {
     let vs = states(dbm.visible());
-    let lp = dbm.log_unnormalised_exact(&vs).unwrap();
-    let log_z = dbm.log_partition_exact().unwrap();
+    let lp = log_unnormalised_exact(dbm, &vs).unwrap();
+    let log_z = log_partition_exact(dbm).unwrap();
     lp.iter().map(|l| (l - log_z).exp()).collect()
 }
 
@@ -182,8 +183,8 @@ fn mean_field_reaches_a_fixed_point_and_bounds_the_log_likelihood() {
         );
     }
     // Variational bound ≤ exact ln p(v), for every visible state.
-    let log_z = dbm.log_partition_exact().unwrap();
-    let exact = dbm.log_unnormalised_exact(&vs).unwrap();
+    let log_z = log_partition_exact(&dbm).unwrap();
+    let exact = log_unnormalised_exact(&dbm, &vs).unwrap();
     let bound = dbm.variational_bound_unnormalised(&vs, &mu).unwrap();
     for (b, e) in bound.iter().zip(exact.iter()) {
         assert!(b - log_z <= e - log_z + 1e-9, "bound {b} above exact {e}");
@@ -306,7 +307,7 @@ fn dbm_ais_brackets_the_exact_log_partition() {
     use boltzmann::partition::{AisConfig, Betas, DbmStart, Start, dbm_ais, dbm_reverse_ais};
     for seed in 0..3 {
         let dbm = random_dbm_sized(&[12, 10, 6], 1.0, 20 + seed);
-        let exact = dbm.log_partition_exact().unwrap();
+        let exact = log_partition_exact(&dbm).unwrap();
         let start = DbmStart::from_visible(&dbm, Start::uniform(12));
         let samples = exact_h1_samples(&dbm, 200, seed);
         for betas in [100, 3000] {
@@ -351,7 +352,7 @@ fn gaussian_visible_dbm_ais_matches_exact() {
         .map(|l| Bernoulli::new(DVector::from_vec(normal(sizes[l], 0.5, 44 + l as u64))))
         .collect();
     let dbm: Dbm<Gaussian> = Dbm::new(visible, hidden, weights).unwrap();
-    let exact = dbm.log_partition_exact().unwrap();
+    let exact = log_partition_exact(&dbm).unwrap();
     // Check the exact value itself: ln Z = ln Σ_{h₁,h₂} ∫ exp(−E) dv, with the v integral in
     // closed form (∫ exp(−½v² + a v) dv = √(2π) exp(½a²)) and h₂ enumerated.
     let h1 = states(dbm.hidden(1).unwrap());
@@ -408,7 +409,7 @@ fn assert_dbm_ais_matches_exact<V: Layer>(
     tolerance: f64,
 ) {
     use boltzmann::partition::{AisConfig, Betas, dbm_ais};
-    let exact = dbm.log_partition_exact().unwrap();
+    let exact = log_partition_exact(dbm).unwrap();
     for seed in 0..2 {
         let config = AisConfig {
             runs: 200,
@@ -439,4 +440,48 @@ fn dbm_ais_at_mnist_scale_matches_exact() {
     let data = DMatrix::from_vec(784, 50, normal(784 * 50, 1.0, 61)).map(|x| f32::from(x > 1.0));
     let start = DbmStart::base_rate(&dbm, &data, &MeanField::default()).unwrap();
     assert_dbm_ais_matches_exact(&dbm, &start, 1000, 0.1);
+}
+
+#[test]
+fn exact_samples_of_a_dbm_follow_the_enumerated_joint_distribution() {
+    // 6-4-3 units: 8192 joint states. Each sample's (v, h1, h2) is counted, and χ² compared
+    // with the enumerated p(v, h1, h2) over the joint states of probability ≥ 1e-3, the rest
+    // pooled into one cell.
+    let dbm = random_dbm(1.0, 5);
+    let joint = joint_states(&dbm);
+    let e = dbm.energy(&joint).unwrap();
+    let log_z = log_partition_exact(&dbm).unwrap();
+    let index = |v: usize, h1: usize, h2: usize| (v * 16 + h1) * 8 + h2;
+    let mut probs = vec![0f64; 8192];
+    for c in 0..e.len() {
+        let k = index(
+            binary_index(joint[0].column(c).as_slice()),
+            binary_index(joint[1].column(c).as_slice()),
+            binary_index(joint[2].column(c).as_slice()),
+        );
+        probs[k] = (-e[c] - log_z).exp();
+    }
+    let n = 200_000;
+    let samples = boltzmann::partition::exact_samples(&dbm, n, 3).unwrap();
+    let mut counts = vec![0u64; 8192];
+    for c in 0..n {
+        let k: Vec<usize> = samples
+            .iter()
+            .map(|x| binary_index(x.column(c).as_slice()))
+            .collect();
+        counts[index(k[0], k[1], k[2])] += 1;
+    }
+    let big: Vec<usize> = (0..8192).filter(|&k| probs[k] >= 1e-3).collect();
+    let mut cells_p: Vec<f64> = big.iter().map(|&k| probs[k]).collect();
+    let mut cells_n: Vec<u64> = big.iter().map(|&k| counts[k]).collect();
+    cells_p.push(1.0 - cells_p.iter().sum::<f64>());
+    cells_n.push(n as u64 - cells_n.iter().sum::<u64>());
+    let chi2 = chi_square(&cells_n, &cells_p);
+    // The 0.999 quantile of χ² with d degrees of freedom, by Wilson–Hilferty.
+    let d = (cells_p.len() - 1) as f64;
+    let q = d * (1.0 - 2.0 / (9.0 * d) + 3.090 * (2.0 / (9.0 * d)).sqrt()).powi(3);
+    assert!(
+        chi2 < q,
+        "χ² = {chi2} over {d} degrees of freedom (0.999 quantile {q})"
+    );
 }

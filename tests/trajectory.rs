@@ -85,7 +85,7 @@ fn dbm_trajectory_follows_exact_log_partition() {
         steps: 100,
         ..TrajectorySettings::default()
     };
-    let errs = errors(&models, |m| m.log_partition_exact().unwrap(), &settings, 8);
+    let errs = errors(&models, |m| log_partition_exact(m).unwrap(), &settings, 8);
     assert_unbiased(&errs, 0.25);
 }
 

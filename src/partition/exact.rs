@@ -1,109 +1,213 @@
-//! `ln Z` by enumerating the states of the layer with fewer of them and summing the other out.
+//! Exact `ln Z`, `ln p*(v)` and samples of small machines of any depth: enumerate the joint
+//! states of one parity of layers and sum the other parity out analytically.
 
+use crate::dbm::{Dbm, Parity};
 use crate::error::{Error, Result};
+use crate::gibbs::Machine;
 use crate::kernels::log_sum_exp;
 use crate::layer::Layer;
-use crate::rbm::{Rbm, free_energy};
+use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rayon::prelude::*;
 
-/// The largest number of states that exact enumeration accepts (2³⁰): beyond it the sum would
-/// take minutes to hours, and AIS is the tool.
+/// The largest number of joint states that exact enumeration accepts (2³⁰): beyond it the sum
+/// would take minutes to hours, and AIS is the tool.
 pub const MAX_ENUMERATED_STATES: u64 = 1 << 30;
 
-/// States per unit of parallel work.
-const CHUNK: u64 = 4096;
+/// The largest number of joint states [`exact_samples`] tabulates (2²⁰).
+pub const MAX_SAMPLED_STATES: u64 = 1 << 20;
 
-/// The exact `ln Z` of an RBM, by enumerating whichever layer has fewer states (it must be
-/// discrete and have at most [`MAX_ENUMERATED_STATES`] states). Sums in f64, in parallel, in a
-/// fixed order.
-pub fn log_partition_exact<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Result<f64> {
-    rbm.check()?;
-    let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
-    let states = |n: Option<u64>| n.filter(|&s| s <= MAX_ENUMERATED_STATES);
-    match (
-        states(rbm.visible.num_states()),
-        states(rbm.hidden().num_states()),
-    ) {
-        (Some(sv), sh) if sh.is_none_or(|sh| sv <= sh) => Ok(sum_over_states(
-            &rbm.visible,
-            rbm.hidden(),
-            sv,
-            nh,
-            |v, a| rbm.hidden_inputs_into(v, a),
-        )),
-        (_, Some(sh)) => Ok(sum_over_states(
-            rbm.hidden(),
-            &rbm.visible,
-            sh,
-            nv,
-            |h, a| rbm.visible_inputs_into(h, a),
-        )),
-        _ => Err(Error::NotEnumerable {
-            what: "RBM partition function",
-            message: format!(
-                "neither layer ({nv} {} visible, {nh} {} hidden units) is discrete with at most 2^30 states; use AIS",
-                V::KIND,
-                H::KIND
-            ),
-        }),
+/// Joint states per unit of parallel work.
+const CHUNK: u64 = 1024;
+
+/// The layers of one parity and their joint states, mixed-radix: state `k` gives layer
+/// `layers[0]` state `k mod r₀`, `layers[1]` state `(k / r₀) mod r₁`, …
+struct Enumeration {
+    layers: Vec<usize>,
+    radices: Vec<u64>,
+    count: u64,
+}
+
+impl Enumeration {
+    /// The layers of `parity` (the visible one left out if `skip_visible`), if all are
+    /// discrete with at most `max` joint states.
+    fn of<V: Layer, H: Layer>(
+        m: &Dbm<V, H>,
+        parity: Parity,
+        skip_visible: bool,
+        max: u64,
+    ) -> Option<Self> {
+        let layers: Vec<usize> = (0..m.num_layers())
+            .filter(|&l| Parity::of(l) == parity && !(skip_visible && l == 0))
+            .collect();
+        let radices = layers
+            .iter()
+            .map(|&l| m.layer_states(l))
+            .collect::<Option<Vec<u64>>>()?;
+        let count = radices.iter().try_fold(1u64, |t, &r| t.checked_mul(r))?;
+        (count <= max).then_some(Enumeration {
+            layers,
+            radices,
+            count,
+        })
+    }
+
+    /// States `first .. first + n` of every layer (one column each): the enumerated layers'
+    /// joint states, the others a copy of `fixed[l]` (or zeros where it is empty).
+    fn states<V: Layer, H: Layer>(
+        &self,
+        m: &Dbm<V, H>,
+        first: u64,
+        n: usize,
+        fixed: &[&[f32]],
+    ) -> Vec<Vec<f32>> {
+        let sizes = m.layer_sizes();
+        let mut states: Vec<Vec<f32>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(l, &units)| {
+                let mut x = vec![0f32; units * n];
+                if !self.layers.contains(&l) && !fixed[l].is_empty() {
+                    x.chunks_exact_mut(units)
+                        .for_each(|c| c.copy_from_slice(fixed[l]));
+                }
+                x
+            })
+            .collect();
+        for k in 0..n {
+            let mut index = first + k as u64;
+            for (&l, &radix) in self.layers.iter().zip(&self.radices) {
+                let units = sizes[l];
+                m.layer_write_state(l, index % radix, &mut states[l][k * units..(k + 1) * units]);
+                index /= radix;
+            }
+        }
+        states
+    }
+
+    /// `−F` of joint states `first .. first + n`, the other parity summed out.
+    fn neg_free_energies<V: Layer, H: Layer>(
+        &self,
+        m: &Dbm<V, H>,
+        first: u64,
+        n: usize,
+        fixed: &[&[f32]],
+    ) -> Vec<f64> {
+        let states = self.states(m, first, n, fixed);
+        let slices: Vec<&[f32]> = states.iter().map(|x| x.as_slice()).collect();
+        let mut f = vec![0f64; n];
+        m.free_energy_into(&slices, self.summed(), &mut f);
+        f.iter().map(|f| -f).collect()
+    }
+
+    fn summed(&self) -> Parity {
+        match self.layers.first().map(|&l| Parity::of(l)) {
+            Some(Parity::Even) => Parity::Odd,
+            _ => Parity::Even,
+        }
+    }
+
+    /// `ln Σ exp(−F)` over every joint state (the other layers at `fixed`). Parallel over
+    /// chunks, summed in a fixed order.
+    fn log_sum<V: Layer, H: Layer>(&self, m: &Dbm<V, H>, fixed: &[&[f32]]) -> f64 {
+        let chunks: Vec<f64> = (0..self.count.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|chunk| {
+                let first = chunk * CHUNK;
+                let n = CHUNK.min(self.count - first) as usize;
+                log_sum_exp(&self.neg_free_energies(m, first, n, fixed))
+            })
+            .collect();
+        log_sum_exp(&chunks)
     }
 }
 
-/// `ln Σ_x exp(−F(x))` over all `count` states `x` of layer `a`, with layer `b` (of `b_units`
-/// units) summed out; `inputs(x, out)` computes the inputs that states of `a` send to `b`.
-fn sum_over_states<A: Layer, B: Layer>(
-    a: &A,
-    b: &B,
-    count: u64,
-    b_units: usize,
-    inputs: impl Fn(&[f32], &mut [f32]) + Sync,
-) -> f64 {
-    let units = a.len();
-    let chunk_sums: Vec<f64> = (0..count.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|chunk| {
-            let first = chunk * CHUNK;
-            let n = CHUNK.min(count - first) as usize;
-            let mut x = vec![0f32; units * n];
-            for (k, col) in x.chunks_exact_mut(units).enumerate() {
-                a.write_state(first + k as u64, col);
+/// The exact `ln Z` of any machine (an [`crate::Rbm`] included), enumerating whichever parity
+/// of layers has fewer joint states (all its layers discrete, at most
+/// [`MAX_ENUMERATED_STATES`] joint states) and summing the other out. Sums in f64, in
+/// parallel, in a fixed order.
+pub fn log_partition_exact<V: Layer, H: Layer>(m: &Dbm<V, H>) -> Result<f64> {
+    m.check()?;
+    let odd = Enumeration::of(m, Parity::Odd, false, MAX_ENUMERATED_STATES);
+    let even = Enumeration::of(m, Parity::Even, false, MAX_ENUMERATED_STATES);
+    let chosen = match (odd, even) {
+        (Some(o), Some(e)) => {
+            if e.count <= o.count {
+                e
+            } else {
+                o
             }
-            let mut input = vec![0f32; b_units * n];
-            inputs(&x, &mut input);
-            let neg_f: Vec<f64> = free_energy(a, b, &x, &input).iter().map(|f| -f).collect();
-            log_sum_exp(&neg_f)
-        })
-        .collect();
-    log_sum_exp(&chunk_sums)
+        }
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => {
+            return Err(Error::NotEnumerable {
+                what: "partition function",
+                message: format!(
+                    "neither the odd nor the even layers of {:?} units ({} visible, {} hidden) are discrete with at most 2^30 joint states; use AIS",
+                    m.layer_sizes(),
+                    V::KIND,
+                    H::KIND
+                ),
+            });
+        }
+    };
+    let empty: Vec<&[f32]> = vec![&[]; m.num_layers()];
+    Ok(chosen.log_sum(m, &empty))
 }
 
-/// `n` independent exact samples of the visible units (one per column): hidden states drawn
-/// from the enumerated `p(h) ∝ exp(−F(h))`, then `v ~ p(v | h)`. The hidden layer must be
-/// discrete with at most 2²⁰ states. For checking samplers and reverse AIS on small models.
+/// The exact `ln p*(v) = ln Σ_h exp(−E(v, h))` of each column of `v` (unnormalised),
+/// enumerating the even hidden layers and summing out the odd ones; for one hidden layer, `−F(v)`.
+pub fn log_unnormalised_exact<V: Layer, H: Layer>(
+    m: &Dbm<V, H>,
+    v: &DMatrix<f32>,
+) -> Result<DVector<f64>> {
+    m.check()?;
+    m.check_batch("visible batch", v, m.visible().len())?;
+    let even = Enumeration::of(m, Parity::Even, true, MAX_ENUMERATED_STATES).ok_or_else(|| {
+        Error::NotEnumerable {
+            what: "log-probability",
+            message: "the even hidden layers are not discrete with at most 2^30 joint states"
+                .into(),
+        }
+    })?;
+    if even.layers.is_empty() {
+        // Nothing to enumerate: one batched free energy.
+        let states = m.zero_states_with_visible(v);
+        return m.free_energy(&states, Parity::Odd).map(|f| -f);
+    }
+    Ok(DVector::from_iterator(
+        v.ncols(),
+        v.column_iter().map(|col| {
+            let mut fixed: Vec<&[f32]> = vec![&[]; m.num_layers()];
+            fixed[0] = col.as_slice();
+            even.log_sum(m, &fixed)
+        }),
+    ))
+}
+
+/// `n` independent exact samples of every layer (one matrix per layer, one column per
+/// sample): joint states of the odd layers drawn from the enumerated `p ∝ exp(−F)` with the
+/// even layers summed out, then each even layer from its conditional given them. The odd
+/// layers must be discrete with at most [`MAX_SAMPLED_STATES`] joint states. For checking
+/// samplers and reverse AIS on small models.
 pub fn exact_samples<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
+    m: &Dbm<V, H>,
     n: usize,
     seed: u64,
-) -> Result<nalgebra::DMatrix<f32>> {
-    rbm.check()?;
-    let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
-    let count = rbm
-        .hidden()
-        .num_states()
-        .filter(|&c| c <= 1 << 20)
-        .ok_or_else(|| Error::NotEnumerable {
-            what: "hidden layer for exact sampling",
+) -> Result<Vec<DMatrix<f32>>> {
+    m.check()?;
+    let odd = Enumeration::of(m, Parity::Odd, false, MAX_SAMPLED_STATES).ok_or_else(|| {
+        Error::NotEnumerable {
+            what: "odd layers for exact sampling",
             message: format!(
-                "{nh} {} units; expected a discrete layer with at most 2^20 states",
+                "layers of {:?} units ({} hidden); expected discrete odd layers with at most 2^20 joint states",
+                m.layer_sizes(),
                 H::KIND
             ),
-        })?;
-    let mut hs = nalgebra::DMatrix::zeros(nh, count as usize);
-    for (k, col) in hs.as_mut_slice().chunks_exact_mut(nh).enumerate() {
-        rbm.hidden().write_state(k as u64, col);
-    }
-    let neg_f: Vec<f64> = rbm.free_energy_hidden(&hs)?.iter().map(|f| -f).collect();
+        }
+    })?;
+    let empty: Vec<&[f32]> = vec![&[]; m.num_layers()];
+    let neg_f = odd.neg_free_energies(m, 0, odd.count as usize, &empty);
     let log_z = log_sum_exp(&neg_f);
     let mut cdf = Vec::with_capacity(neg_f.len());
     let mut total = 0.0;
@@ -112,14 +216,24 @@ pub fn exact_samples<V: Layer, H: Layer>(
         cdf.push(total);
     }
     let mut rng = crate::kernels::stream(seed, 0);
-    let mut h = nalgebra::DMatrix::zeros(nh, n);
-    for col in h.as_mut_slice().chunks_exact_mut(nh.max(1)) {
+    let sizes = m.layer_sizes();
+    let mut states: Vec<Vec<f32>> = sizes.iter().map(|&u| vec![0f32; u * n]).collect();
+    for k in 0..n {
         let u = rng.next_u64() as f64 / 18_446_744_073_709_551_616.0 * total;
-        let k = cdf.partition_point(|&c| c <= u).min(cdf.len() - 1);
-        col.copy_from_slice(hs.column(k).as_slice());
+        let index = cdf.partition_point(|&c| c <= u).min(cdf.len() - 1);
+        let drawn = odd.states(m, index as u64, 1, &empty);
+        for &l in &odd.layers {
+            states[l][k * sizes[l]..(k + 1) * sizes[l]].copy_from_slice(&drawn[l]);
+        }
     }
-    let mut v = nalgebra::DMatrix::zeros(nv, n);
-    rbm.visible_inputs_into(h.as_slice(), v.as_mut_slice());
-    rbm.visible.sample(v.as_mut_slice(), &mut rng);
-    Ok(v)
+    // Given the odd layers the even ones are independent: one conditional draw each.
+    let mut slices: Vec<&mut [f32]> = states.iter_mut().map(|x| x.as_mut_slice()).collect();
+    for l in (0..sizes.len()).step_by(2) {
+        m.sample_layer(l, &mut slices, &mut rng, None);
+    }
+    Ok(states
+        .into_iter()
+        .zip(&sizes)
+        .map(|(x, &units)| DMatrix::from_vec(units, n, x))
+        .collect())
 }

@@ -11,9 +11,13 @@ pub use ais::{
 };
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
 pub use dbm_ais::{DbmStart, dbm_ais, dbm_reverse_ais};
-pub use exact::{MAX_ENUMERATED_STATES, exact_samples, log_partition_exact};
+pub use exact::{
+    MAX_ENUMERATED_STATES, MAX_SAMPLED_STATES, exact_samples, log_partition_exact,
+    log_unnormalised_exact,
+};
 pub use trajectory::{Trajectory, TrajectoryAis, TrajectorySettings};
 
+use crate::dbm::Dbm;
 use crate::error::Result;
 use crate::layer::Layer;
 use crate::rbm::Rbm;
@@ -45,16 +49,17 @@ impl LogLikelihood {
     }
 }
 
-/// The exact average log-likelihood of the columns of `data`, with `ln Z` by enumeration.
+/// The exact average log-likelihood of the columns of `data` under any small machine, with
+/// `ln Z` and each `ln p*(v)` by enumeration.
 pub fn log_likelihood_exact<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
+    m: &Dbm<V, H>,
     data: &DMatrix<f32>,
 ) -> Result<LogLikelihood> {
     if data.ncols() == 0 {
         return Err(crate::Error::Empty { what: "data" });
     }
-    let log_z = log_partition_exact(rbm)?;
-    let f = rbm.free_energy(data)?;
+    let log_z = log_partition_exact(m)?;
+    let f = -log_unnormalised_exact(m, data)?;
     Ok(LogLikelihood::from_free_energies(f.as_slice(), log_z))
 }
 

@@ -15,6 +15,7 @@ use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, stream};
 use crate::layer::{Bernoulli, Layer};
 use crate::partition::{TrajectoryAis, TrajectorySettings};
+use crate::partition::{log_partition_exact, log_unnormalised_exact};
 use crate::rbm::{InputScale, Rbm};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
@@ -563,8 +564,8 @@ fn train_dbm_from<V: Layer>(
         let mu = dbm.mean_field(&monitor_set, &config.mean_field)?;
         let bound = dbm.variational_bound_unnormalised(&monitor_set, &mu)?;
         let (mut ll, mut lb) = (None, None);
-        if let Ok(log_z) = dbm.log_partition_exact() {
-            if let Ok(lp) = dbm.log_unnormalised_exact(&monitor_set) {
+        if let Ok(log_z) = log_partition_exact(dbm) {
+            if let Ok(lp) = log_unnormalised_exact(dbm, &monitor_set) {
                 ll = Some(lp.mean() - log_z);
             }
             lb = Some(bound.mean() - log_z);
