@@ -77,7 +77,7 @@ fn ais_sm2008(c: &mut Criterion) {
     let mnist = Mnist::load(Mnist::shipped_dir()).expect("shipped MNIST");
     let rbm = model(&mnist, 500);
     let (train_bin, _) = mnist.binarized(0).unwrap();
-    let start = Start::base_rate_default(&train_bin).unwrap();
+    let start = Start::base_rate_default(&rbm, &train_bin).unwrap();
     let config = AisConfig {
         runs: 100,
         betas: Betas::paper(),

@@ -9,10 +9,11 @@
 mod common;
 
 use boltzmann::data::{Mnist, load_npz_examples};
-use boltzmann::partition::{AisConfig, Betas, Start, evaluate, log_partition_exact, reverse_ais};
+use boltzmann::partition::{
+    AisConfig, Betas, EvaluationConfig, ReverseStart, Start, evaluate, log_partition_exact,
+};
 use boltzmann::{Bernoulli, Rbm};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::DMatrix;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -67,13 +68,21 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Rbm::load(&args.model)?
     };
     let (train, test) = load_data(args.data.as_ref(), args.seed)?;
-    let config = AisConfig {
-        runs: args.runs,
-        betas,
-        seed: args.seed,
+    let config = EvaluationConfig {
+        ais: AisConfig {
+            runs: args.runs,
+            betas,
+            seed: args.seed,
+        },
+        // Reverse AIS from test images: ln Ẑ from above.
+        reverse: args.reverse.then_some(ReverseStart {
+            from_test: true,
+            sweeps: 0,
+        }),
+        ..EvaluationConfig::default()
     };
-    let start = Start::base_rate_default(&train)?;
-    let estimate = evaluate(&rbm, &start, &config, &train, &test, progress("AIS"))?;
+    let start = Start::base_rate_default(&rbm, &train)?;
+    let estimate = evaluate(&rbm, &start, &config, &train, &test, common::ais_progress())?;
     let forward = &estimate.forward;
     println!(
         "ln Ẑ = {:.3}  (mean ± 3 s.e. of the weights: [{:.3}, {:.3}]; ESS {:.1} of {} runs)",
@@ -91,17 +100,12 @@ fn run(args: Args) -> boltzmann::Result<()> {
         "train log-probability {:.3} ± {:.3} nats",
         estimate.train.mean, estimate.train.stderr
     );
-    let reverse = if args.reverse {
-        let initial = test.columns(0, args.runs.min(test.ncols())).into_owned();
-        let r = reverse_ais(&rbm, &start, &initial, &config, progress("reverse AIS"))?;
+    if let Some(r) = &estimate.reverse {
         println!(
             "reverse AIS from test images: ln Ẑ = {:.3} (an upper estimate)",
             r.log_z
         );
-        Some(r)
-    } else {
-        None
-    };
+    }
     let exact = if args.exact {
         match log_partition_exact(&rbm) {
             Ok(log_z) => {
@@ -121,7 +125,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         let mut json = serde_json::json!({
             "model": args.model,
             "runs": args.runs,
-            "betas": config.betas.len(),
+            "betas": config.ais.betas.len(),
             "log_z": forward.log_z,
             "log_z_lower": forward.log_z_lower,
             "log_z_upper": forward.log_z_upper,
@@ -133,7 +137,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "train_log_prob_stderr": estimate.train.stderr,
             "seconds": started.elapsed().as_secs_f64(),
         });
-        if let Some(r) = reverse {
+        if let Some(r) = &estimate.reverse {
             json["log_z_reverse"] = r.log_z.into();
         }
         if let Some(z) = exact {
@@ -142,23 +146,6 @@ fn run(args: Args) -> boltzmann::Result<()> {
         println!("{json}");
     }
     Ok(())
-}
-
-/// A progress bar over AIS steps.
-fn progress(label: &'static str) -> impl Fn(usize, usize) + Sync {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} β steps {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(label);
-    move |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        if done == total {
-            bar.finish_and_clear();
-        }
-    }
 }
 
 fn load_data(path: Option<&PathBuf>, seed: u64) -> boltzmann::Result<(DMatrix<f32>, DMatrix<f32>)> {

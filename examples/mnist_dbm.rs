@@ -18,9 +18,7 @@ mod common;
 use boltzmann::data::Mnist;
 use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
-use boltzmann::partition::{
-    AisConfig, Betas, DbmStart, LogLikelihood, Start, dbm_ais, dbm_reverse_ais,
-};
+use boltzmann::partition::{AisConfig, Betas, EvaluationConfig, ReverseStart, Start, evaluate};
 use boltzmann::train::{
     Centering, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Sparsity,
     Steps, TrainConfig, pretrain, resume_dbm, train_dbm,
@@ -487,83 +485,56 @@ fn finish(
         None
     } else {
         let (train_bin, test_bin) = mnist.binarized(args.seed)?;
-        let ais_config = args.ais_config()?;
-        let progress = bar(args.ais_betas - 1, "AIS β steps");
-        let mean_field = args.eval_mean_field();
+        let config = EvaluationConfig {
+            ais: args.ais_config()?,
+            // Reverse AIS from training images moved by Gibbs sweeps.
+            reverse: args.reverse_ais.map(|sweeps| ReverseStart {
+                from_test: false,
+                sweeps,
+            }),
+            mean_field: args.eval_mean_field(),
+        };
         let start = match args.ais_start {
-            AisStart::BaseRate => DbmStart::base_rate(dbm, &train_bin, &mean_field)?,
-            AisStart::Paper => DbmStart::from_visible(dbm, Start::base_rate_default(&train_bin)?),
+            AisStart::BaseRate => Start::hidden_base_rates(dbm, &train_bin, &config.mean_field)?,
+            AisStart::Paper => Start::base_rate_default(dbm, &train_bin)?,
         };
-        let estimate = dbm_ais(dbm, &start, &ais_config, |done, _| {
-            progress.set_position(done as u64)
-        })?;
-        progress.finish_and_clear();
-        // E_q[−E] + H of every example: a lower bound on ln p*(v), so on ln Z too.
-        let unnormalised = |v| -> boltzmann::Result<Vec<f64>> {
-            let mu = dbm.mean_field(v, &mean_field)?;
-            Ok(dbm
-                .variational_bound_unnormalised(v, &mu)?
-                .iter()
-                .copied()
-                .collect())
-        };
-        let (test_b, train_b) = (unnormalised(&test_bin)?, unnormalised(&train_bin)?);
-        let bound = |b: &[f64]| {
-            let neg: Vec<f64> = b.iter().map(|x| -x).collect();
-            LogLikelihood::from_free_energies(&neg, estimate.log_z)
-        };
-        let (test, train) = (bound(&test_b), bound(&train_b));
-        // p(v) ≤ 1 for every binary v, so ln Z ≥ max_v (E_q[−E] + H): a floor no estimate of
-        // ln Z may fall below.
-        let floor = test_b
-            .iter()
-            .chain(&train_b)
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max);
-        if estimate.log_z < floor {
+        let e = evaluate(
+            dbm,
+            &start,
+            &config,
+            &train_bin,
+            &test_bin,
+            common::ais_progress(),
+        )?;
+        if e.forward.log_z < e.log_z_floor {
             // ln p(v) ≤ 0 for binary data, so a positive lower bound means ln Ẑ is far too low.
             eprintln!(
-                "warning: AIS gives ln Ẑ = {:.2}, below {floor:.2}, the variational bound of one \
+                "warning: AIS gives ln Ẑ = {:.2}, below {:.2}, the variational bound of one \
                  example, which ln Z cannot be below: AIS has underestimated ln Z (ESS {:.1} of \
                  {} runs); the model mixes too poorly for this schedule, and the bounds below \
                  are not valid",
-                estimate.log_z, estimate.effective_sample_size, args.ais_runs
+                e.forward.log_z, e.log_z_floor, e.forward.effective_sample_size, args.ais_runs
             );
         }
-        let reverse = match args.reverse_ais {
-            Some(sweeps) => {
-                let v0 = train_bin.columns(0, args.ais_runs.min(train_bin.ncols()));
-                let mut chains = Chains::from_visible(dbm, v0.into_owned(), args.seed + 1)?;
-                chains.sweep(dbm, sweeps)?;
-                let odd: Vec<_> = (1..dbm.num_layers())
-                    .step_by(2)
-                    .filter_map(|l| chains.layer(l).cloned())
-                    .collect();
-                let progress = bar(args.ais_betas - 1, "reverse AIS β steps");
-                let r = dbm_reverse_ais(dbm, &start, &odd, &ais_config, |done, _| {
-                    progress.set_position(done as u64)
-                })?;
-                progress.finish_and_clear();
-                println!(
-                    "reverse AIS from training images after {sweeps} sweeps: ln Ẑ = {:.3} \
-                     [{:.3}, {:.3}], ESS {:.1}",
-                    r.log_z, r.log_z_lower, r.log_z_upper, r.effective_sample_size
-                );
-                Some(r)
-            }
-            None => None,
-        };
+        if let (Some(r), Some(sweeps)) = (&e.reverse, args.reverse_ais) {
+            println!(
+                "reverse AIS from training images after {sweeps} sweeps: ln Ẑ = {:.3} \
+                 [{:.3}, {:.3}], ESS {:.1}",
+                r.log_z, r.log_z_lower, r.log_z_upper, r.effective_sample_size
+            );
+        }
         println!(
-            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}] (ln Z ≥ {floor:.3}); test lower bound {:.3} ± {:.3} \
+            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}] (ln Z ≥ {:.3}); test lower bound {:.3} ± {:.3} \
              nats, train {:.3}",
-            estimate.log_z,
-            estimate.log_z_lower,
-            estimate.log_z_upper,
-            test.mean,
-            test.stderr,
-            train.mean
+            e.forward.log_z,
+            e.forward.log_z_lower,
+            e.forward.log_z_upper,
+            e.log_z_floor,
+            e.test.mean,
+            e.test.stderr,
+            e.train.mean
         );
-        Some((estimate, test, train, floor, reverse))
+        Some(e)
     };
 
     if args.run.json {
@@ -597,23 +568,23 @@ fn finish(
             "joint_seconds_per_epoch": train_seconds / history.len().max(1) as f64,
             "epochs_run": history.len(),
             "resumed": args.run.resume.is_some(),
-            "ais_ess": e.map(|e| e.0.effective_sample_size),
-            "ais_log_weight_variance": e.map(|e| e.0.log_weight_variance),
-            "log_z": e.map(|e| e.0.log_z),
-            "log_z_lower": e.map(|e| e.0.log_z_lower),
-            "log_z_upper": e.map(|e| e.0.log_z_upper),
-            "test_lower_bound": e.map(|e| e.1.mean),
-            "test_lower_bound_stderr": e.map(|e| e.1.stderr),
-            "train_lower_bound": e.map(|e| e.2.mean),
-            "log_z_floor": e.map(|e| e.3),
-            "log_z_reverse": e.and_then(|e| e.4.as_ref().map(|r| r.log_z)),
-            "log_z_reverse_ess": e.and_then(|e| e.4.as_ref().map(|r| r.effective_sample_size)),
+            "ais_ess": e.map(|e| e.forward.effective_sample_size),
+            "ais_log_weight_variance": e.map(|e| e.forward.log_weight_variance),
+            "log_z": e.map(|e| e.forward.log_z),
+            "log_z_lower": e.map(|e| e.forward.log_z_lower),
+            "log_z_upper": e.map(|e| e.forward.log_z_upper),
+            "test_lower_bound": e.map(|e| e.test.mean),
+            "test_lower_bound_stderr": e.map(|e| e.test.stderr),
+            "train_lower_bound": e.map(|e| e.train.mean),
+            "log_z_floor": e.map(|e| e.log_z_floor),
+            "log_z_reverse": e.and_then(|e| e.reverse.as_ref().map(|r| r.log_z)),
+            "log_z_reverse_ess": e.and_then(|e| e.reverse.as_ref().map(|r| r.effective_sample_size)),
             "trajectory_log_z": history.last().and_then(|m| m.trajectory.as_ref()).map(|t| t.log_z),
             "trajectory_log_z_error": history
                 .last()
                 .and_then(|m| m.trajectory.as_ref())
                 .zip(e)
-                .map(|(t, e)| t.log_z - e.0.log_z),
+                .map(|(t, e)| t.log_z - e.forward.log_z),
             "ais_start": args.ais_start,
             "out": out,
         });

@@ -12,7 +12,7 @@ mod common;
 use boltzmann::data::Mnist;
 use boltzmann::diagnostics::Trace;
 use boltzmann::image::{Scale, save_tile_grid};
-use boltzmann::partition::{AisConfig, Betas, Start, evaluate, reverse_ais};
+use boltzmann::partition::{AisConfig, Betas, EvaluationConfig, ReverseStart, Start, evaluate};
 use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
     Centering, Checkpoint, EpochMetrics, FastWeights, LearningRate, Momentum, NegativePhase,
@@ -526,17 +526,25 @@ fn run(args: Args) -> boltzmann::Result<()> {
         None
     } else {
         let (train_bin, test_bin) = mnist.binarized(args.seed)?;
-        let config = args.ais_config()?;
-        let start = Start::base_rate_default(&train_bin)?;
-        let bar = ProgressBar::new(config.betas.len() as u64 - 1);
-        bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] AIS {pos}/{len} β steps")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        let e = evaluate(&rbm, &start, &config, &train_bin, &test_bin, |done, _| {
-            bar.set_position(done as u64)
-        })?;
-        bar.finish_and_clear();
+        let config = EvaluationConfig {
+            ais: args.ais_config()?,
+            // Reverse AIS from test images: ln Ẑ from above, so the two bracket the truth when
+            // the chains have not lost the model.
+            reverse: (!args.no_reverse).then_some(ReverseStart {
+                from_test: true,
+                sweeps: 0,
+            }),
+            ..EvaluationConfig::default()
+        };
+        let start = Start::base_rate_default(&rbm, &train_bin)?;
+        let e = evaluate(
+            &rbm,
+            &start,
+            &config,
+            &train_bin,
+            &test_bin,
+            common::ais_progress(),
+        )?;
         println!(
             "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}]; test log-probability {:.3} ± {:.3} nats, train {:.3}",
             e.forward.log_z,
@@ -546,32 +554,13 @@ fn run(args: Args) -> boltzmann::Result<()> {
             e.test.stderr,
             e.train.mean
         );
-        // Reverse AIS from test images: ln Ẑ from above, so the two bracket the truth when the
-        // chains have not lost the model.
-        let reverse = if args.no_reverse {
-            None
-        } else {
-            let initial = test_bin
-                .columns(0, config.runs.min(test_bin.ncols()))
-                .into_owned();
-            let bar = ProgressBar::new(config.betas.len() as u64 - 1);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] reverse AIS {pos}/{len} β steps",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let r = reverse_ais(&rbm, &start, &initial, &config, |done, _| {
-                bar.set_position(done as u64)
-            })?;
-            bar.finish_and_clear();
-            let test = e.test.mean + e.forward.log_z - r.log_z;
+        let reverse = e.reverse.as_ref().zip(e.test_reverse()).map(|(r, test)| {
             println!(
                 "reverse AIS: ln Ẑ = {:.3}; test log-probability {test:.3} nats",
                 r.log_z
             );
-            Some((r.log_z, test))
-        };
+            (r.log_z, test)
+        });
         Some((e, reverse))
     };
     let reverse = evaluation.as_ref().and_then(|(_, r)| *r);

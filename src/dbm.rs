@@ -218,6 +218,12 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
+    /// The layers alone, without couplings (scratch for annealed samplers: only its layers'
+    /// biases and samplers are used).
+    pub(crate) fn layers_only(&self) -> Self {
+        Dbm::unchecked(self.visible.clone(), self.hidden.clone(), Vec::new())
+    }
+
     /// The couplings, to change in place (forgets their caches).
     pub(crate) fn weights_mut(&mut self) -> &mut [DMatrix<f32>] {
         if let Some(caches) = self.caches.0.get_mut() {
@@ -547,8 +553,8 @@ fn largest_change(a: &[f32], b: &[f32]) -> f32 {
     lanes.into_iter().fold(tail, f32::max)
 }
 
-impl<V: Layer> Dbm<V, Bernoulli> {
-    /// Mean-field posteriors `q(h | v) = Π_l Π_j Bernoulli(μ_lj)`, one matrix `μ_l` per hidden
+impl<V: Layer, H: Layer> Dbm<V, H> {
+    /// Mean-field posteriors `q(h | v) = Π_l Π_j q_lj` (Bernoulli(μ_lj) for binary units), one matrix `μ_l` per hidden
     /// layer (one column per column of `v`). Initialised by a bottom-up pass with doubled
     /// weights into every layer that has a layer above (it will receive top-down input too),
     /// then updated layer by layer, `μ_l = σ(W_lᵀ μ_{l−1} + W_{l+1} μ_{l+1} + b_l)`, until a
@@ -660,23 +666,13 @@ impl<V: Layer> Dbm<V, Bernoulli> {
         v: &DMatrix<f32>,
         mu: &[DMatrix<f32>],
     ) -> Result<DVector<f64>> {
-        // Bernoulli energies are linear in each layer and the layers are independent under q,
-        // so E_q[E(v, h)] = E(v, μ).
+        // The layers are independent under q and the couplings bilinear, so E_q[E(v, h)] is
+        // E(v, μ) plus each layer's curvature term, which `mean_field_entropy` takes in.
         let mut states = vec![v.clone()];
         states.extend(mu.iter().cloned());
-        let energy = self.energy(&states)?;
-        let mut bound = -energy;
-        let binary_entropy = |p: f64| {
-            let xlogx = |x: f64| if x > 0.0 { x * x.ln() } else { 0.0 };
-            -(xlogx(p) + xlogx(1.0 - p))
-        };
-        for m in mu {
-            for (b, col) in bound.iter_mut().zip(m.column_iter()) {
-                *b += col
-                    .iter()
-                    .map(|&p| binary_entropy(f64::from(p)))
-                    .sum::<f64>();
-            }
+        let mut bound = -self.energy(&states)?;
+        for (layer, m) in self.hidden.iter().zip(mu) {
+            layer.mean_field_entropy(m.as_slice(), bound.as_mut_slice());
         }
         Ok(bound)
     }

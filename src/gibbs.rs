@@ -210,6 +210,11 @@ impl Chains {
         &self.layers[1]
     }
 
+    /// The states of every layer, visible first, one column per chain.
+    pub fn layers(&self) -> &[DMatrix<f32>] {
+        &self.layers
+    }
+
     /// The states of layer `l` (0 is visible), one column per chain.
     pub fn layer(&self, l: usize) -> Option<&DMatrix<f32>> {
         self.layers.get(l)

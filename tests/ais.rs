@@ -4,8 +4,7 @@ mod common;
 
 use boltzmann::data::{Mnist, binarize_stochastic};
 use boltzmann::partition::{
-    AisConfig, AisEstimate, Betas, Start, ais, exact_samples, log_partition_exact,
-    log_partition_start, reverse_ais,
+    AisConfig, AisEstimate, Betas, Start, ais, exact_samples, log_partition_exact, reverse_ais,
 };
 use boltzmann::train::{TrainConfig, train};
 use boltzmann::{Bernoulli, Gaussian, Layer, Rbm};
@@ -14,7 +13,7 @@ use nalgebra::{DMatrix, DVector};
 
 fn run(
     rbm: &Rbm<Bernoulli, Bernoulli>,
-    start: &Start<Bernoulli>,
+    start: &Start<Bernoulli, Bernoulli>,
     betas: usize,
     runs: usize,
     seed: u64,
@@ -49,7 +48,8 @@ fn the_paper_schedule_has_14501_distributions() {
 #[test]
 fn start_log_partition_is_exact() {
     let data = DMatrix::from_vec(6, 40, normal(240, 1.0, 1)).map(|x| f32::from(x > 0.3));
-    let start = Start::<Bernoulli>::base_rate(&data, 2.0).unwrap();
+    let rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(6, 4, 0).unwrap();
+    let start = Start::base_rate(&rbm, &data, 2.0).unwrap();
     // The base rates are (Σx + α) / (N + α).
     for i in 0..6 {
         let p = (data.row(i).sum() as f64 + 2.0) / 42.0;
@@ -64,7 +64,7 @@ fn start_log_partition_is_exact() {
     )
     .unwrap();
     let exact = log_partition_exact(&rbm).unwrap();
-    assert!((log_partition_start(&rbm, &start) - exact).abs() < 1e-9);
+    assert!((start.log_partition() - exact).abs() < 1e-9);
 }
 
 #[test]
@@ -72,8 +72,7 @@ fn two_distributions_are_simple_importance_sampling() {
     // With β ∈ {0, 1}, each log weight is ln p*₁(v) − ln p*₀(v) = −F(v) + F₀(v) at a sample v of
     // the start model, and mean(w) estimates Z / Z₀ without bias.
     let rbm = random_rbm::<Bernoulli, Bernoulli>(4, 3, 0.5, 3);
-    let start =
-        Start::<Bernoulli>::from_bias(DVector::from_vec(vec![0.2, -0.1, 0.4, 0.0])).unwrap();
+    let start = Start::from_bias(&rbm, DVector::from_vec(vec![0.2, -0.1, 0.4, 0.0])).unwrap();
     let base: Rbm<Bernoulli, Bernoulli> = Rbm::new(
         start.visible().clone(),
         Bernoulli::new(DVector::zeros(3)),
@@ -126,7 +125,7 @@ fn mnist_model() -> (Rbm<Bernoulli, Bernoulli>, DMatrix<f32>) {
 fn ais_matches_exact_log_z_on_a_trained_mnist_model() {
     let (rbm, data) = mnist_model();
     let exact = log_partition_exact(&rbm).unwrap();
-    let start = Start::base_rate_default(&data).unwrap();
+    let start = Start::base_rate_default(&rbm, &data).unwrap();
     // For each schedule and seed, exact ln Z lies within the estimate's own ±3 s.e. bounds, and
     // the error stays under a tolerance that shrinks as the schedule gets finer (the errors seen
     // were at most 0.52 with 300 β and 0.12 with 3000 β).
@@ -154,8 +153,8 @@ fn forward_ais_underestimates_and_reverse_ais_overestimates() {
     for seed in 0..3 {
         let rbm = random_rbm::<Bernoulli, Bernoulli>(20, 10, 1.5, 100 + seed);
         let exact = log_partition_exact(&rbm).unwrap();
-        let start = Start::uniform(20);
-        let samples = exact_samples(&rbm, 200, seed).unwrap().remove(0);
+        let start = Start::uniform(&rbm);
+        let samples = exact_samples(&rbm, 200, seed).unwrap();
         for betas in [100, 3000] {
             let config = AisConfig {
                 runs: 200,
@@ -188,7 +187,7 @@ fn exact_samples_follow_the_enumerated_distribution() {
 /// the exact ln Z, and within `tolerance` of it.
 fn assert_ais_matches_exact<V: Layer, H: Layer>(
     rbm: &Rbm<V, H>,
-    start: &Start<V>,
+    start: &Start<V, H>,
     betas: usize,
     seed: u64,
     tolerance: f64,
@@ -216,7 +215,7 @@ fn ais_on_a_gaussian_visible_model() {
     // Gaussian visible units, enumerable hidden units; the start is N(b_V, 1) per unit.
     for seed in 0..3 {
         let rbm = random_rbm::<Gaussian, Bernoulli>(10, 8, 0.4, 7 + seed);
-        let start = Start::<Gaussian>::from_bias(rbm.visible().bias().clone()).unwrap();
+        let start = Start::from_bias(&rbm, rbm.visible().bias().clone()).unwrap();
         assert_ais_matches_exact(&rbm, &start, 2000, seed, 0.05);
     }
 }
@@ -225,7 +224,7 @@ fn ais_on_a_gaussian_visible_model() {
 fn ais_with_softmax_hidden_units() {
     // Softmax hidden units take the layer trait's generic tempered cumulant.
     let rbm = random_rbm::<Bernoulli, boltzmann::Softmax>(8, 5, 1.0, 12);
-    assert_ais_matches_exact(&rbm, &Start::uniform(8), 2000, 13, 0.05);
+    assert_ais_matches_exact(&rbm, &Start::uniform(&rbm), 2000, 13, 0.05);
 }
 
 #[test]
@@ -241,7 +240,7 @@ fn ais_is_bit_identical_for_any_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| ais(&rbm, &Start::uniform(30), &config, |_, _| {}).unwrap())
+        pool.install(|| ais(&rbm, &Start::uniform(&rbm), &config, |_, _| {}).unwrap())
     };
     let one = run(1);
     assert_eq!(one, run(2));
@@ -255,15 +254,17 @@ fn bad_ais_inputs_are_errors() {
         runs: 0,
         ..AisConfig::default()
     };
-    assert!(ais(&rbm, &Start::uniform(5), &config, |_, _| {}).is_err());
+    assert!(ais(&rbm, &Start::uniform(&rbm), &config, |_, _| {}).is_err());
     let config = AisConfig {
         runs: 10,
         betas: Betas::linear(10),
         seed: 0,
     };
-    assert!(ais(&rbm, &Start::uniform(6), &config, |_, _| {}).is_err());
+    let other = random_rbm::<Bernoulli, Bernoulli>(6, 3, 1.0, 11);
+    assert!(ais(&rbm, &Start::uniform(&other), &config, |_, _| {}).is_err());
     let grey = DMatrix::from_element(5, 10, 0.5f32);
-    assert!(reverse_ais(&rbm, &Start::uniform(5), &grey, &config, |_, _| {}).is_err());
-    assert!(Start::<Bernoulli>::base_rate(&DMatrix::zeros(5, 0), 1.0).is_err());
-    assert!(Start::<Bernoulli>::base_rate(&grey, -1.0).is_err());
+    let start = Start::uniform(&rbm);
+    assert!(reverse_ais(&rbm, &start, std::slice::from_ref(&grey), &config, |_, _| {}).is_err());
+    assert!(Start::base_rate(&rbm, &DMatrix::zeros(5, 0), 1.0).is_err());
+    assert!(Start::base_rate(&rbm, &grey, -1.0).is_err());
 }

@@ -274,57 +274,22 @@ fn random_dbm_sized(sizes: &[usize], scale: f32, seed: u64) -> Dbm<Bernoulli> {
     Dbm::new(layers[0].clone(), layers[1..].to_vec(), weights).unwrap()
 }
 
-/// `n` exact samples of h₁ of a 3-layer DBM: p(h₁) ∝ exp(−F(h₁)) with v and h₂ summed out.
-fn exact_h1_samples(dbm: &Dbm<Bernoulli>, n: usize, seed: u64) -> DMatrix<f32> {
-    let sizes = dbm.layer_sizes();
-    let h1 = states(dbm.hidden(1).unwrap());
-    let k = h1.ncols();
-    let all = vec![
-        DMatrix::zeros(sizes[0], k),
-        h1.clone(),
-        DMatrix::zeros(sizes[2], k),
-    ];
-    let f = dbm.free_energy(&all, Parity::Even).unwrap();
-    let log_z = log_sum_exp(f.iter().map(|f| -f));
-    let mut cdf = Vec::new();
-    let mut total = 0.0;
-    for f in f.iter() {
-        total += (-f - log_z).exp();
-        cdf.push(total);
-    }
-    let mut rng = boltzmann::kernels::stream(seed, 0);
-    let picks: Vec<usize> = (0..n)
-        .map(|_| {
-            let u = f64::from(boltzmann::kernels::uniform(&mut rng)) * total;
-            cdf.partition_point(|&c| c <= u).min(k - 1)
-        })
-        .collect();
-    DMatrix::from_fn(sizes[1], n, |i, c| h1[(i, picks[c])])
-}
-
 #[test]
 fn dbm_ais_brackets_the_exact_log_partition() {
-    use boltzmann::partition::{AisConfig, Betas, DbmStart, Start, dbm_ais, dbm_reverse_ais};
+    use boltzmann::partition::{AisConfig, Betas, Start, ais, exact_samples, reverse_ais};
     for seed in 0..3 {
         let dbm = random_dbm_sized(&[12, 10, 6], 1.0, 20 + seed);
         let exact = log_partition_exact(&dbm).unwrap();
-        let start = DbmStart::from_visible(&dbm, Start::uniform(12));
-        let samples = exact_h1_samples(&dbm, 200, seed);
+        let start = Start::uniform(&dbm);
+        let samples = exact_samples(&dbm, 200, seed).unwrap();
         for betas in [100, 3000] {
             let config = AisConfig {
                 runs: 200,
                 betas: Betas::three_stage(betas).unwrap(),
                 seed,
             };
-            let fwd = dbm_ais(&dbm, &start, &config, |_, _| {}).unwrap();
-            let rev = dbm_reverse_ais(
-                &dbm,
-                &start,
-                std::slice::from_ref(&samples),
-                &config,
-                |_, _| {},
-            )
-            .unwrap();
+            let fwd = ais(&dbm, &start, &config, |_, _| {}).unwrap();
+            let rev = reverse_ais(&dbm, &start, &samples, &config, |_, _| {}).unwrap();
             let context = format!("seed {seed}, {betas} β");
             assert_ais_sandwich(&fwd, &rev, exact, betas == 100, &context);
         }
@@ -334,7 +299,7 @@ fn dbm_ais_brackets_the_exact_log_partition() {
 #[test]
 fn gaussian_visible_dbm_ais_matches_exact() {
     use boltzmann::Gaussian;
-    use boltzmann::partition::{DbmStart, Start};
+    use boltzmann::partition::Start;
     // Gaussian visible units, Bernoulli hidden layers: ln Z enumerates h₁ and sums out v
     // (Gaussian cumulants) and h₂; AIS anneals h₁ from N(b_V, 1) × uniform hidden layers.
     let sizes = [5, 6, 4];
@@ -377,26 +342,26 @@ fn gaussian_visible_dbm_ais_matches_exact() {
         }
     }
     assert!((log_sum_exp(terms) - exact).abs() < 1e-4);
-    let start = DbmStart::from_visible(&dbm, Start::from_bias(b0.clone()).unwrap());
+    let start = Start::from_bias(&dbm, b0.clone()).unwrap();
     assert_dbm_ais_matches_exact(&dbm, &start, 2000, 0.05);
 }
 
 #[test]
 fn dbm_ais_from_base_rate_starts_matches_exact() {
     use boltzmann::dbm::MeanField;
-    use boltzmann::partition::{AisConfig, DbmStart, Start, dbm_ais};
+    use boltzmann::partition::{AisConfig, Start, ais};
     // Starts whose biases differ from the model's: the visible base rates alone (the paper's),
     // and every layer at its base rate, so that odd and even hidden layers start away from
     // uniform too.
     let dbm = random_dbm_sized(&[12, 10, 6], 1.0, 50);
     let data = DMatrix::from_vec(12, 40, normal(480, 1.0, 51)).map(|x| f32::from(x > 0.5));
-    let visible = Start::<Bernoulli>::base_rate(&data, 2.0).unwrap();
-    assert_dbm_ais_matches_exact(&dbm, &DbmStart::from_visible(&dbm, visible), 3000, 0.1);
-    let start = DbmStart::base_rate(&dbm, &data, &MeanField::default()).unwrap();
+    let visible = Start::base_rate(&dbm, &data, 2.0).unwrap();
+    assert_dbm_ais_matches_exact(&dbm, &visible, 3000, 0.1);
+    let start = Start::hidden_base_rates(&dbm, &data, &MeanField::default()).unwrap();
     assert_dbm_ais_matches_exact(&dbm, &start, 3000, 0.1);
     // A start for another shape of model is refused.
     let other = random_dbm_sized(&[12, 10, 5], 1.0, 52);
-    let err = dbm_ais(&other, &start, &AisConfig::default(), |_, _| {}).unwrap_err();
+    let err = ais(&other, &start, &AisConfig::default(), |_, _| {}).unwrap_err();
     assert!(matches!(err, boltzmann::Error::Shape { .. }), "{err}");
 }
 
@@ -404,11 +369,11 @@ fn dbm_ais_from_base_rate_starts_matches_exact() {
 /// its ±3 s.e. bounds and lands within `tolerance` of it.
 fn assert_dbm_ais_matches_exact<V: Layer>(
     dbm: &Dbm<V>,
-    start: &boltzmann::partition::DbmStart<V>,
+    start: &boltzmann::partition::Start<V>,
     betas: usize,
     tolerance: f64,
 ) {
-    use boltzmann::partition::{AisConfig, Betas, dbm_ais};
+    use boltzmann::partition::{AisConfig, Betas, ais};
     let exact = log_partition_exact(dbm).unwrap();
     for seed in 0..2 {
         let config = AisConfig {
@@ -416,7 +381,7 @@ fn assert_dbm_ais_matches_exact<V: Layer>(
             betas: Betas::three_stage(betas).unwrap(),
             seed,
         };
-        let est = dbm_ais(dbm, start, &config, |_, _| {}).unwrap();
+        let est = ais(dbm, start, &config, |_, _| {}).unwrap();
         let msg = format!(
             "seed {seed}: exact {exact}, AIS {} [{}, {}]",
             est.log_z, est.log_z_lower, est.log_z_upper
@@ -432,13 +397,13 @@ fn assert_dbm_ais_matches_exact<V: Layer>(
 #[test]
 fn dbm_ais_at_mnist_scale_matches_exact() {
     use boltzmann::dbm::MeanField;
-    use boltzmann::partition::DbmStart;
+    use boltzmann::partition::Start;
     // MNIST's 784 visible units and a 500-unit top layer, summed out in every AIS step, with a
     // 12-unit middle layer that can be enumerated: the sums over many units that the small
     // models above never reach, in f32 inputs and f64 weights.
     let dbm = random_dbm_sized(&[784, 12, 500], 0.15, 60);
     let data = DMatrix::from_vec(784, 50, normal(784 * 50, 1.0, 61)).map(|x| f32::from(x > 1.0));
-    let start = DbmStart::base_rate(&dbm, &data, &MeanField::default()).unwrap();
+    let start = Start::hidden_base_rates(&dbm, &data, &MeanField::default()).unwrap();
     assert_dbm_ais_matches_exact(&dbm, &start, 1000, 0.1);
 }
 

@@ -6,7 +6,7 @@
 //! to `../shared/reference`); they are not part of the repository.
 
 use boltzmann::data::load_npz_examples;
-use boltzmann::partition::{AisConfig, Start, evaluate};
+use boltzmann::partition::{AisConfig, EvaluationConfig, Start, evaluate};
 use boltzmann::{Bernoulli, Rbm};
 use std::path::PathBuf;
 
@@ -35,16 +35,19 @@ fn ais_reproduces_salakhutdinov_murray_2008() {
     assert_eq!((train.ncols(), test.ncols()), (60_000, 10_000));
 
     // p_i = (Σ_n x_ni + 3000) / (60000 + 3000), as in the authors' code.
-    let start = Start::base_rate(&train, 3000.0).unwrap();
-    let config = AisConfig {
-        seed: 2008,
-        ..AisConfig::default()
+    let start = Start::base_rate(&rbm, &train, 3000.0).unwrap();
+    let config = EvaluationConfig {
+        ais: AisConfig {
+            seed: 2008,
+            ..AisConfig::default()
+        },
+        ..EvaluationConfig::default()
     };
-    assert_eq!((config.runs, config.betas.len()), (100, 14_501));
+    assert_eq!((config.ais.runs, config.ais.betas.len()), (100, 14_501));
     let started = std::time::Instant::now();
-    let result = evaluate(&rbm, &start, &config, &train, &test, |_, _| {}).unwrap();
+    let result = evaluate(&rbm, &start, &config, &train, &test, |_, _, _| {}).unwrap();
     eprintln!(
-        "ln Ẑ = {:.3} [{:.3}, {:.3}] (published 451.28); test {:.3} ± {:.3} (published −86.34); \
+        "ln Ẑ = {:.6} [{:.3}, {:.3}] (published 451.28); test {:.3} ± {:.3} (published −86.34); \
          train {:.3} (published −83.10); {:.1} s",
         result.forward.log_z,
         result.forward.log_z_lower,

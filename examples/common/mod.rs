@@ -495,3 +495,29 @@ pub fn fuzz_args_json<A: Serialize + DeserializeOwned>(
     let _ = std::fs::remove_dir_all(&dir);
     println!("fuzz args.json: {runs} executions ({ok} ok, {errors} typed errors), 0 panics");
 }
+
+/// A progress bar of `len` steps labelled `what`.
+pub fn bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let template = format!("{{elapsed_precise}} [{{bar:30}}] {what} {{pos}}/{{len}} {{msg}}");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Progress of [`boltzmann::partition::evaluate`]: one bar per annealing run, labelled with
+/// its stage, cleared when the run ends.
+pub fn ais_progress() -> impl Fn(&'static str, usize, usize) + Sync {
+    let bar = bar(0, "β steps");
+    move |what, done, total| {
+        bar.set_message(what);
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish_and_clear();
+            bar.reset();
+        }
+    }
+}

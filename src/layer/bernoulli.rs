@@ -52,6 +52,16 @@ impl Layer for Bernoulli {
         }
     }
 
+    fn mean_field_entropy(&self, mu: &[f32], out: &mut [f64]) {
+        let xlogx = |x: f64| if x > 0.0 { x * x.ln() } else { 0.0 };
+        for (col, o) in mu.chunks_exact(self.len()).zip(out.iter_mut()) {
+            *o -= col
+                .iter()
+                .map(|&p| xlogx(f64::from(p)) + xlogx(1.0 - f64::from(p)))
+                .sum::<f64>();
+        }
+    }
+
     fn tempered_cumulant_step(
         &self,
         inputs: &[f32],

@@ -63,6 +63,14 @@ impl Layer for Gaussian {
         }
     }
 
+    fn mean_field_entropy(&self, mu: &[f32], out: &mut [f64]) {
+        // q = N(μ, 1) per unit: entropy ½ln(2πe), and E_q[½(x − b)²] = ½(μ − b)² + ½.
+        let per_column = 0.5 * (2.0 * std::f64::consts::PI).ln() * self.len() as f64;
+        for o in out.iter_mut().take(mu.len() / self.len().max(1)) {
+            *o += per_column;
+        }
+    }
+
     fn energy(&self, x: &[f32], out: &mut [f64]) {
         for (col, o) in x.chunks_exact(self.len()).zip(out.iter_mut()) {
             *o += col

@@ -92,6 +92,11 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
         at(beta0, -1.0, out);
     }
 
+    /// Adds to `out[c]` what the variational bound needs of a factorial mean-field posterior
+    /// `q` of this layer with means `mu` (column `c`) besides `−E(μ)`: its entropy `H(q)`, less
+    /// `E_q[E₀(x)] − E₀(μ)`, which is zero where the own energy is linear in the state.
+    fn mean_field_entropy(&self, mu: &[f32], out: &mut [f64]);
+
     /// Adds to `out[c]` the layer's own energy `E₀` of the state in column `c` of `x`.
     fn energy(&self, x: &[f32], out: &mut [f64]);
 

@@ -79,6 +79,13 @@ impl Layer for Softmax {
         }
     }
 
+    fn mean_field_entropy(&self, mu: &[f32], out: &mut [f64]) {
+        let xlogx = |x: f64| if x > 0.0 { x * x.ln() } else { 0.0 };
+        for (col, o) in mu.chunks_exact(self.len()).zip(out.iter_mut()) {
+            *o -= col.iter().map(|&p| xlogx(f64::from(p))).sum::<f64>();
+        }
+    }
+
     fn energy(&self, x: &[f32], out: &mut [f64]) {
         linear_energy(&self.bias, x, out);
     }

@@ -1,22 +1,25 @@
-//! Annealed importance sampling (Neal 2001) for RBMs, as in Salakhutdinov & Murray (2008), and
-//! its reverse, which bounds `ln Z` from above in expectation (Burda, Grosse & Salakhutdinov 2015).
+//! Annealed importance sampling (Neal 2001) for machines of any depth, as in Salakhutdinov &
+//! Murray (2008) for RBMs and Salakhutdinov & Hinton (2009) for DBMs, and its reverse, which
+//! bounds `ln Z` from above in expectation (Burda, Grosse & Salakhutdinov 2015).
 //!
-//! The path runs from a start model `p₀(v, h) = p_A(v)·p_H⁰(h)` (visible units independent with
-//! biases `b_A`; hidden units with zero biases, i.e. uniform for Bernoulli units) to the RBM:
+//! The path runs from a [`Start`] model (every layer alone with biases `b⁰_l`) to the machine:
 //!
-//! `E_β(v, h) = E_V(v; (1 − β)·b_A + β·b_V) + E_H(h; β·b_H) − β·vᵀWh`.
+//! `E_β(x₀, …, x_L) = Σ_l E_l(x_l; (1 − β)·b⁰_l + β·b_l) − β·Σ_l x_{l−1}ᵀW_l x_l`.
 //!
-//! For Bernoulli hidden units, summing them out gives the paper's intermediate distributions
-//! `p_β(v) ∝ exp((1 − β)·b_Aᵀv + β·b_Vᵀv) · Π_j (1 + exp(β·(Wᵀv + b_H)_j))`. The same path works
-//! for Gaussian and softmax units, whose quadratic or normalising terms are not tempered. One
-//! blocked Gibbs sweep at `β_k` is the transition of step `k`; weights are kept in f64.
+//! The runs carry the states of one parity of layers ([`annealed_parity`]); the other parity is
+//! summed out exactly. For an RBM with Bernoulli hidden units that gives the paper's
+//! intermediate distributions `p_β(v) ∝ exp((1 − β)·b_Aᵀv + β·b_Vᵀv) · Π_j (1 + exp(β·(Wᵀv +
+//! b_H)_j))`. The same path works for Gaussian and softmax units, whose quadratic or normalising
+//! terms are not tempered. One blocked Gibbs sweep at `β_k` is the transition of step `k`;
+//! weights are kept in f64.
 
+use crate::dbm::{Dbm, MeanField, Parity};
 use crate::diagnostics::{importance_effective_sample_size, sample_variance};
 use crate::error::{Error, Result};
 use crate::gibbs::{CHAIN_BLOCK, Machine};
+use crate::kernels::ChainRng;
 use crate::kernels::{log_sum_exp, stream};
-use crate::layer::{Layer, set_tempered_bias};
-use crate::rbm::Rbm;
+use crate::layer::{Bernoulli, Layer, set_tempered_bias};
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
@@ -122,66 +125,135 @@ impl Betas {
     }
 }
 
-/// The start distribution of the visible units: a layer of the RBM's visible type with biases
-/// `b_A` and no couplings, so that its `ln Z_A` is exact.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Start<V: Layer> {
-    visible: V,
+/// A layer of type `L` at the base rates of `data` (`units × n`): unit `i` has mean
+/// `p_i = (Σ_n x_ni + α) / (N + α)`, with pseudo-count `α`. Salakhutdinov & Murray's code uses 5
+/// per minibatch of 100, `α = 0.05·N`.
+pub fn base_rate_layer<L: Layer>(data: &DMatrix<f32>, pseudo_count: f64) -> Result<L> {
+    if data.ncols() == 0 {
+        return Err(Error::Empty {
+            what: "data for the base-rate model",
+        });
+    }
+    crate::error::check_finite("data for the base-rate model", data.as_slice())?;
+    if !(pseudo_count.is_finite() && pseudo_count >= 0.0) {
+        return Err(Error::invalid(
+            "pseudo-count",
+            format!("{pseudo_count}; expected a finite value ≥ 0"),
+        ));
+    }
+    let n = data.ncols() as f64;
+    let mean: Vec<f32> = data
+        .row_iter()
+        .map(|row| {
+            ((row.iter().map(|&x| f64::from(x)).sum::<f64>() + pseudo_count) / (n + pseudo_count))
+                as f32
+        })
+        .collect();
+    let mut layer = L::new(DVector::zeros(data.nrows()));
+    layer.set_bias_from_mean(&mean);
+    Ok(layer)
 }
 
-impl<V: Layer> Start<V> {
-    /// Zero biases: uniform for Bernoulli and softmax units, N(0, 1) for Gaussian units.
-    pub fn uniform(visible_units: usize) -> Self {
-        Start {
-            visible: V::new(DVector::zeros(visible_units)),
+/// The start model of AIS: every layer of the machine alone, with its own biases and no
+/// couplings, so that `ln Z₀` is exact and the runs start from exact samples.
+///
+/// The closer the start's layers are to the machine's marginals, the less the runs have to
+/// travel. Salakhutdinov & Murray (RBMs) and Salakhutdinov & Hinton (DBMs) start the visible
+/// layer at the data's base rates and the hidden layers uniform ([`Start::base_rate`]);
+/// [`Start::hidden_base_rates`] also starts each hidden layer at its base rate under the data's
+/// mean-field posteriors, the hidden analogue of the same idea.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Start<V: Layer, H: Layer = Bernoulli> {
+    visible: V,
+    hidden: Vec<H>,
+}
+
+impl<V: Layer, H: Layer> Start<V, H> {
+    /// The given layers: `visible` for layer 0 and `hidden[l − 1]` for layer `l`.
+    pub fn new(visible: V, hidden: Vec<H>) -> Result<Self> {
+        crate::error::check_finite("start biases", visible.bias().as_slice())?;
+        for h in &hidden {
+            crate::error::check_finite("start biases", h.bias().as_slice())?;
         }
+        Ok(Start { visible, hidden })
     }
 
-    /// The base-rate model of Salakhutdinov & Murray: unit `i` has mean
-    /// `p_i = (Σ_n x_ni + α) / (N + α)` over the columns of `data`, with pseudo-count `α`.
-    /// Their code uses 5 per minibatch of 100, `α = 0.05·N` ([`Start::base_rate_default`]).
-    pub fn base_rate(data: &DMatrix<f32>, pseudo_count: f64) -> Result<Self> {
-        if data.ncols() == 0 {
-            return Err(Error::Empty {
-                what: "data for the base-rate model",
-            });
-        }
-        crate::error::check_finite("data for the base-rate model", data.as_slice())?;
-        if !(pseudo_count.is_finite() && pseudo_count >= 0.0) {
-            return Err(Error::invalid(
-                "pseudo-count",
-                format!("{pseudo_count}; expected a finite value ≥ 0"),
-            ));
-        }
-        let n = data.ncols() as f64;
-        let mean: Vec<f32> = data
-            .row_iter()
-            .map(|row| {
-                ((row.iter().map(|&x| f64::from(x)).sum::<f64>() + pseudo_count)
-                    / (n + pseudo_count)) as f32
-            })
+    /// The start with visible biases `bias` and zero biases (uniform, for Bernoulli units) in
+    /// every hidden layer of `machine`.
+    pub fn from_bias(machine: &Dbm<V, H>, bias: DVector<f32>) -> Result<Self> {
+        let hidden = machine.layer_sizes()[1..]
+            .iter()
+            .map(|&n| H::new(DVector::zeros(n)))
             .collect();
-        let mut visible = V::new(DVector::zeros(data.nrows()));
-        visible.set_bias_from_mean(&mean);
-        Ok(Start { visible })
+        Start::new(V::new(bias), hidden)
+    }
+
+    /// Zero biases everywhere: uniform for Bernoulli and softmax units, N(0, 1) for Gaussian ones.
+    pub fn uniform(machine: &Dbm<V, H>) -> Self {
+        let visible = DVector::zeros(machine.layer_sizes()[0]);
+        Start::from_bias(machine, visible).expect("zero biases are finite")
+    }
+
+    /// The visible layer at the base rates of `data` ([`base_rate_layer`]), the hidden layers
+    /// uniform: the start of Salakhutdinov & Murray and of Salakhutdinov & Hinton.
+    pub fn base_rate(machine: &Dbm<V, H>, data: &DMatrix<f32>, pseudo_count: f64) -> Result<Self> {
+        let visible: V = base_rate_layer(data, pseudo_count)?;
+        Start::from_bias(machine, visible.bias().clone())
     }
 
     /// [`Start::base_rate`] with `α = 0.05·N` (3000 for the 60,000 MNIST training images).
-    pub fn base_rate_default(data: &DMatrix<f32>) -> Result<Self> {
-        Self::base_rate(data, 0.05 * data.ncols() as f64)
-    }
-
-    /// A start distribution with these visible biases.
-    pub fn from_bias(bias: DVector<f32>) -> Result<Self> {
-        crate::error::check_finite("start biases", bias.as_slice())?;
-        Ok(Start {
-            visible: V::new(bias),
-        })
+    pub fn base_rate_default(machine: &Dbm<V, H>, data: &DMatrix<f32>) -> Result<Self> {
+        Self::base_rate(machine, data, 0.05 * data.ncols() as f64)
     }
 
     /// The start model's visible layer.
     pub fn visible(&self) -> &V {
         &self.visible
+    }
+
+    /// The exact `ln Z₀`: the sum of every layer's cumulant at zero input.
+    pub fn log_partition(&self) -> f64 {
+        let mut z = [0f64];
+        self.visible
+            .cumulant(&vec![0f32; self.visible.len()], &mut z);
+        for h in &self.hidden {
+            h.cumulant(&vec![0f32; h.len()], &mut z);
+        }
+        z[0]
+    }
+
+    /// Units per layer, visible first.
+    fn layer_sizes(&self) -> Vec<usize> {
+        std::iter::once(self.visible.len())
+            .chain(self.hidden.iter().map(|h| h.len()))
+            .collect()
+    }
+
+    /// The start biases of layer `l`.
+    fn bias(&self, l: usize) -> &[f32] {
+        match l {
+            0 => self.visible.bias().as_slice(),
+            _ => self.hidden[l - 1].bias().as_slice(),
+        }
+    }
+}
+
+impl<V: Layer> Start<V, Bernoulli> {
+    /// Every layer at its base rate: the visible layer as [`Start::base_rate_default`] (the
+    /// columns of `data`), hidden layer `l` with the mean over `data` of its mean-field
+    /// posterior `μ_l` (no pseudo-count: these means are already smooth).
+    pub fn hidden_base_rates(
+        machine: &Dbm<V, Bernoulli>,
+        data: &DMatrix<f32>,
+        settings: &MeanField,
+    ) -> Result<Self> {
+        let visible = base_rate_layer(data, 0.05 * data.ncols() as f64)?;
+        let hidden = machine
+            .mean_field(data, settings)?
+            .iter()
+            .map(|mu| base_rate_layer(mu, 0.0))
+            .collect::<Result<_>>()?;
+        Start::new(visible, hidden)
     }
 }
 
@@ -224,74 +296,128 @@ pub struct AisEstimate {
     pub log_weights: Vec<f64>,
 }
 
-/// `ln Z₀ = ln Z_A + ln Z_H⁰`: the start model's visible layer alone plus the hidden layer with
-/// zero biases and no inputs.
-pub fn log_partition_start<V: Layer, H: Layer>(rbm: &Rbm<V, H>, start: &Start<V>) -> f64 {
-    let mut z = [0f64];
-    start
-        .visible
-        .cumulant(&vec![0f32; rbm.num_visible()], &mut z);
-    H::new(DVector::zeros(rbm.num_hidden())).cumulant(&vec![0f32; rbm.num_hidden()], &mut z);
-    z[0]
+/// Which layers AIS anneals: the parity without the top layer, the top layer's parity being
+/// summed out exactly. For an RBM the visible layer is annealed with the hidden one summed out
+/// (Salakhutdinov & Murray); for two hidden layers `h₁` is annealed with `v` and `h₂` summed out
+/// (Salakhutdinov & Hinton).
+pub fn annealed_parity(layers: usize) -> Parity {
+    match Parity::of(layers - 1) {
+        Parity::Odd => Parity::Even,
+        Parity::Even => Parity::Odd,
+    }
 }
 
-/// Forward AIS: runs start with exact samples of the start model and anneal to the RBM; the
-/// estimate `ln Ẑ = ln Z₀ + ln mean(w)` is unbiased in `Z` and so, by Jensen's inequality, tends
-/// to *under*estimate `ln Z`.
+/// Forward AIS for any machine: runs start with exact samples of the start model and anneal
+/// to the machine along the path that scales every coupling by β and moves every layer's biases
+/// from the start's to the machine's. The estimate `ln Ẑ = ln Z₀ + ln mean(w)` is unbiased in
+/// `Z` and so, by Jensen's inequality, tends to *under*estimate `ln Z`.
 ///
 /// `progress(done, total)` is called between segments of the schedule.
 pub fn ais<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
-    start: &Start<V>,
+    machine: &Dbm<V, H>,
+    start: &Start<V, H>,
     config: &AisConfig,
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<AisEstimate> {
-    check(rbm, start, config.runs)?;
-    rbm.expect_sweeps(config.runs.saturating_mul(config.betas.len()));
-    let mut v0 = DMatrix::zeros(rbm.num_visible(), config.runs);
+    check(machine, start, config.runs)?;
+    machine.expect_sweeps(config.runs.saturating_mul(config.betas.len()));
+    // The annealed layers start as exact samples of the start model.
+    let sizes = machine.layer_sizes();
     let mut rng = stream(config.seed, u64::MAX);
-    start.visible.sample(v0.as_mut_slice(), &mut rng);
-    let blocks = RbmBlock::split(rbm, start, &v0, config.seed);
+    let initial: Vec<DMatrix<f32>> = annealed(sizes.len())
+        .map(|l| {
+            let mut x = DMatrix::zeros(sizes[l], config.runs);
+            match l {
+                0 => start.visible.sample(x.as_mut_slice(), &mut rng),
+                _ => start.hidden[l - 1].sample(x.as_mut_slice(), &mut rng),
+            }
+            x
+        })
+        .collect();
+    let blocks = Block::split(machine, start, &initial, config.seed);
     let log_w = anneal(blocks, config.runs, config.betas.as_slice(), &progress);
-    Ok(estimate(log_w, log_partition_start(rbm, start), false))
+    Ok(estimate(log_w, start.log_partition(), false))
 }
 
-/// Reverse AIS: runs start at `initial` (`visible × runs`), ideally exact samples of the RBM,
-/// and anneal back to the start model, giving an unbiased estimate of `Z₀/Z`; so
-/// `ln Ẑ = ln Z₀ − ln mean(w)` *over*estimates `ln Z` in expectation. Started from data or from
-/// long Gibbs chains instead (as in practice), it is an approximate upper bound.
+/// Reverse AIS: runs start at `initial`, ideally exact samples of the machine, and anneal back
+/// to the start model, giving an unbiased estimate of `Z₀/Z`; so `ln Ẑ = ln Z₀ − ln mean(w)`
+/// *over*estimates `ln Z` in expectation. Started from data or from long Gibbs chains instead
+/// (as in practice), it is an approximate upper bound.
+///
+/// `initial` holds one matrix per layer (as [`exact_samples`](super::exact_samples) and
+/// [`Chains::layer`](crate::Chains::layer) give them; one column per run) or only those of the
+/// annealed layers ([`annealed_parity`]: for an RBM the visible states alone); the other
+/// layers are not read.
 pub fn reverse_ais<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
-    start: &Start<V>,
-    initial: &DMatrix<f32>,
+    machine: &Dbm<V, H>,
+    start: &Start<V, H>,
+    initial: &[DMatrix<f32>],
     config: &AisConfig,
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<AisEstimate> {
-    check(rbm, start, initial.ncols())?;
-    rbm.check_batch("initial states of reverse AIS", initial, rbm.num_visible())?;
-    rbm.expect_sweeps(initial.ncols().saturating_mul(config.betas.len()));
-    rbm.visible.check_state(initial.as_slice())?;
+    let sizes = machine.layer_sizes();
+    let layers: Vec<usize> = annealed(sizes.len()).collect();
+    let chosen: Vec<DMatrix<f32>> = if initial.len() == sizes.len() {
+        layers.iter().map(|&l| initial[l].clone()).collect()
+    } else {
+        initial.to_vec()
+    };
+    let runs = chosen.first().map_or(0, |x| x.ncols());
+    check(machine, start, runs)?;
+    if chosen.len() != layers.len()
+        || chosen
+            .iter()
+            .zip(&layers)
+            .any(|(x, &l)| x.shape() != (sizes[l], runs))
+    {
+        return Err(Error::shape(
+            "initial states of reverse AIS",
+            format!(
+                "layers {layers:?} of {:?} units (or every layer), {runs} columns each",
+                layers.iter().map(|&l| sizes[l]).collect::<Vec<_>>()
+            ),
+            format!(
+                "{:?}",
+                initial.iter().map(|x| x.shape()).collect::<Vec<_>>()
+            ),
+        ));
+    }
+    for (x, &l) in chosen.iter().zip(&layers) {
+        crate::error::check_finite("initial states of reverse AIS", x.as_slice())?;
+        machine.check_layer_state(l, x.as_slice())?;
+    }
+    machine.expect_sweeps(runs.saturating_mul(config.betas.len()));
     let betas: Vec<f64> = config.betas.as_slice().iter().rev().copied().collect();
-    let blocks = RbmBlock::split(rbm, start, initial, config.seed);
-    let log_w = anneal(blocks, initial.ncols(), &betas, &progress);
-    Ok(estimate(log_w, log_partition_start(rbm, start), true))
+    let blocks = Block::split(machine, start, &chosen, config.seed);
+    let log_w = anneal(blocks, runs, &betas, &progress);
+    Ok(estimate(log_w, start.log_partition(), true))
+}
+
+/// The annealed layers of a machine of `layers` layers.
+fn annealed(layers: usize) -> impl Iterator<Item = usize> {
+    let first = match annealed_parity(layers) {
+        Parity::Even => 0,
+        Parity::Odd => 1,
+    };
+    (first..layers).step_by(2)
 }
 
 /// The longest AIS schedule [`Betas::three_stage`] makes (the paper's has 14,501 distributions).
 pub const MAX_BETAS: usize = 10_000_000;
 
-fn check<V: Layer, H: Layer>(rbm: &Rbm<V, H>, start: &Start<V>, runs: usize) -> Result<()> {
-    rbm.check()?;
+fn check<V: Layer, H: Layer>(m: &Dbm<V, H>, start: &Start<V, H>, runs: usize) -> Result<()> {
+    m.check()?;
     if runs == 0 {
         return Err(Error::invalid("AIS runs", "0; expected at least 1"));
     }
-    crate::error::check_elements("AIS runs (units × runs)", &[rbm.num_visible(), runs])?;
-    crate::error::check_elements("AIS runs (units × runs)", &[rbm.num_hidden(), runs])?;
-    if start.visible.len() != rbm.num_visible() {
+    for units in m.layer_sizes() {
+        crate::error::check_elements("AIS runs (units × runs)", &[units, runs])?;
+    }
+    if start.layer_sizes() != m.layer_sizes() {
         return Err(Error::shape(
-            "AIS start distribution",
-            format!("{} visible units", rbm.num_visible()),
-            start.visible.len(),
+            "AIS start distribution (units per layer)",
+            format!("{:?}", m.layer_sizes()),
+            format!("{:?}", start.layer_sizes()),
         ));
     }
     Ok(())
@@ -334,78 +460,136 @@ pub(crate) fn anneal<B: Annealing>(
     log_w
 }
 
-/// A block of AIS runs of an RBM: visible states, with the hidden layer summed out.
-struct RbmBlock<'a, V: Layer, H: Layer> {
-    rbm: &'a Rbm<V, H>,
-    v: Vec<f32>,
-    rng: crate::kernels::ChainRng,
-    start_bias: DVector<f32>,
-    /// `b_V − b_A`: the visible part of `ln p*_β(v)` is `β·(b_V − b_A)ᵀv` plus terms free of β.
-    bias_gap: DVector<f64>,
-    hidden_start: Vec<f32>,
-    visible: V,
-    hidden: H,
-    inputs: Vec<f32>,
+/// A block of AIS runs: states of every layer (the annealed ones carry the runs; the summed
+/// ones are scratch for the sweeps), and the layers at the current β.
+struct Block<'a, V: Layer, H: Layer> {
+    machine: &'a Dbm<V, H>,
+    /// The layers (biases only) at the current β.
+    tempered: Dbm<V, H>,
+    /// Start biases of every layer.
+    start: Vec<Vec<f32>>,
+    /// `b_l − b⁰_l` of every layer: an annealed layer's term in `ln p*_β` is `β·(b_l − b⁰_l)ᵀx_l`
+    /// plus terms free of β.
+    bias_gap: Vec<Vec<f64>>,
+    annealed: Parity,
+    states: Vec<Vec<f32>>,
+    inputs: Vec<Vec<f32>>,
+    rng: ChainRng,
 }
 
-impl<'a, V: Layer, H: Layer> RbmBlock<'a, V, H> {
-    /// Blocks of [`CHAIN_BLOCK`] runs starting at the columns of `v0`, with streams from `seed`.
-    fn split(rbm: &'a Rbm<V, H>, start: &Start<V>, v0: &DMatrix<f32>, seed: u64) -> Vec<Self> {
-        let nv = rbm.num_visible();
-        v0.as_slice()
-            .chunks(nv * CHAIN_BLOCK)
-            .enumerate()
-            .map(|(b, v)| RbmBlock {
-                rbm,
-                v: v.to_vec(),
-                rng: stream(seed, b as u64),
-                start_bias: start.visible.bias().clone(),
-                bias_gap: (rbm.visible.bias() - start.visible.bias()).map(f64::from),
-                hidden_start: vec![0f32; rbm.num_hidden()],
-                visible: rbm.visible.clone(),
-                hidden: rbm.hidden().clone(),
-                inputs: vec![0f32; rbm.num_hidden() * (v.len() / nv)],
+impl<'a, V: Layer, H: Layer> Block<'a, V, H> {
+    /// Blocks of [`CHAIN_BLOCK`] runs starting at the columns of `initial` (the annealed layers'
+    /// states), with streams from `seed`.
+    fn split(
+        machine: &'a Dbm<V, H>,
+        start: &Start<V, H>,
+        initial: &[DMatrix<f32>],
+        seed: u64,
+    ) -> Vec<Self> {
+        let sizes = machine.layer_sizes();
+        let annealed = annealed_parity(sizes.len());
+        let runs = initial[0].ncols();
+        let starts: Vec<Vec<f32>> = (0..sizes.len()).map(|l| start.bias(l).to_vec()).collect();
+        let bias_gap: Vec<Vec<f64>> = (0..sizes.len())
+            .map(|l| {
+                let bias = machine.layer_bias(l).iter();
+                bias.zip(&starts[l])
+                    .map(|(b, s)| f64::from(b - s))
+                    .collect()
+            })
+            .collect();
+        (0..runs.div_ceil(CHAIN_BLOCK))
+            .map(|b| {
+                let first = b * CHAIN_BLOCK;
+                let n = CHAIN_BLOCK.min(runs - first);
+                let states = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(l, &units)| {
+                        if Parity::of(l) == annealed {
+                            initial[l / 2].columns(first, n).iter().copied().collect()
+                        } else {
+                            vec![0f32; units * n]
+                        }
+                    })
+                    .collect();
+                Block {
+                    machine,
+                    tempered: machine.layers_only(),
+                    start: starts.clone(),
+                    bias_gap: bias_gap.clone(),
+                    annealed,
+                    inputs: sizes.iter().map(|&units| vec![0f32; units * n]).collect(),
+                    states,
+                    rng: stream(seed, b as u64),
+                }
             })
             .collect()
     }
+
+    /// Inputs of layer `l` from its neighbours' current states, into `self.inputs[l]`.
+    fn inputs(&mut self, l: usize) {
+        let below = l.checked_sub(1).map(|b| self.states[b].as_slice());
+        let above = self.states.get(l + 1).map(|a| a.as_slice());
+        self.machine
+            .neighbour_inputs(l, below, above, &mut self.inputs[l]);
+    }
+
+    /// Samples layer `l` at β from its inputs (already in `self.inputs[l]`).
+    fn sample(&mut self, l: usize, beta: f64) {
+        set_tempered_bias(
+            self.tempered.layer_bias_mut(l).as_mut_slice(),
+            &self.start[l],
+            self.machine.layer_bias(l).as_slice(),
+            beta,
+        );
+        let b = beta as f32;
+        let x = &mut self.states[l];
+        x.iter_mut()
+            .zip(&self.inputs[l])
+            .for_each(|(x, a)| *x = b * a);
+        self.tempered.layer_sample(l, x, &mut self.rng, None);
+    }
+
+    /// The layers of one parity.
+    fn of(&self, parity: Parity) -> impl Iterator<Item = usize> + use<V, H> {
+        let first = if parity == Parity::Even { 0 } else { 1 };
+        (first..self.states.len()).step_by(2)
+    }
 }
 
-impl<V: Layer, H: Layer> Annealing for RbmBlock<'_, V, H> {
+impl<V: Layer, H: Layer> Annealing for Block<'_, V, H> {
     fn step(&mut self, log_w: &mut [f64], beta_prev: f64, beta: f64, transition: bool) {
-        let rbm = self.rbm;
-        let nv = rbm.num_visible();
-        rbm.hidden_inputs_into(&self.v, &mut self.inputs);
-        for (col, w) in self.v.chunks_exact(nv).zip(log_w.iter_mut()) {
-            *w += (beta - beta_prev) * dot_f64(col, self.bias_gap.as_slice());
+        let summed = match self.annealed {
+            Parity::Even => Parity::Odd,
+            Parity::Odd => Parity::Even,
+        };
+        for l in self.of(self.annealed) {
+            let units = self.bias_gap[l].len();
+            for (col, w) in self.states[l].chunks_exact(units).zip(log_w.iter_mut()) {
+                *w += (beta - beta_prev) * dot_f64(col, &self.bias_gap[l]);
+            }
         }
-        rbm.hidden().tempered_cumulant_step(
-            &self.inputs,
-            &self.hidden_start,
-            beta_prev,
-            beta,
-            log_w,
-        );
+        // The summed-out layers: their cumulants at the inputs from the annealed ones.
+        for l in self.of(summed) {
+            self.inputs(l);
+            self.machine.layer_tempered_step(
+                l,
+                &self.inputs[l],
+                &self.start[l],
+                beta_prev,
+                beta,
+                log_w,
+            );
+        }
         if transition {
-            // h ~ p_β(h | v) from inputs β·Wᵀv and biases β·b_H, then v ~ p_β(v | h) from
-            // inputs β·W h and biases (1 − β)·b_A + β·b_V.
-            let b = beta as f32;
-            set_tempered_bias(
-                self.hidden.bias_mut().as_mut_slice(),
-                &self.hidden_start,
-                rbm.hidden().bias().as_slice(),
-                beta,
-            );
-            set_tempered_bias(
-                self.visible.bias_mut().as_mut_slice(),
-                self.start_bias.as_slice(),
-                rbm.visible.bias().as_slice(),
-                beta,
-            );
-            self.inputs.iter_mut().for_each(|a| *a *= b);
-            self.hidden.sample(&mut self.inputs, &mut self.rng);
-            rbm.visible_inputs_into(&self.inputs, &mut self.v);
-            self.v.iter_mut().for_each(|x| *x *= b);
-            self.visible.sample(&mut self.v, &mut self.rng);
+            for l in self.of(summed) {
+                self.sample(l, beta);
+            }
+            for l in self.of(self.annealed) {
+                self.inputs(l);
+                self.sample(l, beta);
+            }
         }
     }
 }

@@ -2,26 +2,25 @@
 
 mod ais;
 mod conditional;
-mod dbm_ais;
 mod exact;
 mod trajectory;
 
 pub use ais::{
-    AisConfig, AisEstimate, Betas, MAX_BETAS, Start, ais, log_partition_start, reverse_ais,
+    AisConfig, AisEstimate, Betas, MAX_BETAS, Start, ais, annealed_parity, base_rate_layer,
+    reverse_ais,
 };
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
-pub use dbm_ais::{DbmStart, dbm_ais, dbm_reverse_ais};
 pub use exact::{
     MAX_ENUMERATED_STATES, MAX_SAMPLED_STATES, exact_samples, log_partition_exact,
     log_unnormalised_exact,
 };
 pub use trajectory::{Trajectory, TrajectoryAis, TrajectorySettings};
 
-use crate::dbm::Dbm;
+use crate::dbm::{Dbm, MeanField, Parity};
 use crate::error::Result;
+use crate::gibbs::Chains;
 use crate::layer::Layer;
-use crate::rbm::Rbm;
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DVector};
 
 /// An average log-probability over a dataset, in nats, with its standard error over examples.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,46 +62,139 @@ pub fn log_likelihood_exact<V: Layer, H: Layer>(
     Ok(LogLikelihood::from_free_energies(f.as_slice(), log_z))
 }
 
-/// `ln Ẑ` by forward AIS and the average log-probabilities it gives.
+/// Settings of [`evaluate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluationConfig {
+    /// Forward AIS (and reverse AIS, if asked for) with these runs, schedule and seed.
+    pub ais: AisConfig,
+    /// Reverse AIS as well, from examples moved by Gibbs sweeps.
+    pub reverse: Option<ReverseStart>,
+    /// Mean-field inference for the variational bounds of machines with more than one hidden
+    /// layer; by default 100 iterations, to convergence rather than the few of training.
+    pub mean_field: MeanField,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        EvaluationConfig {
+            ais: AisConfig::default(),
+            reverse: None,
+            mean_field: MeanField {
+                iterations: 100,
+                ..MeanField::default()
+            },
+        }
+    }
+}
+
+/// Where reverse AIS starts: the first `runs` examples of the training or test data, after
+/// `sweeps` blocked Gibbs sweeps (at least one for machines with more than one hidden layer,
+/// whose annealed hidden states must be drawn).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReverseStart {
+    pub from_test: bool,
+    pub sweeps: usize,
+}
+
+/// `ln Ẑ` by AIS and the average log-probabilities it gives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Evaluation {
     pub forward: AisEstimate,
-    /// Average log-probability of the test examples, `mean(−F(v)) − ln Ẑ`.
+    pub reverse: Option<AisEstimate>,
+    /// Average log-probability of the test examples with the forward `ln Ẑ`: exact given `ln Ẑ`
+    /// for one hidden layer, a variational lower bound for more.
     pub test: LogLikelihood,
     /// The same for the training examples.
     pub train: LogLikelihood,
+    /// Whether `test` and `train` are variational lower bounds.
+    pub lower_bounds: bool,
+    /// `max_v ln p*(v)` (or its lower bound) over the examples: `p(v) ≤ 1` for discrete visible
+    /// units, so no estimate of `ln Z` may fall below it.
+    pub log_z_floor: f64,
 }
 
-/// Estimates `ln Z` by forward AIS and the average log-probabilities of `train` and `test`
-/// (one example per column).
+impl Evaluation {
+    /// The average test log-probability with the reverse-AIS `ln Ẑ` instead of the forward one.
+    pub fn test_reverse(&self) -> Option<f64> {
+        let r = self.reverse.as_ref()?;
+        Some(self.test.mean + self.forward.log_z - r.log_z)
+    }
+
+    /// The average training log-probability with the reverse-AIS `ln Ẑ`.
+    pub fn train_reverse(&self) -> Option<f64> {
+        let r = self.reverse.as_ref()?;
+        Some(self.train.mean + self.forward.log_z - r.log_z)
+    }
+}
+
+/// `ln p*(v)` of each column of `v`: exactly, `−F(v)`, for one hidden layer; the variational
+/// bound `E_q[−E] + H(q)` under mean-field posteriors for more.
+pub fn log_unnormalised<V: Layer, H: Layer>(
+    m: &Dbm<V, H>,
+    v: &DMatrix<f32>,
+    mean_field: &MeanField,
+) -> Result<DVector<f64>> {
+    if m.num_layers() == 2 {
+        m.check_batch("visible batch", v, m.visible().len())?;
+        return Ok(-m.free_energy(&m.zero_states_with_visible(v), Parity::Odd)?);
+    }
+    let mu = m.mean_field(v, mean_field)?;
+    m.variational_bound_unnormalised(v, &mu)
+}
+
+/// Evaluates any machine as the literature does: `ln Ẑ` by forward AIS from `start` (and by
+/// reverse AIS if asked), and the average log-probabilities of `train` and `test` (one example
+/// per column) that it gives — exact given `ln Ẑ` for an RBM, variational lower bounds for
+/// deeper machines. `progress(what, done, total)` reports each annealing run.
 pub fn evaluate<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
-    start: &Start<V>,
-    config: &AisConfig,
+    m: &Dbm<V, H>,
+    start: &Start<V, H>,
+    config: &EvaluationConfig,
     train: &DMatrix<f32>,
     test: &DMatrix<f32>,
-    progress: impl Fn(usize, usize) + Sync,
+    progress: impl Fn(&'static str, usize, usize) + Sync,
 ) -> Result<Evaluation> {
     for (what, x) in [("training data", train), ("test data", test)] {
         if x.ncols() == 0 {
             return Err(crate::Error::Empty { what });
         }
-        rbm.check_batch(what, x, rbm.num_visible())?;
+        m.check_batch(what, x, m.visible().len())?;
         // Log-probabilities are of states: grey levels or other values would give numbers
         // that mean nothing.
-        rbm.visible().check_state(x.as_slice())?;
+        m.visible().check_state(x.as_slice())?;
     }
-    let forward = ais(rbm, start, config, progress)?;
-    let log_likelihood = |x: &DMatrix<f32>| -> Result<LogLikelihood> {
-        let f = rbm.free_energy(x)?;
-        Ok(LogLikelihood::from_free_energies(
-            f.as_slice(),
-            forward.log_z,
-        ))
+    let forward = ais(m, start, &config.ais, |d, t| progress("AIS", d, t))?;
+    let reverse = match config.reverse {
+        Some(r) => {
+            let data = if r.from_test { test } else { train };
+            let v0 = data
+                .columns(0, config.ais.runs.min(data.ncols()))
+                .into_owned();
+            let mut chains = Chains::from_visible(m, v0, config.ais.seed.wrapping_add(1))?;
+            chains.sweep(m, r.sweeps)?;
+            let layers: Vec<DMatrix<f32>> = chains.layers().to_vec();
+            let progress = |d, t| progress("reverse AIS", d, t);
+            Some(reverse_ais(m, start, &layers, &config.ais, progress)?)
+        }
+        None => None,
+    };
+    let test_lp = log_unnormalised(m, test, &config.mean_field)?;
+    let train_lp = log_unnormalised(m, train, &config.mean_field)?;
+    let log_z_floor = test_lp
+        .iter()
+        .chain(train_lp.iter())
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let average = |lp: &DVector<f64>| {
+        let f: Vec<f64> = lp.iter().map(|x| -x).collect();
+        LogLikelihood::from_free_energies(&f, forward.log_z)
     };
     Ok(Evaluation {
-        test: log_likelihood(test)?,
-        train: log_likelihood(train)?,
+        test: average(&test_lp),
+        train: average(&train_lp),
+        lower_bounds: m.num_layers() > 2,
+        log_z_floor,
         forward,
+        reverse,
     })
 }

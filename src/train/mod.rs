@@ -22,7 +22,7 @@ use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, par_zip_apply, stream};
 use crate::layer::Layer;
-use crate::partition::{LogLikelihood, Start, TrajectoryAis, log_partition_exact};
+use crate::partition::{LogLikelihood, TrajectoryAis, base_rate_layer, log_partition_exact};
 use crate::rbm::{InputScale, Rbm};
 use crate::tempering::ParallelTempering;
 use nalgebra::{DMatrix, DVector};
@@ -393,8 +393,7 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
             NegativePhase::Tempering { chains, betas, .. } => {
                 // The hottest rung samples the data's base rates: far closer to the model than
                 // the uniform distribution, so swaps with it are accepted.
-                let base = Start::<V>::base_rate_default(data)?
-                    .visible()
+                let base = base_rate_layer::<V>(data, 0.05 * data.ncols() as f64)?
                     .bias()
                     .clone();
                 Sampler::Tempering(ParallelTempering::new(
