@@ -1,19 +1,20 @@
-//! Parallel tempering (replica exchange; Desjardins et al. 2010) for RBMs: a ladder of inverse
-//! temperatures `1 = β₀ > β₁ > … > β_M ≥ 0`, a batch of chains at every rung, Gibbs sweeps at
-//! every rung and Metropolis swaps between neighbouring rungs.
+//! Parallel tempering (replica exchange; Desjardins et al. 2010) for machines of any depth: a
+//! ladder of inverse temperatures `1 = β₀ > β₁ > … > β_M ≥ 0`, a batch of chains at every rung,
+//! Gibbs sweeps at every rung and Metropolis swaps between neighbouring rungs.
 //!
-//! Rung `k` samples `p_β(v, h) ∝ exp(β·G(v, h) − E₀(v) − E₀(h) + (1 − β)·b⁰ᵀv)`, where
-//! `G(v, h) = vᵀWh + (b − b⁰)ᵀv + cᵀh` collects the terms that β scales: the RBM at β = 1, and at
-//! β = 0 independent units with visible biases `b⁰` (zero: uniform) — the same path as AIS. A
-//! swap of the states `x` (rung k) and `y` (rung k+1) of one chain is accepted with probability
+//! Rung `k` samples `p_β(x) ∝ exp(β·G(x) − Σ_l E₀(x_l) + (1 − β)·b⁰ᵀv)`, where
+//! `G(x) = Σ_l x_{l−1}ᵀW_l x_l + (b − b⁰)ᵀv + Σ_{l ≥ 1} b_lᵀx_l` collects the terms that β scales:
+//! the machine at β = 1, and at β = 0 independent units with visible biases `b⁰` (zero: uniform)
+//! — the path of AIS from a start with uniform hidden layers. A swap of the states `x` (rung k)
+//! and `y` (rung k+1) of one chain is accepted with probability
 //! `min(1, exp((β_k − β_{k+1})·(G(y) − G(x))))`, which leaves the product of the rungs'
 //! distributions invariant.
 
+use crate::dbm::Dbm;
 use crate::error::{Error, Result};
 use crate::gibbs::Chains;
 use crate::kernels::{ChainRng, stream, uniform};
 use crate::layer::{Layer, tempered_bias};
-use crate::rbm::Rbm;
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -75,20 +76,22 @@ pub(crate) fn check_ladder(betas: &[f64]) -> Result<()> {
 }
 
 impl ParallelTempering {
-    /// `chains` chains at each inverse temperature of `betas` (decreasing from 1), with visible
+    /// `chains` chains at each inverse temperature of `betas` (decreasing from 1) of `machine` (an
+    /// [`Rbm`](crate::Rbm) or a [`Dbm`]), with visible
     /// biases `base` at β = 0 (`None`: zero, the uniform distribution for binary units). Chains
     /// start from the rungs' unconnected distributions.
     pub fn new<V: Layer, H: Layer>(
-        rbm: &Rbm<V, H>,
+        machine: &Dbm<V, H>,
         betas: Vec<f64>,
         base: Option<DVector<f32>>,
         chains: usize,
         seed: u64,
     ) -> Result<Self> {
         check_ladder(&betas)?;
-        let base = base.unwrap_or_else(|| DVector::zeros(rbm.num_visible()));
-        if base.len() != rbm.num_visible() {
-            return Err(Error::shape("base biases", rbm.num_visible(), base.len()));
+        let nv = machine.visible().len();
+        let base = base.unwrap_or_else(|| DVector::zeros(nv));
+        if base.len() != nv {
+            return Err(Error::shape("base biases", nv, base.len()));
         }
         crate::error::check_finite("base biases", base.as_slice())?;
         let rungs = betas
@@ -96,7 +99,7 @@ impl ParallelTempering {
             .enumerate()
             .map(|(k, &beta)| {
                 Chains::random(
-                    &tempered(rbm, beta, &base),
+                    &tempered(machine, beta, &base),
                     chains,
                     stream(seed, k as u64).next_u64(),
                 )
@@ -114,10 +117,10 @@ impl ParallelTempering {
         })
     }
 
-    /// Checks a ladder read from a file against `rbm` before any use: a valid ladder with one
-    /// batch of chains per rung (all of the same size and fitting `rbm`), swap counts for every
+    /// Checks a ladder read from a file against `machine` before any use: a valid ladder with one
+    /// batch of chains per rung (all of the same size and fitting `machine`), swap counts for every
     /// neighbouring pair and finite base biases of the visible layer's size.
-    pub fn check<V: Layer, H: Layer>(&self, rbm: &Rbm<V, H>) -> Result<()> {
+    pub fn check<V: Layer, H: Layer>(&self, machine: &Dbm<V, H>) -> Result<()> {
         check_ladder(&self.betas)?;
         let rungs = self.betas.len();
         if self.rungs.len() != rungs
@@ -135,17 +138,17 @@ impl ParallelTempering {
                 ),
             ));
         }
-        if self.base.len() != rbm.num_visible() {
+        if self.base.len() != machine.visible().len() {
             return Err(Error::shape(
                 "base biases",
-                rbm.num_visible(),
+                machine.visible().len(),
                 self.base.len(),
             ));
         }
         crate::error::check_finite("base biases", self.base.as_slice())?;
         let chains = self.rungs[0].len();
         for rung in &self.rungs {
-            rung.check(rbm)?;
+            rung.check(machine)?;
             if rung.len() != chains {
                 return Err(Error::shape(
                     "parallel tempering rungs",
@@ -197,31 +200,31 @@ impl ParallelTempering {
     /// Runs `sweeps` rounds: one Gibbs sweep of every rung at its temperature, then swaps between
     /// neighbouring rungs — pairs `(0,1), (2,3), …` in even rounds and `(1,2), (3,4), …` in odd
     /// ones, every chain deciding on its own.
-    pub fn sweep<V: Layer, H: Layer>(&mut self, rbm: &Rbm<V, H>, sweeps: usize) -> Result<()> {
-        let machines: Vec<Rbm<V, H>> = self
+    pub fn sweep<V: Layer, H: Layer>(&mut self, machine: &Dbm<V, H>, sweeps: usize) -> Result<()> {
+        let machines: Vec<Dbm<V, H>> = self
             .betas
             .iter()
-            .map(|&beta| tempered(rbm, beta, &self.base))
+            .map(|&beta| tempered(machine, beta, &self.base))
             .collect();
         for _ in 0..sweeps {
             for (chains, machine) in self.rungs.iter_mut().zip(&machines) {
                 chains.sweep(machine, 1)?;
             }
-            self.swap(rbm);
+            self.swap(machine);
         }
         Ok(())
     }
 
     /// One round of swap attempts between neighbouring rungs.
-    fn swap<V: Layer, H: Layer>(&mut self, rbm: &Rbm<V, H>) {
+    fn swap<V: Layer, H: Layer>(&mut self, machine: &Dbm<V, H>) {
         let parity = (self.rounds % 2) as usize;
         self.rounds = self.rounds.wrapping_add(1);
         for k in (parity..self.betas.len() - 1).step_by(2) {
             let dbeta = self.betas[k] - self.betas[k + 1];
             let (lo, hi) = self.rungs.split_at_mut(k + 1);
             let (x, y) = (&mut lo[k], &mut hi[0]);
-            let gx = scaled_part(rbm, &self.base, x);
-            let gy = scaled_part(rbm, &self.base, y);
+            let gx = scaled_part(machine, &self.base, x);
+            let gy = scaled_part(machine, &self.base, y);
             for c in 0..x.len() {
                 self.attempted[k] = self.attempted[k].saturating_add(1);
                 let log_ratio = dbeta * (gy[c] - gx[c]);
@@ -240,7 +243,7 @@ impl ParallelTempering {
     /// rare swaps shrink. Swap counts are reset at the end.
     pub fn tune_ladder<V: Layer, H: Layer>(
         &mut self,
-        rbm: &Rbm<V, H>,
+        machine: &Dbm<V, H>,
         rounds: usize,
         sweeps: usize,
         target: f64,
@@ -255,13 +258,13 @@ impl ParallelTempering {
         let position = |b: f64| (b + 1e-3).ln();
         for _ in 0..rounds {
             self.reset_swap_counts();
-            self.sweep(rbm, sweeps.max(2))?;
+            self.sweep(machine, sweeps.max(2))?;
             let rates = self.swap_rates();
             let lowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
             if lowest < target && self.betas.len() < max_rungs {
                 let k = rates.iter().position(|&r| r == lowest).unwrap_or(0);
                 let mid = ((position(self.betas[k]) + position(self.betas[k + 1])) / 2.0).exp();
-                self.insert_rung(rbm, k + 1, mid - 1e-3)?;
+                self.insert_rung(machine, k + 1, mid - 1e-3)?;
                 continue;
             }
             let mean = rates.iter().sum::<f64>() / rates.len() as f64;
@@ -290,13 +293,13 @@ impl ParallelTempering {
     /// chains of rung `k` (its warmer neighbour is `k − 1`).
     fn insert_rung<V: Layer, H: Layer>(
         &mut self,
-        rbm: &Rbm<V, H>,
+        machine: &Dbm<V, H>,
         k: usize,
         beta: f64,
     ) -> Result<()> {
         let mut chains = self.rungs[k].clone();
         chains.reseed(stream(self.rounds, (self.betas.len() as u64) << 32).next_u64());
-        chains.sweep(&tempered(rbm, beta, &self.base), 1)?;
+        chains.sweep(&tempered(machine, beta, &self.base), 1)?;
         self.betas.insert(k, beta);
         self.rungs.insert(k, chains);
         self.attempted.push(0);
@@ -305,44 +308,60 @@ impl ParallelTempering {
     }
 }
 
-/// The RBM at inverse temperature β on the path from independent units with visible biases
-/// `base` (β = 0) to `rbm` (β = 1): weights βW, visible biases (1 − β)b⁰ + βb, hidden biases βc.
+/// The machine at inverse temperature β on the path from independent units with visible biases
+/// `base` (β = 0) to `machine` (β = 1): couplings βW_l, visible biases (1 − β)b⁰ + βb, hidden
+/// biases βb_l.
 pub(crate) fn tempered<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
+    machine: &Dbm<V, H>,
     beta: f64,
     base: &DVector<f32>,
-) -> Rbm<V, H> {
+) -> Dbm<V, H> {
     let b = beta as f32;
-    let mut hot = rbm.clone();
-    *hot.visible.bias_mut() = tempered_bias(base.as_slice(), rbm.visible.bias().as_slice(), beta);
-    *hot.hidden_mut().bias_mut() *= b;
-    *hot.weights_mut() *= b;
+    let mut hot = machine.clone();
+    *hot.visible.bias_mut() =
+        tempered_bias(base.as_slice(), machine.visible.bias().as_slice(), beta);
+    hot.hidden.iter_mut().for_each(|h| *h.bias_mut() *= b);
+    hot.weights_mut().iter_mut().for_each(|w| *w *= b);
     hot
 }
 
-/// `G(v, h) = vᵀWh + (b − b⁰)ᵀv + cᵀh` for every chain: the part of `ln p_β` that β multiplies.
+/// `G(x) = Σ_l x_{l−1}ᵀW_l x_l + (b − b⁰)ᵀv + Σ_{l ≥ 1} b_lᵀx_l` for every chain: the part of
+/// `ln p_β` that β multiplies.
 pub(crate) fn scaled_part<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
+    machine: &Dbm<V, H>,
     base: &DVector<f32>,
     chains: &Chains,
 ) -> Vec<f64> {
-    let (v, h) = (chains.visible(), chains.hidden());
-    let mut wh = DMatrix::zeros(v.nrows(), v.ncols());
-    rbm.visible_inputs_into(h.as_slice(), wh.as_mut_slice());
-    let bv = rbm.visible.bias() - base;
-    let bh = rbm.hidden().bias();
-    (0..v.ncols())
+    let x = chains.layers();
+    let dot = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum()
+    };
+    // Each coupling's term as x_{l−1}ᵀ(W_l x_l): the inputs it sends down.
+    let down: Vec<DMatrix<f32>> = (1..x.len())
+        .map(|l| {
+            let mut a = DMatrix::zeros(x[l - 1].nrows(), x[l].ncols());
+            machine.neighbour_inputs(l - 1, None, Some(x[l].as_slice()), a.as_mut_slice());
+            a
+        })
+        .collect();
+    let bv = machine.visible.bias() - base;
+    (0..chains.len())
         .map(|c| {
-            let (vc, hc, whc) = (v.column(c), h.column(c), wh.column(c));
-            let dot = |a: &[f32], b: &[f32]| -> f64 {
-                a.iter()
-                    .zip(b)
-                    .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                    .sum()
-            };
-            dot(vc.as_slice(), whc.as_slice())
-                + dot(vc.as_slice(), bv.as_slice())
-                + dot(hc.as_slice(), bh.as_slice())
+            let coupling: f64 = (1..x.len())
+                .map(|l| {
+                    dot(
+                        x[l - 1].column(c).as_slice(),
+                        down[l - 1].column(c).as_slice(),
+                    )
+                })
+                .sum();
+            let hidden: f64 = (1..x.len())
+                .map(|l| dot(x[l].column(c).as_slice(), machine.layer_bias(l).as_slice()))
+                .sum();
+            coupling + dot(x[0].column(c).as_slice(), bv.as_slice()) + hidden
         })
         .collect()
 }

@@ -264,7 +264,16 @@ fn bad_ais_inputs_are_errors() {
     assert!(ais(&rbm, &Start::uniform(&other), &config, |_, _| {}).is_err());
     let grey = DMatrix::from_element(5, 10, 0.5f32);
     let start = Start::uniform(&rbm);
-    assert!(reverse_ais(&rbm, &start, std::slice::from_ref(&grey), &config, |_, _| {}).is_err());
+    assert!(
+        reverse_ais(
+            &rbm,
+            &start,
+            std::slice::from_ref(&grey),
+            &config,
+            |_, _| {}
+        )
+        .is_err()
+    );
     assert!(Start::base_rate(&rbm, &DMatrix::zeros(5, 0), 1.0).is_err());
     assert!(Start::base_rate(&rbm, &grey, -1.0).is_err());
 }
