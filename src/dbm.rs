@@ -218,6 +218,17 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
+    /// The same machine with every coupling zero, and its exact `ln Z` (each layer's alone).
+    pub fn uncoupled(&self) -> (Self, f64) {
+        let mut m = self.clone();
+        m.weights_mut().iter_mut().for_each(|w| w.fill(0.0));
+        let mut log_z = [0f64];
+        for (l, &units) in self.layer_sizes().iter().enumerate() {
+            self.layer_cumulant(l, &vec![0f32; units], &mut log_z);
+        }
+        (m, log_z[0])
+    }
+
     /// The layers alone, without couplings (scratch for annealed samplers: only its layers'
     /// biases and samplers are used).
     pub(crate) fn layers_only(&self) -> Self {

@@ -2,22 +2,22 @@
 
 mod common;
 
-use boltzmann::partition::{Trajectory, TrajectoryAis, TrajectorySettings, log_partition_exact};
-use boltzmann::{Bernoulli, Dbm, Rbm};
+use boltzmann::partition::{TrajectoryAis, TrajectorySettings, log_partition_exact};
+use boltzmann::{Bernoulli, Dbm, Layer, Rbm};
 use common::*;
 
 /// A sequence of RBMs whose couplings grow from scale 0.1 to 1.5, each drawn afresh, so that
 /// consecutive models differ as much as an early training epoch changes a model.
-fn rbm_trajectory() -> Vec<Rbm<Bernoulli, Bernoulli>> {
+fn rbm_trajectory() -> Vec<Dbm<Bernoulli, Bernoulli>> {
     (0..8)
-        .map(|t| random_rbm(8, 5, 0.1 + 0.2 * t as f32, 100 + t))
+        .map(|t| random_rbm(8, 5, 0.1 + 0.2 * t as f32, 100 + t).into_machine())
         .collect()
 }
 
 /// `ln Ẑ − ln Z` at every model of `models` for each of `seeds` independent trajectories.
-fn errors<M: Trajectory>(
-    models: &[M],
-    exact: impl Fn(&M) -> f64,
+fn errors<V: Layer, H: Layer>(
+    models: &[Dbm<V, H>],
+    exact: impl Fn(&Dbm<V, H>) -> f64,
     settings: &TrajectorySettings,
     seeds: u64,
 ) -> Vec<Vec<f64>> {

@@ -14,7 +14,7 @@ pub use exact::{
     MAX_ENUMERATED_STATES, MAX_SAMPLED_STATES, exact_samples, log_partition_exact,
     log_unnormalised_exact,
 };
-pub use trajectory::{Trajectory, TrajectoryAis, TrajectorySettings};
+pub use trajectory::{TrajectoryAis, TrajectorySettings};
 
 use crate::dbm::{Dbm, MeanField, Parity};
 use crate::error::Result;

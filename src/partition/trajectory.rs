@@ -25,112 +25,44 @@ use crate::error::{Error, Result};
 use crate::gibbs::{Chains, Machine};
 use crate::kernels::{ChainRng, log_sum_exp, stream, uniform};
 use crate::layer::Layer;
-use crate::rbm::Rbm;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-
-/// A machine that can be annealed along a training trajectory.
-pub trait Trajectory: Machine + Clone {
-    /// The machine with parameters `(1 − t)·self + t·other`, coupling by coupling and bias by
-    /// bias (the energy is linear in them).
-    fn blend(&self, other: &Self, t: f32) -> Result<Self>;
-
-    /// The same machine without couplings, and its exact `ln Z`.
-    fn uncoupled(&self) -> (Self, f64);
-
-    /// The free energy of each chain's state with the odd layers summed out: a Gibbs sweep
-    /// (odd layers given even ones, then even given odd) leaves its distribution invariant.
-    fn chain_free_energy(&self, chains: &Chains) -> Result<Vec<f64>>;
-}
 
 /// `(1 − t)·a + t·b`, element by element, into `a`.
 fn blend_into(a: &mut [f32], b: &[f32], t: f32) {
     a.iter_mut().zip(b).for_each(|(x, y)| *x += t * (y - *x));
 }
 
-/// `Σ_units cumulant(b)` of a layer without inputs: its `ln Z` alone.
-fn log_partition_alone<L: Layer>(layer: &L) -> f64 {
-    let mut z = [0f64];
-    layer.cumulant(&vec![0f32; layer.len()], &mut z);
-    z[0]
+/// The machine with parameters `(1 − t)·a + t·b`, coupling by coupling and bias by bias (the
+/// energy is linear in them).
+fn blend<V: Layer, H: Layer>(a: &Dbm<V, H>, b: &Dbm<V, H>, t: f32) -> Result<Dbm<V, H>> {
+    if b.layer_sizes() != a.layer_sizes() {
+        return Err(Error::shape(
+            "the next model of the trajectory",
+            format!("layers {:?}", a.layer_sizes()),
+            format!("{:?}", b.layer_sizes()),
+        ));
+    }
+    let mut m = a.clone();
+    for (w, next) in m.weights_mut().iter_mut().zip(b.couplings()) {
+        blend_into(w.as_mut_slice(), next.as_slice(), t);
+    }
+    for l in 0..m.num_layers() {
+        blend_into(
+            m.layer_bias_mut(l).as_mut_slice(),
+            b.layer_bias(l).as_slice(),
+            t,
+        );
+    }
+    Ok(m)
 }
 
-impl<V: Layer, H: Layer> Trajectory for Rbm<V, H> {
-    fn blend(&self, other: &Self, t: f32) -> Result<Self> {
-        if other.weights().shape() != self.weights().shape() {
-            return Err(Error::shape(
-                "the next RBM of the trajectory",
-                format!("{:?} weights", self.weights().shape()),
-                format!("{:?}", other.weights().shape()),
-            ));
-        }
-        let mut m = self.clone();
-        blend_into(
-            m.weights_mut().as_mut_slice(),
-            other.weights().as_slice(),
-            t,
-        );
-        blend_into(
-            m.visible.bias_mut().as_mut_slice(),
-            other.visible.bias().as_slice(),
-            t,
-        );
-        blend_into(
-            m.hidden_mut().bias_mut().as_mut_slice(),
-            other.hidden().bias().as_slice(),
-            t,
-        );
-        Ok(m)
-    }
-
-    fn uncoupled(&self) -> (Self, f64) {
-        let mut m = self.clone();
-        m.weights_mut().fill(0.0);
-        let log_z = log_partition_alone(&m.visible) + log_partition_alone(m.hidden());
-        (m, log_z)
-    }
-
-    fn chain_free_energy(&self, chains: &Chains) -> Result<Vec<f64>> {
-        Ok(self.free_energy(chains.visible())?.as_slice().to_vec())
-    }
-}
-
-impl<V: Layer, H: Layer> Trajectory for Dbm<V, H> {
-    fn blend(&self, other: &Self, t: f32) -> Result<Self> {
-        if other.layer_sizes() != self.layer_sizes() {
-            return Err(Error::shape(
-                "the next DBM of the trajectory",
-                format!("layers {:?}", self.layer_sizes()),
-                format!("{:?}", other.layer_sizes()),
-            ));
-        }
-        let mut m = self.clone();
-        for (l, w) in m.weights_mut().iter_mut().enumerate() {
-            if let Some(next) = other.weights(l + 1) {
-                blend_into(w.as_mut_slice(), next.as_slice(), t);
-            }
-        }
-        for l in 0..m.num_layers() {
-            let next = other.layer_bias(l).as_slice().to_vec();
-            blend_into(m.layer_bias_mut(l).as_mut_slice(), &next, t);
-        }
-        Ok(m)
-    }
-
-    fn uncoupled(&self) -> (Self, f64) {
-        let mut m = self.clone();
-        m.weights_mut().iter_mut().for_each(|w| w.fill(0.0));
-        let log_z =
-            log_partition_alone(&m.visible) + m.hidden.iter().map(log_partition_alone).sum::<f64>();
-        (m, log_z)
-    }
-
-    fn chain_free_energy(&self, chains: &Chains) -> Result<Vec<f64>> {
-        let states: Vec<_> = (0..self.num_layers())
-            .filter_map(|l| chains.layer(l).cloned())
-            .collect();
-        Ok(self.free_energy(&states, Parity::Odd)?.as_slice().to_vec())
-    }
+/// The free energy of each chain's state with the odd layers summed out: a Gibbs sweep (odd
+/// layers given even ones, then even given odd) leaves its distribution invariant.
+fn chain_free_energy<V: Layer, H: Layer>(m: &Dbm<V, H>, chains: &Chains) -> Result<Vec<f64>> {
+    Ok(m.free_energy(chains.layers(), Parity::Odd)?
+        .as_slice()
+        .to_vec())
 }
 
 /// Settings of a [`TrajectoryAis`].
@@ -194,9 +126,9 @@ impl TrajectoryAis {
     /// is exact), annealed to `model`. A start whose layers match the model's marginals (base
     /// rates of the data) makes the first annealing far easier than the model's own biases do
     /// once the model is trained.
-    pub fn start<M: Trajectory>(
-        start: &M,
-        model: &M,
+    pub fn start<V: Layer, H: Layer>(
+        start: &Dbm<V, H>,
+        model: &Dbm<V, H>,
         settings: &TrajectorySettings,
         seed: u64,
     ) -> Result<Self> {
@@ -220,7 +152,7 @@ impl TrajectoryAis {
 
     /// Anneals the runs from `from` (the model they were last advanced to) to `to`, and gives
     /// the estimate of `ln Z(to)`.
-    pub fn advance<M: Trajectory>(&mut self, from: &M, to: &M) -> Result<f64> {
+    pub fn advance<V: Layer, H: Layer>(&mut self, from: &Dbm<V, H>, to: &Dbm<V, H>) -> Result<f64> {
         let steps = self.settings.steps;
         let ts: Vec<f64> = (1..=steps).map(|s| s as f64 / steps as f64).collect();
         self.anneal(from, to, &ts)?;
@@ -229,12 +161,17 @@ impl TrajectoryAis {
 
     /// Moves the runs through the models `blend(from, to, t)` for each `t` of `ts` (increasing,
     /// ending at 1).
-    fn anneal<M: Trajectory>(&mut self, from: &M, to: &M, ts: &[f64]) -> Result<()> {
+    fn anneal<V: Layer, H: Layer>(
+        &mut self,
+        from: &Dbm<V, H>,
+        to: &Dbm<V, H>,
+        ts: &[f64],
+    ) -> Result<()> {
         self.chains.check(to)?;
-        let mut previous = from.chain_free_energy(&self.chains)?;
+        let mut previous = chain_free_energy(from, &self.chains)?;
         for (k, &t) in ts.iter().enumerate() {
-            let model = from.blend(to, t as f32)?;
-            let next = model.chain_free_energy(&self.chains)?;
+            let model = blend(from, to, t as f32)?;
+            let next = chain_free_energy(&model, &self.chains)?;
             for ((w, p), n) in self.log_weights.iter_mut().zip(&previous).zip(&next) {
                 *w += p - n;
             }
@@ -252,7 +189,7 @@ impl TrajectoryAis {
             // The last model's free energies would be computed for nothing: the next anneal
             // starts by computing them.
             if k + 1 < ts.len() {
-                previous = model.chain_free_energy(&self.chains)?;
+                previous = chain_free_energy(&model, &self.chains)?;
             }
         }
         Ok(())
