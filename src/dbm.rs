@@ -51,6 +51,22 @@ impl std::fmt::Debug for Caches {
     }
 }
 
+/// `body` with `$x` bound to layer `l` of `m` (the visible layer or a hidden one: two types).
+macro_rules! on_layer {
+    ($m:expr, $l:expr, |$x:ident| $body:expr) => {
+        match $l {
+            0 => {
+                let $x = &$m.visible;
+                $body
+            }
+            l => {
+                let $x = &$m.hidden[l - 1];
+                $body
+            }
+        }
+    };
+}
+
 /// Which layers a free energy sums out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parity {
@@ -287,11 +303,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     }
 
     fn layer_mean(&self, l: usize, x: &mut [f32]) {
-        if l == 0 {
-            self.visible.mean(x)
-        } else {
-            self.hidden[l - 1].mean(x)
-        }
+        on_layer!(self, l, |y| y.mean(x))
     }
 
     /// Samples layer `l` from its inputs `x`, in place ([`Layer::sample_keeping_mean`]).
@@ -302,11 +314,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         rng: &mut ChainRng,
         mean: Option<&mut [f32]>,
     ) {
-        if l == 0 {
-            self.visible.sample_keeping_mean(x, rng, mean)
-        } else {
-            self.hidden[l - 1].sample_keeping_mean(x, rng, mean)
-        }
+        on_layer!(self, l, |y| y.sample_keeping_mean(x, rng, mean))
     }
 
     /// Layer `l`'s [`Layer::tempered_cumulant_step`].
@@ -319,62 +327,37 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         beta1: f64,
         out: &mut [f64],
     ) {
-        if l == 0 {
-            self.visible
-                .tempered_cumulant_step(inputs, start, beta0, beta1, out)
-        } else {
-            self.hidden[l - 1].tempered_cumulant_step(inputs, start, beta0, beta1, out)
-        }
+        on_layer!(self, l, |y| y
+            .tempered_cumulant_step(inputs, start, beta0, beta1, out))
     }
 
     /// The biases of layer `l`.
     pub(crate) fn layer_bias(&self, l: usize) -> &DVector<f32> {
-        if l == 0 {
-            self.visible.bias()
-        } else {
-            self.hidden[l - 1].bias()
-        }
+        on_layer!(self, l, |y| y.bias())
     }
 
     /// The biases of layer `l`, mutable.
     pub(crate) fn layer_bias_mut(&mut self, l: usize) -> &mut DVector<f32> {
-        if l == 0 {
-            self.visible.bias_mut()
-        } else {
-            self.hidden[l - 1].bias_mut()
+        match l {
+            0 => self.visible.bias_mut(),
+            _ => self.hidden[l - 1].bias_mut(),
         }
     }
 
     fn layer_energy(&self, l: usize, x: &[f32], out: &mut [f64]) {
-        if l == 0 {
-            self.visible.energy(x, out)
-        } else {
-            self.hidden[l - 1].energy(x, out)
-        }
+        on_layer!(self, l, |y| y.energy(x, out))
     }
 
     pub(crate) fn layer_cumulant(&self, l: usize, inputs: &[f32], out: &mut [f64]) {
-        if l == 0 {
-            self.visible.cumulant(inputs, out)
-        } else {
-            self.hidden[l - 1].cumulant(inputs, out)
-        }
+        on_layer!(self, l, |y| y.cumulant(inputs, out))
     }
 
     pub(crate) fn layer_states(&self, l: usize) -> Option<u64> {
-        if l == 0 {
-            self.visible.num_states()
-        } else {
-            self.hidden[l - 1].num_states()
-        }
+        on_layer!(self, l, |y| y.num_states())
     }
 
     pub(crate) fn layer_write_state(&self, l: usize, index: u64, out: &mut [f32]) {
-        if l == 0 {
-            self.visible.write_state(index, out)
-        } else {
-            self.hidden[l - 1].write_state(index, out)
-        }
+        on_layer!(self, l, |y| y.write_state(index, out))
     }
 
     /// Checks a full set of states: one matrix per layer, the same number of columns.
