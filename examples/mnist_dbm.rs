@@ -19,9 +19,10 @@ use boltzmann::data::Mnist;
 use boltzmann::dbm::MeanField;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, EvaluationConfig, ReverseStart, Start, evaluate};
+use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
-    Centering, DbmEpochMetrics, DbmTrainConfig, LearningRate, Momentum, NegativePhase, Sparsity,
-    Steps, TrainConfig, pretrain, resume_dbm, train_dbm,
+    Centering, EpochMetrics, LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig,
+    pretrain, resume, train,
 };
 use boltzmann::{Bernoulli, Chains, Dbm};
 use clap::Parser;
@@ -102,6 +103,13 @@ struct Args {
     /// Gibbs sweeps of the chains per update.
     #[arg(long, default_value_t = 5)]
     sweeps: usize,
+    /// Parallel tempering instead of PCD in joint training: K rounds of sweeps and swaps per
+    /// update, `--chains` chains at each temperature.
+    #[arg(long, value_name = "K")]
+    pt: Option<usize>,
+    /// Inverse temperatures of parallel tempering, evenly spaced from 1 to 0.
+    #[arg(long, default_value_t = 10)]
+    pt_rungs: usize,
     /// Max-norm constraint on each hidden unit's incoming weights (0: none).
     #[arg(long, value_name = "C", default_value = "8")]
     max_norm: Option<f64>,
@@ -245,9 +253,9 @@ impl Args {
     }
 
     /// The settings of joint training, checkpointing into `out`.
-    fn joint_config(&self, out: &Path) -> DbmTrainConfig {
+    fn joint_config(&self, out: &Path) -> TrainConfig {
         let args = self;
-        DbmTrainConfig {
+        TrainConfig {
             epochs: args.epochs,
             learning_rate: args.lr_schedule.learning_rate(
                 args.lr,
@@ -267,8 +275,17 @@ impl Args {
                 later: args.momentum as f32,
                 switch_epoch: args.momentum_switch,
             },
-            chains: args.chains,
-            sweeps: args.sweeps,
+            negative: match args.pt {
+                Some(k) => NegativePhase::Tempering {
+                    k: Steps::Constant(k),
+                    chains: args.chains,
+                    betas: geometric_ladder(args.pt_rungs, 0.0).unwrap_or_default(),
+                },
+                None => NegativePhase::Pcd {
+                    k: Steps::Constant(args.sweeps),
+                    chains: args.chains,
+                },
+            },
             mean_field: MeanField {
                 iterations: args.mf_iters,
                 tolerance: args.mf_tolerance as f32,
@@ -280,7 +297,7 @@ impl Args {
             seed: args.seed,
             checkpoint: Some(args.run.checkpointing(out)),
             trajectory: args.trajectory.settings(),
-            ..DbmTrainConfig::default()
+            ..TrainConfig::joint()
         }
     }
 
@@ -311,7 +328,7 @@ impl Args {
     }
 
     /// Checks every setting, pretraining's, joint training's and evaluation's, before any work.
-    fn validate(&self, joint: &DbmTrainConfig) -> boltzmann::Result<()> {
+    fn validate(&self, joint: &TrainConfig) -> boltzmann::Result<()> {
         use common::{MAX_CHAINS, MAX_SWEEPS, MAX_UNITS, count_in};
         self.run.validate()?;
         count_in("--layers (how many)", self.layers.len(), 1, 16)?;
@@ -331,6 +348,12 @@ impl Args {
             common::fits_memory("--layers (a coupling's weights)", pair[0], 2 * pair[1])?;
         }
         common::fits_memory("--chains", self.chains, units)?;
+        if let Some(k) = self.pt {
+            count_in("--pt", k, 1, MAX_SWEEPS)?;
+            count_in("--pt-rungs", self.pt_rungs, 2, 1000)?;
+            let chains = self.chains.saturating_mul(self.pt_rungs);
+            common::fits_memory("--chains (× --pt-rungs)", chains, units)?;
+        }
         common::fits_memory("--sample-chains", self.sample_chains, units)?;
         self.trajectory.validate(units)?;
         joint.validate()?;
@@ -364,26 +387,24 @@ fn run(args: Args) -> boltzmann::Result<()> {
         &out,
         args.run.resume.is_some(),
         &[
-            (
-                "bound_unnormalised",
-                "mean-field E[-E]+H of training images",
-            ),
+            ("/log_unnormalised", "mean-field E[-E]+H of training images"),
             ("/learning_rate", "learning rate"),
         ],
     )?;
     fn report<'a>(
         progress: &'a ProgressBar,
         metrics: &'a mut common::MetricsLog,
-    ) -> impl FnMut(&DbmEpochMetrics) + 'a {
+    ) -> impl FnMut(&EpochMetrics) + 'a {
         move |m| {
             metrics.push(m);
             progress.suspend(|| {
                 let online = common::trajectory_note(m.trajectory.as_ref(), "train bound", |t| {
                     Some(t.train_log_likelihood)
                 });
+                let swaps = common::lowest_swap_rate(m.swap_rates.as_deref());
                 println!(
-                    "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}{online}",
-                    m.epoch, m.seconds, m.learning_rate, m.bound_unnormalised
+                    "joint epoch {:3}  {:6.2} s  lr {:.2e}  mean-field E[-E]+H {:10.3}{swaps}{online}",
+                    m.epoch, m.seconds, m.learning_rate, m.log_unnormalised
                 )
             });
             progress.set_position(m.epoch as u64);
@@ -391,24 +412,24 @@ fn run(args: Args) -> boltzmann::Result<()> {
     }
     let (dbm, history) = match &args.run.resume {
         Some(dir) => {
-            let mut dbm = Dbm::init(&[Mnist::PIXELS, 1, 1], 0)?;
             let progress = bar(args.epochs, "joint epoch");
-            let history = resume_dbm(
-                &mut dbm,
+            let resumed = resume(
                 dir.join("checkpoint.bin"),
                 &mnist.train_images,
+                None,
                 &config,
                 report(&progress, &mut metrics),
             )?;
             progress.finish_and_clear();
-            (dbm, history)
+            resumed
         }
         None => {
             let mut dbm = pretrain_stack(&args, &mnist)?;
             let progress = bar(args.epochs, "joint epoch");
-            let history = train_dbm(
+            let history = train(
                 &mut dbm,
                 &mnist.train_images,
+                None,
                 &config,
                 report(&progress, &mut metrics),
             )?;
@@ -428,21 +449,15 @@ fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli
         args.pretrain_epochs.saturating_mul(args.layers.len()),
         "pretraining epoch",
     );
-    let pretrained = pretrain::<Bernoulli>(
-        &mnist.train_images,
-        &args.layers,
-        &configs,
-        args.seed,
-        |l, m| {
-            progress.suspend(|| {
-                println!(
-                    "pretrain RBM {l} epoch {:3}  {:6.2} s  recon error {:8.3}",
-                    m.epoch, m.seconds, m.recon_error
-                )
-            });
-            progress.inc(1);
-        },
-    )?;
+    let pretrained = pretrain::<Bernoulli>(&mnist.train_images, &args.layers, &configs, |l, m| {
+        progress.suspend(|| {
+            println!(
+                "pretrain RBM {l} epoch {:3}  {:6.2} s  recon error {:8.3}",
+                m.epoch, m.seconds, m.recon_error
+            )
+        });
+        progress.inc(1);
+    })?;
     progress.finish_and_clear();
     Ok(pretrained.dbm)
 }
@@ -454,7 +469,7 @@ fn finish(
     out: &Path,
     mnist: &Mnist,
     dbm: &Dbm<Bernoulli>,
-    history: &[DbmEpochMetrics],
+    history: &[EpochMetrics],
     train_seconds: f64,
     started: Instant,
 ) -> boltzmann::Result<()> {

@@ -404,7 +404,8 @@ fn run(args: Args) -> boltzmann::Result<()> {
         // The checkpoint's model must be the one the settings describe.
         let saved: Checkpoint<Bernoulli, Bernoulli> =
             boltzmann::io::load(dir.join("checkpoint.bin"))?;
-        if saved.rbm().num_hidden() != args.hidden {
+        let hidden = saved.machine().layer_sizes()[1..].to_vec();
+        if hidden != [args.hidden] {
             return Err(boltzmann::Error::shape(
                 "hidden units of the checkpoint",
                 format!(
@@ -412,7 +413,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
                     args.hidden,
                     dir.join(common::ARGS_FILE).display()
                 ),
-                saved.rbm().num_hidden(),
+                format!("{hidden:?}"),
             ));
         }
     }
@@ -445,10 +446,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let report = |m: &EpochMetrics| {
         metrics.push(m);
         bar.suspend(|| {
-            let swaps = m.swap_rates.as_ref().map_or(String::new(), |r| {
-                let lowest = r.iter().copied().fold(1.0, f64::min);
-                format!("  lowest swap rate {lowest:.3}")
-            });
+            let swaps = common::lowest_swap_rate(m.swap_rates.as_deref());
             let online = common::trajectory_note(m.trajectory.as_ref(), "test", |t| {
                 t.held_out_log_likelihood
             });
@@ -464,14 +462,17 @@ fn run(args: Args) -> boltzmann::Result<()> {
     };
     let (train_images, test_images) = (&mnist.train_images, Some(&mnist.test_images));
     let history = match &args.run.resume {
-        Some(dir) => resume(
-            &mut rbm,
-            dir.join("checkpoint.bin"),
-            train_images,
-            test_images,
-            &config,
-            report,
-        )?,
+        Some(dir) => {
+            let (machine, history) = resume(
+                dir.join("checkpoint.bin"),
+                train_images,
+                test_images,
+                &config,
+                report,
+            )?;
+            rbm = Rbm::try_from(machine)?;
+            history
+        }
         None => train(&mut rbm, train_images, test_images, &config, report)?,
     };
     bar.finish_and_clear();

@@ -344,6 +344,14 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         }
     }
 
+    /// Sets the biases of layer `l` so that alone it has means `mean` ([`Layer::set_bias_from_mean`]).
+    pub(crate) fn set_layer_bias_from_mean(&mut self, l: usize, mean: &[f32]) {
+        match l {
+            0 => self.visible.set_bias_from_mean(mean),
+            _ => self.hidden[l - 1].set_bias_from_mean(mean),
+        }
+    }
+
     fn layer_energy(&self, l: usize, x: &[f32], out: &mut [f64]) {
         on_layer!(self, l, |y| y.energy(x, out))
     }

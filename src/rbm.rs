@@ -2,11 +2,10 @@
 
 use crate::dbm::Dbm;
 use crate::error::{Error, Result, check_finite};
-use crate::gibbs::{CHAIN_BLOCK, Machine};
+use crate::gibbs::Machine;
 use crate::kernels::ChainRng;
 use crate::layer::Layer;
 use nalgebra::{DMatrix, DVector};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A restricted Boltzmann machine with visible layer `V`, hidden layer `H` and f32 weights `W`
@@ -156,11 +155,6 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     /// Inputs to the visible layer from hidden states: `out = W h` (`visible × n`).
     pub(crate) fn visible_inputs_into(&self, h: &[f32], out: &mut [f32]) {
         self.neighbour_inputs(0, None, Some(h), out);
-    }
-
-    /// This RBM with its inputs scaled.
-    pub(crate) fn scaled(&self, scale: InputScale) -> Scaled<'_, V, H> {
-        Scaled { rbm: self, scale }
     }
 
     fn hidden_inputs(&self, v: &DMatrix<f32>) -> Result<DMatrix<f32>> {
@@ -318,92 +312,6 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         let bv = take("b_visible")?.into_vector("b_visible")?;
         let bh = take("b_hidden")?.into_vector("b_hidden")?;
         Rbm::new(V::new(bv), H::new(bh), w)
-    }
-}
-
-/// How strongly each direction of an RBM's coupling counts: greedy DBM pretraining trains RBMs
-/// whose inputs are doubled bottom-up, top-down or both (Salakhutdinov & Hinton 2009), so that
-/// in the composed DBM, where each hidden layer hears both neighbours, the inputs add up.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct InputScale {
-    /// Factor of the inputs to the hidden layer, `up·Wᵀv`.
-    pub up: f32,
-    /// Factor of the inputs to the visible layer, `down·W h`.
-    pub down: f32,
-}
-
-impl InputScale {
-    /// A plain RBM.
-    pub const ONE: InputScale = InputScale { up: 1.0, down: 1.0 };
-}
-
-/// An RBM whose inputs are scaled by `scale`, as the Gibbs sampler and trainer see it.
-pub(crate) struct Scaled<'a, V: Layer, H: Layer> {
-    pub rbm: &'a Rbm<V, H>,
-    pub scale: InputScale,
-}
-
-fn times(x: &mut [f32], factor: f32) {
-    if factor != 1.0 {
-        x.iter_mut().for_each(|x| *x *= factor);
-    }
-}
-
-impl<V: Layer, H: Layer> Scaled<'_, V, H> {
-    /// `E[h | v]` for the columns of `v`, in parallel over fixed blocks of columns (each output
-    /// owned by one task, so the bits do not depend on the thread count).
-    pub(crate) fn hidden_mean_into(&self, v: &[f32], out: &mut [f32]) {
-        let (nv, nh) = (self.rbm.num_visible(), self.rbm.num_hidden());
-        out.par_chunks_mut(nh * CHAIN_BLOCK)
-            .zip(v.par_chunks(nv * CHAIN_BLOCK))
-            .for_each(|(h, v)| {
-                self.rbm.hidden_inputs_into(v, h);
-                times(h, self.scale.up);
-                self.rbm.hidden().mean(h);
-            });
-    }
-}
-
-impl<V: Layer, H: Layer> Machine for Scaled<'_, V, H> {
-    fn layer_sizes(&self) -> Vec<usize> {
-        vec![self.rbm.num_visible(), self.rbm.num_hidden()]
-    }
-
-    fn sample_layer(
-        &self,
-        layer: usize,
-        states: &mut [&mut [f32]],
-        rng: &mut ChainRng,
-        mean: Option<&mut [f32]>,
-    ) {
-        let [v, h] = states else {
-            unreachable!("an RBM has two layers")
-        };
-        if layer == 1 {
-            self.rbm.hidden_inputs_into(v, h);
-            times(h, self.scale.up);
-            self.rbm.hidden().sample_keeping_mean(h, rng, mean);
-        } else {
-            self.rbm.visible_inputs_into(h, v);
-            times(v, self.scale.down);
-            self.rbm.visible.sample_keeping_mean(v, rng, mean);
-        }
-    }
-
-    fn sample_unconnected(&self, layer: usize, x: &mut [f32], rng: &mut ChainRng) {
-        self.rbm.sample_unconnected(layer, x, rng)
-    }
-
-    fn check_visible_state(&self, v: &[f32]) -> Result<()> {
-        self.rbm.check_visible_state(v)
-    }
-
-    fn check_layer_state(&self, layer: usize, x: &[f32]) -> Result<()> {
-        self.rbm.check_layer_state(layer, x)
-    }
-
-    fn expect_sweeps(&self, chain_sweeps: usize) {
-        self.rbm.expect_sweeps(chain_sweeps)
     }
 }
 

@@ -102,12 +102,10 @@ fn resuming_is_bit_identical_to_an_unbroken_run() {
         )
         .unwrap();
         let saved: Checkpoint<Bernoulli, Bernoulli> = load(&broken).unwrap();
-        assert_eq!((saved.epoch(), saved.rbm()), (4, &first));
-        // Resume into a model in any state: the checkpoint supplies everything.
-        let mut resumed: Bb = Rbm::init(16, 9, 0).unwrap();
+        assert_eq!((saved.epoch(), saved.machine()), (4, &*first));
+        // The checkpoint supplies everything, the model included.
         let mut epochs = Vec::new();
-        resume(
-            &mut resumed,
+        let (resumed, _) = resume::<Bernoulli, Bernoulli>(
             &broken,
             &data,
             None,
@@ -116,7 +114,7 @@ fn resuming_is_bit_identical_to_an_unbroken_run() {
         )
         .unwrap();
         assert_eq!(epochs, [5, 6, 7], "{negative:?}");
-        assert_eq!(resumed, straight, "{negative:?}");
+        assert_eq!(resumed, *straight, "{negative:?}");
         // Chains, streams, velocities and example order agree too.
         let a: Checkpoint<Bernoulli, Bernoulli> = load(&whole).unwrap();
         let b: Checkpoint<Bernoulli, Bernoulli> = load(&broken).unwrap();
@@ -141,8 +139,7 @@ fn bad_checkpoints_are_rejected() {
     .unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let resume_from = |p: &Path, cfg: &TrainConfig, data: &DMatrix<f32>| {
-        let mut rbm: Bb = Rbm::init(16, 9, 84).unwrap();
-        resume(&mut rbm, p, data, None, cfg, |_| {}).unwrap_err()
+        resume::<Bernoulli, Bernoulli>(p, data, None, cfg, |_| {}).unwrap_err()
     };
     let cfg = config(negative.clone(), 3, &path);
 

@@ -6,10 +6,9 @@ mod common;
 use boltzmann::data::bars_and_stripes;
 use boltzmann::io::load;
 use boltzmann::partition::{log_partition_exact, log_unnormalised_exact};
-use boltzmann::rbm::InputScale;
 use boltzmann::train::{
-    Centering, Checkpointing, DbmCheckpoint, DbmTrainConfig, LearningRate, Momentum, NegativePhase,
-    Sparsity, Steps, TrainConfig, pretrain, pretraining_scale, resume_dbm, train_dbm,
+    Centering, Checkpoint, Checkpointing, InputScale, LearningRate, Momentum, NegativePhase,
+    Sparsity, Steps, TrainConfig, pretrain, pretraining_scale, resume, train,
 };
 use boltzmann::{Bernoulli, Dbm, Layer};
 use nalgebra::DMatrix;
@@ -44,14 +43,8 @@ fn pretraining_doubles_the_right_inputs_and_composes() {
     assert_eq!(pretraining_scale(2, 2), InputScale { up: 1.0, down: 2.0 });
     assert_eq!(pretraining_scale(2, 3), InputScale { up: 2.0, down: 2.0 });
 
-    let p = pretrain::<Bernoulli>(
-        &data(),
-        &[8, 4],
-        &[rbm_config(1), rbm_config(2)],
-        3,
-        |_, _| {},
-    )
-    .unwrap();
+    let p = pretrain::<Bernoulli>(&data(), &[8, 4], &[rbm_config(1), rbm_config(2)], |_, _| {})
+        .unwrap();
     // The DBM takes the RBMs' weights as they are (the doubling during pretraining stands for
     // the second neighbour each hidden layer has in the DBM), the visible biases of the first
     // RBM and the hidden biases of each RBM.
@@ -81,17 +74,11 @@ fn centred_joint_training_raises_the_exact_log_likelihood() {
 /// that the exact log-likelihood rises by more than half a nat.
 fn assert_joint_training_learns(centering: Option<Centering>) {
     let patterns = bars_and_stripes(3).unwrap();
-    let p = pretrain::<Bernoulli>(
-        &data(),
-        &[8, 4],
-        &[rbm_config(1), rbm_config(2)],
-        3,
-        |_, _| {},
-    )
-    .unwrap();
+    let p = pretrain::<Bernoulli>(&data(), &[8, 4], &[rbm_config(1), rbm_config(2)], |_, _| {})
+        .unwrap();
     let mut dbm = p.dbm;
     let pretrained = exact_log_likelihood(&dbm, &patterns);
-    let config = DbmTrainConfig {
+    let config = TrainConfig {
         epochs: 150,
         batch_size: 14,
         learning_rate: LearningRate::Constant(0.02),
@@ -104,9 +91,9 @@ fn assert_joint_training_learns(centering: Option<Centering>) {
         seed: 4,
         monitor_examples: 14,
         centering,
-        ..DbmTrainConfig::default()
+        ..TrainConfig::joint()
     };
-    let history = train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+    let history = train(&mut dbm, &data(), None, &config, |_| {}).unwrap();
     let trained = exact_log_likelihood(&dbm, &patterns);
     let last = history.last().unwrap();
     eprintln!(
@@ -122,12 +109,15 @@ fn assert_joint_training_learns(centering: Option<Centering>) {
 
 #[test]
 fn dbm_training_is_bit_identical_for_any_thread_count() {
-    let config = DbmTrainConfig {
+    let config = TrainConfig {
         epochs: 2,
         batch_size: 70,
-        chains: 120,
+        negative: NegativePhase::Pcd {
+            k: Steps::Constant(5),
+            chains: 120,
+        },
         seed: 5,
-        ..DbmTrainConfig::default()
+        ..TrainConfig::joint()
     };
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -136,7 +126,7 @@ fn dbm_training_is_bit_identical_for_any_thread_count() {
             .unwrap();
         pool.install(|| {
             let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 60, 30], 6).unwrap();
-            train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+            train(&mut dbm, &data(), None, &config, |_| {}).unwrap();
             dbm
         })
     };
@@ -147,41 +137,47 @@ fn dbm_training_is_bit_identical_for_any_thread_count() {
 fn bad_dbm_training_settings_are_errors() {
     let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 4, 3], 7).unwrap();
     for config in [
-        DbmTrainConfig {
-            chains: 0,
-            ..DbmTrainConfig::default()
+        TrainConfig {
+            negative: NegativePhase::Pcd {
+                k: Steps::Constant(5),
+                chains: 0,
+            },
+            ..TrainConfig::joint()
         },
-        DbmTrainConfig {
-            sweeps: 0,
-            ..DbmTrainConfig::default()
+        TrainConfig {
+            negative: NegativePhase::Pcd {
+                k: Steps::Constant(0),
+                chains: 100,
+            },
+            ..TrainConfig::joint()
         },
-        DbmTrainConfig {
+        TrainConfig {
             batch_size: 1000,
-            ..DbmTrainConfig::default()
+            ..TrainConfig::joint()
         },
-        DbmTrainConfig {
+        TrainConfig {
             learning_rate: LearningRate::Constant(-1.0),
-            ..DbmTrainConfig::default()
+            ..TrainConfig::joint()
         },
     ] {
-        assert!(train_dbm(&mut dbm, &data(), &config, |_| {}).is_err());
+        assert!(train(&mut dbm, &data(), None, &config, |_| {}).is_err());
     }
-    assert!(pretrain::<Bernoulli>(&data(), &[4, 3], &[rbm_config(1)], 1, |_, _| {}).is_err());
+    assert!(pretrain::<Bernoulli>(&data(), &[4, 3], &[rbm_config(1)], |_, _| {}).is_err());
 }
 
 #[test]
 fn a_sparsity_target_lowers_hidden_activity() {
     let activity = |sparsity: Option<boltzmann::train::Sparsity>| {
         let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 8, 4], 8).unwrap();
-        let config = DbmTrainConfig {
+        let config = TrainConfig {
             epochs: 30,
             batch_size: 14,
             learning_rate: LearningRate::Constant(0.05),
             sparsity,
             seed: 9,
-            ..DbmTrainConfig::default()
+            ..TrainConfig::joint()
         };
-        train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+        train(&mut dbm, &data(), None, &config, |_| {}).unwrap();
         let mu = dbm.mean_field(&data(), &config.mean_field).unwrap();
         mu[0].mean()
     };
@@ -197,10 +193,13 @@ fn a_sparsity_target_lowers_hidden_activity() {
 #[test]
 fn dbm_resume_is_bit_identical_and_checks_its_file() {
     let dir = common::TempDir::new("dbm-checkpoint");
-    let config = |epochs: usize, name: &str| DbmTrainConfig {
+    let config = |epochs: usize, name: &str| TrainConfig {
         epochs,
         batch_size: 70,
-        chains: 60,
+        negative: NegativePhase::Pcd {
+            k: Steps::Constant(5),
+            chains: 60,
+        },
         // Momentum switches inside the resumed part.
         sparsity: Some(Sparsity {
             target: 0.2,
@@ -213,28 +212,41 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
             path: dir.join(name),
             every: 1,
         }),
-        ..DbmTrainConfig::default()
+        ..TrainConfig::joint()
     };
     let mut straight: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 9).unwrap();
-    train_dbm(&mut straight, &data(), &config(7, "whole.ckpt"), |_| {}).unwrap();
+    train(
+        &mut straight,
+        &data(),
+        None,
+        &config(7, "whole.ckpt"),
+        |_| {},
+    )
+    .unwrap();
     let mut broken: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 9).unwrap();
-    train_dbm(&mut broken, &data(), &config(3, "broken.ckpt"), |_| {}).unwrap();
-    let saved: DbmCheckpoint<Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
-    assert_eq!((saved.epoch(), saved.dbm()), (3, &broken));
-    let mut resumed: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 0).unwrap();
+    train(
+        &mut broken,
+        &data(),
+        None,
+        &config(3, "broken.ckpt"),
+        |_| {},
+    )
+    .unwrap();
+    let saved: Checkpoint<Bernoulli, Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
+    assert_eq!((saved.epoch(), saved.machine()), (3, &broken));
     let mut epochs = Vec::new();
-    resume_dbm(
-        &mut resumed,
+    let (resumed, _) = resume::<Bernoulli, Bernoulli>(
         dir.join("broken.ckpt"),
         &data(),
+        None,
         &config(7, "broken.ckpt"),
         |m| epochs.push(m.epoch),
     )
     .unwrap();
     assert_eq!(epochs, [4, 5, 6, 7]);
     assert_eq!(resumed, straight);
-    let a: DbmCheckpoint<Bernoulli> = load(dir.join("whole.ckpt")).unwrap();
-    let b: DbmCheckpoint<Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
+    let a: Checkpoint<Bernoulli, Bernoulli> = load(dir.join("whole.ckpt")).unwrap();
+    let b: Checkpoint<Bernoulli, Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
     assert_eq!(a, b);
 
     // A damaged file and other settings are rejected.
@@ -242,50 +254,44 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
     let last = bytes.len() - 3;
     bytes[last] ^= 1;
     std::fs::write(dir.join("damaged.ckpt"), &bytes).unwrap();
-    let err = resume_dbm(
-        &mut resumed,
+    let err = resume::<Bernoulli, Bernoulli>(
         dir.join("damaged.ckpt"),
         &data(),
+        None,
         &config(8, "x"),
         |_| {},
     )
     .unwrap_err();
     assert!(matches!(err, boltzmann::Error::Checksum { .. }), "{err}");
-    let other = DbmTrainConfig {
+    let other = TrainConfig {
         seed: 1,
         ..config(8, "x")
     };
-    let err = resume_dbm(
-        &mut resumed,
-        dir.join("whole.ckpt"),
-        &data(),
-        &other,
-        |_| {},
-    )
-    .unwrap_err();
+    let err = resume::<Bernoulli, Bernoulli>(dir.join("whole.ckpt"), &data(), None, &other, |_| {})
+        .unwrap_err();
     assert!(err.to_string().contains("configuration"), "{err}");
 }
 
 #[test]
 fn max_norm_bounds_every_hidden_units_weights() {
-    let config = DbmTrainConfig {
+    let config = TrainConfig {
         epochs: 3,
         batch_size: 14,
         learning_rate: LearningRate::Constant(0.05),
         max_norm: Some(0.5),
         seed: 10,
-        ..DbmTrainConfig::default()
+        ..TrainConfig::joint()
     };
     let mut dbm: Dbm<Bernoulli> = Dbm::init(&[9, 12, 6], 11).unwrap();
-    train_dbm(&mut dbm, &data(), &config, |_| {}).unwrap();
+    train(&mut dbm, &data(), None, &config, |_| {}).unwrap();
     for l in 1..=2 {
         let w = dbm.weights(l).unwrap();
         let longest = w.column_iter().map(|c| c.norm()).fold(0.0, f32::max);
         assert!(longest <= 0.5 * (1.0 + 1e-6), "W{l}: {longest}");
     }
-    let bad = DbmTrainConfig {
+    let bad = TrainConfig {
         max_norm: Some(0.0),
         ..config
     };
-    assert!(train_dbm(&mut dbm, &data(), &bad, |_| {}).is_err());
+    assert!(train(&mut dbm, &data(), None, &bad, |_| {}).is_err());
 }

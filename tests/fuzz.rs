@@ -15,8 +15,7 @@ use boltzmann::classify::ClassRbm;
 use boltzmann::data::{load_npz_examples, read_idx};
 use boltzmann::io::read_npz;
 use boltzmann::train::{
-    Centering, DbmTrainConfig, FastWeights, NegativePhase, Sparsity, Steps, TrainConfig, resume,
-    resume_dbm, train, train_dbm,
+    Centering, FastWeights, NegativePhase, Sparsity, Steps, TrainConfig, resume, train,
 };
 use boltzmann::{Bernoulli, Dbm, Gaussian, Rbm, Softmax};
 use common::*;
@@ -592,10 +591,7 @@ fn rbm_checkpoints_on_resume() {
             41 + i as u64,
             |rng| mutant(rng, &seeds, |b| repair_model_file(b)),
             "c.bin",
-            |p| {
-                let mut rbm = Rbm::<Bernoulli, Bernoulli>::init(8, 3, 1)?;
-                resume(&mut rbm, p, &data, None, &config, |_| ()).map(drop)
-            },
+            |p| resume::<Bernoulli, Bernoulli>(p, &data, None, &config, |_| ()).map(drop),
         );
     }
 }
@@ -603,11 +599,13 @@ fn rbm_checkpoints_on_resume() {
 #[test]
 fn dbm_checkpoints_on_resume() {
     let data = tiny_data();
-    let config = |epochs, path: Option<&Path>| DbmTrainConfig {
+    let config = |epochs, path: Option<&Path>| TrainConfig {
         epochs,
         batch_size: 12,
-        chains: 55,
-        sweeps: 1,
+        negative: NegativePhase::Pcd {
+            k: Steps::Constant(1),
+            chains: 55,
+        },
         binarize: true,
         centering: Some(Centering { rate: 0.05 }),
         monitor_examples: 8,
@@ -615,11 +613,11 @@ fn dbm_checkpoints_on_resume() {
             path: p.to_path_buf(),
             every: 1,
         }),
-        ..DbmTrainConfig::default()
+        ..TrainConfig::joint()
     };
     let seeds = vec![file_bytes(|p| {
         let mut dbm = Dbm::<Bernoulli>::init(&[8, 4, 3], 2).unwrap();
-        train_dbm(&mut dbm, &data, &config(1, Some(p)), |_| ()).unwrap();
+        train(&mut dbm, &data, None, &config(1, Some(p)), |_| ()).unwrap();
     })];
     let resumed = config(2, None);
     fuzz(
@@ -627,9 +625,6 @@ fn dbm_checkpoints_on_resume() {
         51,
         |rng| mutant(rng, &seeds, |b| repair_model_file(b)),
         "c.bin",
-        |p| {
-            let mut dbm = Dbm::<Bernoulli>::init(&[8, 4, 3], 2)?;
-            resume_dbm(&mut dbm, p, &data, &resumed, |_| ()).map(drop)
-        },
+        |p| resume::<Bernoulli, Bernoulli>(p, &data, None, &resumed, |_| ()).map(drop),
     );
 }

@@ -5,9 +5,7 @@
 mod common;
 
 use boltzmann::data::{load_npz_examples, read_idx};
-use boltzmann::train::{
-    Checkpointing, DbmTrainConfig, NegativePhase, Steps, TrainConfig, resume, resume_dbm,
-};
+use boltzmann::train::{NegativePhase, Steps, TrainConfig, resume};
 use boltzmann::{Bernoulli, Dbm, Error, Rbm};
 use common::*;
 use nalgebra::DMatrix;
@@ -104,10 +102,8 @@ fn pcd(epochs: usize) -> TrainConfig {
 
 #[test]
 fn crafted_checkpoints_are_refused_on_resume() {
-    let mut rbm = Rbm::<Bernoulli, Bernoulli>::init(16, 3, 1).unwrap();
     // Persistent chains claiming 10 + 2^60 columns (16 · that wraps to the 160 values held).
-    let m = message(resume(
-        &mut rbm,
+    let m = message(resume::<Bernoulli, Bernoulli>(
         input("checkpoint-chains-wrap.bin"),
         &data(),
         None,
@@ -116,8 +112,7 @@ fn crafted_checkpoints_are_refused_on_resume() {
     ));
     assert_says(&m, "cannot hold the 160 values");
     // An epoch count of usize::MAX, which wrapped and trained again.
-    let m = message(resume(
-        &mut rbm,
+    let m = message(resume::<Bernoulli, Bernoulli>(
         input("checkpoint-epoch-max.bin"),
         &data(),
         None,
@@ -126,21 +121,21 @@ fn crafted_checkpoints_are_refused_on_resume() {
     ));
     assert_says(&m, "ask for at least as many");
     // A DBM checkpoint whose example order names example 200 of 24.
-    let config = DbmTrainConfig {
+    let config = TrainConfig {
         epochs: 2,
         batch_size: 12,
-        chains: 10,
-        sweeps: 1,
+        negative: NegativePhase::Pcd {
+            k: Steps::Constant(1),
+            chains: 10,
+        },
         binarize: true,
         monitor_examples: 8,
-        checkpoint: None::<Checkpointing>,
-        ..DbmTrainConfig::default()
+        ..TrainConfig::joint()
     };
-    let mut dbm = Dbm::<Bernoulli>::init(&[16, 4, 3], 2).unwrap();
-    let m = message(resume_dbm(
-        &mut dbm,
+    let m = message(resume::<Bernoulli, Bernoulli>(
         input("checkpoint-dbm-order-out-of-range.bin"),
         &data(),
+        None,
         &config,
         |_| (),
     ));

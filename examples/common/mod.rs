@@ -521,3 +521,11 @@ pub fn ais_progress() -> impl Fn(&'static str, usize, usize) + Sync {
         }
     }
 }
+
+/// "  lowest swap rate r" of parallel tempering's rungs, or nothing without tempering.
+pub fn lowest_swap_rate(rates: Option<&[f64]>) -> String {
+    rates.map_or(String::new(), |r| {
+        let lowest = r.iter().copied().fold(1.0, f64::min);
+        format!("  lowest swap rate {lowest:.3}")
+    })
+}

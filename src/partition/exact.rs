@@ -122,6 +122,13 @@ impl Enumeration {
     }
 }
 
+/// Whether [`log_partition_exact`] would enumerate at most `max` joint states.
+pub fn enumerable_within<V: Layer, H: Layer>(m: &Dbm<V, H>, max: u64) -> bool {
+    [Parity::Odd, Parity::Even]
+        .into_iter()
+        .any(|p| Enumeration::of(m, p, false, max).is_some())
+}
+
 /// The exact `ln Z` of any machine (an [`crate::Rbm`] included), enumerating whichever parity
 /// of layers has fewer joint states (all its layers discrete, at most
 /// [`MAX_ENUMERATED_STATES`] joint states) and summing the other out. Sums in f64, in

@@ -11,8 +11,8 @@ pub use ais::{
 };
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
 pub use exact::{
-    MAX_ENUMERATED_STATES, MAX_SAMPLED_STATES, exact_samples, log_partition_exact,
-    log_unnormalised_exact,
+    MAX_ENUMERATED_STATES, MAX_SAMPLED_STATES, enumerable_within, exact_samples,
+    log_partition_exact, log_unnormalised_exact,
 };
 pub use trajectory::{TrajectoryAis, TrajectorySettings};
 

@@ -1,5 +1,7 @@
-//! Hyper-parameters of RBM training, with defaults from Hinton's practical guide (2010).
+//! Hyper-parameters of training, with defaults from Hinton's practical guide (2010) and, for
+//! joint DBM training ([`TrainConfig::joint`]), Salakhutdinov & Hinton (2009).
 
+use crate::dbm::MeanField;
 use crate::error::{Error, Result};
 
 /// The number of Gibbs sweeps `k` per update, fixed or growing linearly over epochs (as in
@@ -304,8 +306,14 @@ pub struct TrainConfig {
     /// [`TrajectoryAis`]: crate::partition::TrajectoryAis
     pub trajectory: Option<crate::partition::TrajectorySettings>,
     /// A max-norm constraint (Srivastava et al. 2014): after every update, each hidden unit's
-    /// incoming weight vector (a column of `W`) longer than this is scaled back to it.
+    /// incoming weight vector (a column of every `W_l`) longer than this is scaled back to it.
     pub max_norm: Option<f32>,
+    /// Mean-field inference of the positive phase of machines with more than one hidden layer
+    /// (Salakhutdinov & Hinton: 10 iterations); one hidden layer has exact posteriors.
+    pub mean_field: MeanField,
+    /// Start persistent chains at the first training examples (binarised if training
+    /// binarises) instead of from the layers' biases, so that they begin in the data's modes.
+    pub chains_from_data: bool,
 }
 
 impl Default for TrainConfig {
@@ -330,6 +338,31 @@ impl Default for TrainConfig {
             checkpoint: None,
             trajectory: None,
             max_norm: None,
+            mean_field: MeanField::default(),
+            chains_from_data: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Joint training of a DBM as Salakhutdinov & Hinton (2009): 100 persistent chains with 5
+    /// sweeps per update started at the data, 10 mean-field iterations, a rate from 0.001
+    /// decaying geometrically towards 1e-4, 20 epochs.
+    pub fn joint() -> Self {
+        TrainConfig {
+            epochs: 20,
+            learning_rate: LearningRate::Geometric {
+                initial: 0.001,
+                factor: 0.99,
+                floor: 1e-4,
+            },
+            negative: NegativePhase::Pcd {
+                k: Steps::Constant(5),
+                chains: 100,
+            },
+            init_visible_bias: false,
+            chains_from_data: true,
+            ..TrainConfig::default()
         }
     }
 }
@@ -394,6 +427,13 @@ impl TrainConfig {
             return Err(Error::invalid(
                 "max norm",
                 format!("{c}; expected a finite value > 0"),
+            ));
+        }
+        let mf = &self.mean_field;
+        if mf.iterations == 0 || mf.tolerance.is_nan() || mf.tolerance < 0.0 {
+            return Err(Error::invalid(
+                "mean field",
+                format!("{mf:?}; expected at least 1 iteration and a tolerance ≥ 0"),
             ));
         }
         if let Some(s) = &self.sparsity {

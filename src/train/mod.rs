@@ -1,38 +1,42 @@
-//! Training RBMs by contrastive divergence (CD-k) and persistent CD (PCD).
+//! One training engine for every layered machine: RBMs, DBMs and the scaled RBMs of greedy
+//! pretraining.
 //!
-//! Data flow: dataset → shuffled minibatches → positive statistics `⟨v hᵀ⟩_data` (hidden means
-//! given the data) and negative statistics `⟨v hᵀ⟩_model` (from Gibbs chains) → gradient →
-//! momentum SGD → parameters.
+//! Data flow: dataset → shuffled minibatches → positive statistics (the data and every hidden
+//! layer's posterior means: exact for one hidden layer, mean-field for more) and negative
+//! statistics (a sampler's chains — CD, PCD, fast PCD or parallel tempering — with the odd
+//! layers replaced by their conditional means) → gradient of every coupling and bias → the
+//! optimiser (momentum SGD with weight decay, sparsity, centring and max-norm as parts) →
+//! parameters.
 
 mod config;
-mod dbm;
+mod pretrain;
 
 pub use config::{
     Centering, Checkpointing, FastWeights, LearningRate, MAX_EPOCHS, Momentum, NegativePhase,
     Sparsity, Steps, TrainConfig,
 };
-pub use dbm::{
-    DbmCheckpoint, DbmEpochMetrics, DbmTrainConfig, Pretrained, pretrain, pretraining_scale,
-    resume_dbm, train_dbm,
-};
+pub use pretrain::{InputScale, Pretrained, pretrain, pretraining_scale};
 
-use crate::centering::Offsets;
+use crate::centering::{centre_gradients, plain_bias_steps, track};
 use crate::data::binarize_in_place;
+use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, par_zip_apply, stream};
 use crate::layer::Layer;
-use crate::partition::{LogLikelihood, TrajectoryAis, base_rate_layer, log_partition_exact};
-use crate::rbm::{InputScale, Rbm};
+use crate::partition::{
+    TrajectoryAis, base_rate_layer, enumerable_within, log_partition_exact, log_unnormalised_exact,
+};
 use crate::tempering::ParallelTempering;
 use nalgebra::{DMatrix, DVector};
+use pretrain::Scaled;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// Hidden layers of at most this many units are small enough to monitor the exact
-/// log-likelihood every epoch.
-pub const MAX_EXACT_MONITOR_HIDDEN: usize = 20;
+/// Machines with at most this many joint states to enumerate (in the cheaper parity) are
+/// monitored with their exact log-likelihood every epoch.
+pub const MAX_EXACT_MONITOR_STATES: u64 = 1 << 20;
 
 /// What [`train`] reports after each epoch.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -43,17 +47,24 @@ pub struct EpochMetrics {
     pub momentum: f32,
     /// Gibbs sweeps per update in this epoch.
     pub k: usize,
-    /// Mean squared reconstruction error per example, `‖v − E[v | E[h | v]]‖²`, on the training
-    /// monitor subset.
+    /// Mean squared reconstruction error per example, `‖v − E[v | μ₁]‖²` with `μ₁` the first
+    /// hidden layer's posterior means, on the training monitor subset.
     pub recon_error: f64,
-    /// Mean free energy of held-out examples minus that of training examples (monitor subsets):
-    /// it grows when the model overfits.
+    /// Mean `ln p*(v)` of the training monitor subset: `−F(v)` for one hidden layer, the
+    /// mean-field bound `E_q[−E] + H(q)` for more; the log-probability (or its bound) plus `ln Z`.
+    pub log_unnormalised: f64,
+    /// Mean `ln p*` of the training monitor subset minus that of the held-out one (for one
+    /// hidden layer: the held-out free energy minus the training one): it grows when the model
+    /// overfits.
     pub free_energy_gap: Option<f64>,
-    /// Exact average log-likelihood (nats) of the training monitor subset, for hidden layers of
-    /// at most [`MAX_EXACT_MONITOR_HIDDEN`] units.
+    /// Exact average log-likelihood (nats) of the training monitor subset, for machines with at
+    /// most [`MAX_EXACT_MONITOR_STATES`] states to enumerate.
     pub train_log_likelihood: Option<f64>,
     /// The same on the held-out monitor subset.
     pub held_out_log_likelihood: Option<f64>,
+    /// For small machines with more than one hidden layer: the average mean-field lower bound
+    /// with the exact `ln Z`.
+    pub train_lower_bound: Option<f64>,
     /// Wall time of the epoch's updates (without the metrics), in seconds.
     pub seconds: f64,
     /// With parallel tempering: the swap acceptance rate of each neighbouring pair of rungs in
@@ -71,8 +82,8 @@ pub struct TrajectoryEstimate {
     pub log_z: f64,
     /// Effective sample size of the runs' current weights.
     pub effective_sample_size: f64,
-    /// `mean(−F(v)) − ln Ẑ` on the training monitor subset (for a DBM: the mean-field lower
-    /// bound).
+    /// `mean(ln p*(v)) − ln Ẑ` on the training monitor subset (with more than one hidden layer:
+    /// the mean-field lower bound).
     pub train_log_likelihood: f64,
     /// The same on the held-out monitor subset, if there is one.
     pub held_out_log_likelihood: Option<f64>,
@@ -84,103 +95,93 @@ const STREAM_BINARIZE: u64 = 2 << 40;
 const STREAM_MONITOR: u64 = 3 << 40;
 const STREAM_CD: u64 = 4 << 40;
 const STREAM_PCD: u64 = 5 << 40;
-/// The binarisation of the DBM's persistent chains' starting images.
+/// The binarisation of persistent chains' starting images.
 const STREAM_CHAIN_STARTS: u64 = 6 << 40;
 const STREAM_TRAJECTORY: u64 = 9 << 40;
 
-/// Trains `rbm` on the columns of `data` (`visible × N`), calling `monitor` after every epoch.
-/// `held_out` (optional) feeds the free-energy gap and held-out log-likelihood.
+/// Trains `machine` (an [`Rbm`](crate::Rbm) or a [`Dbm`]) on the columns of `data`
+/// (`visible × N`), calling `monitor` after every epoch. `held_out` (optional) feeds the
+/// free-energy gap and held-out log-likelihood.
 ///
 /// The configuration is validated and the data checked before any work. If the parameters
-/// become non-finite, training stops with [`Error::Diverged`] and `rbm` is left as it was after
-/// the last good epoch. With [`TrainConfig::checkpoint`] set, a [`Checkpoint`] is saved as
+/// become non-finite, training stops with [`Error::Diverged`] and `machine` is left as it was
+/// after the last good epoch. With [`TrainConfig::checkpoint`] set, a [`Checkpoint`] is saved as
 /// configured, from which [`resume`] continues.
 pub fn train<V: Layer, H: Layer>(
-    rbm: &mut Rbm<V, H>,
+    machine: &mut Dbm<V, H>,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
     monitor: impl FnMut(&EpochMetrics),
 ) -> Result<Vec<EpochMetrics>> {
-    train_scaled(rbm, InputScale::ONE, data, held_out, config, None, monitor)
+    run(
+        machine,
+        InputScale::ONE,
+        data,
+        held_out,
+        config,
+        None,
+        monitor,
+    )
 }
 
 /// Continues the run saved in the checkpoint file `checkpoint` up to `config.epochs` epochs in
-/// total, leaving the model in `rbm`. The result is bit-identical to a run without a break. The
-/// configuration must be the one that wrote the checkpoint (apart from `epochs` and
-/// `checkpoint`), and `data` the same training set.
+/// total, and returns the model with the metrics of the epochs run. The result is
+/// bit-identical to a run without a break. The configuration must be the one that wrote the
+/// checkpoint (apart from `epochs` and `checkpoint`), and `data` the same training set.
 pub fn resume<V: Layer, H: Layer>(
-    rbm: &mut Rbm<V, H>,
     checkpoint: impl AsRef<std::path::Path>,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
     monitor: impl FnMut(&EpochMetrics),
-) -> Result<Vec<EpochMetrics>> {
+) -> Result<(Dbm<V, H>, Vec<EpochMetrics>)> {
     let saved: Checkpoint<V, H> = crate::io::load(checkpoint)?;
     config.validate()?;
-    check_resumable(
-        (saved.config_digest, saved.epoch, saved.order.len()),
-        config.digest(),
-        config.epochs,
-        data,
-    )?;
+    check_resumable(&saved, config, data)?;
     saved.fits(config)?;
-    *rbm = saved.rbm.clone();
-    train_scaled(
-        rbm,
+    let mut machine = saved.machine.clone();
+    let history = run(
+        &mut machine,
         InputScale::ONE,
         data,
         held_out,
         config,
         Some(saved),
         monitor,
-    )
+    )?;
+    Ok((machine, history))
 }
 
-/// Checks that a checkpoint written under settings with fingerprint `saved_digest` after
-/// `saved_epoch` epochs over `saved_examples` examples can continue under settings `digest` up
-/// to `epochs` epochs on `data`.
-fn check_resumable(
-    (saved_digest, saved_epoch, saved_examples): (u64, usize, usize),
-    digest: u64,
-    epochs: usize,
+/// Checks that a checkpoint can continue under `config` on `data`.
+fn check_resumable<V: Layer, H: Layer>(
+    saved: &Checkpoint<V, H>,
+    config: &TrainConfig,
     data: &DMatrix<f32>,
 ) -> Result<()> {
-    if saved_epoch > epochs {
+    if saved.epoch > config.epochs {
         return Err(Error::invalid(
             "epochs",
             format!(
-                "{epochs}, but the checkpoint has {saved_epoch} epochs done; ask for at least as many"
+                "{}, but the checkpoint has {} epochs done; ask for at least as many",
+                config.epochs, saved.epoch
             ),
         ));
     }
-    if saved_digest != digest {
+    if saved.config_digest != config.digest() {
         return Err(Error::invalid(
             "training configuration",
             "differs from the one that wrote the checkpoint (only `epochs` and `checkpoint` may change)",
         ));
     }
-    if saved_examples != data.ncols() {
+    if saved.order.len() != data.ncols() {
         return Err(Error::shape(
             "training data",
-            format!("{saved_examples} examples, as in the checkpoint"),
+            format!("{} examples, as in the checkpoint", saved.order.len()),
             format!("{} examples", data.ncols()),
         ));
     }
     Ok(())
-}
-
-/// Checks that a checkpoint holds centring offsets exactly when the configuration centres.
-fn check_centring(saved: bool, configured: bool) -> Result<()> {
-    if saved == configured {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "centring",
-            "the checkpoint's offsets do not match the configuration's centring",
-        ))
-    }
 }
 
 /// Whether `order` holds each of `0, …, order.len() − 1` once.
@@ -202,7 +203,7 @@ fn digest_of(settings: &impl std::fmt::Debug) -> u64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct Checkpoint<V: Layer, H: Layer> {
-    rbm: Rbm<V, H>,
+    machine: Dbm<V, H>,
     epoch: usize,
     config_digest: u64,
     optimiser: Optimiser,
@@ -218,47 +219,35 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
     }
 
     /// The model at that point.
-    pub fn rbm(&self) -> &Rbm<V, H> {
-        &self.rbm
+    pub fn machine(&self) -> &Dbm<V, H> {
+        &self.machine
     }
 }
 
 impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
     fn kind() -> String {
-        format!("checkpoint/{}", Rbm::<V, H>::kind())
+        format!("checkpoint/{}/{}", V::KIND, H::KIND)
     }
 
     fn shapes(&self) -> Vec<u64> {
-        self.rbm.shapes()
+        self.machine
+            .layer_sizes()
+            .iter()
+            .map(|&s| s as u64)
+            .collect()
     }
 
     fn check(&self) -> Result<()> {
-        self.rbm.check()?;
-        let (nv, nh) = (self.rbm.num_visible(), self.rbm.num_hidden());
-        let o = &self.optimiser;
-        let fits = o.vel_w.shape() == (nv, nh)
-            && o.vel_bv.len() == nv
-            && o.vel_bh.len() == nh
-            && o.sparsity_q.len() == nh
-            && o.offsets
-                .as_ref()
-                .is_none_or(|c| c.visible.len() == nv && c.hidden.len() == nh);
-        if !fits || !is_permutation(&self.order) {
+        self.machine.check()?;
+        if !self.optimiser.fits(&self.machine.layer_sizes()) || !is_permutation(&self.order) {
             return Err(Error::invalid(
                 "checkpoint",
                 "optimiser state or example order does not fit the model",
             ));
         }
-        check_finite("momentum of the weights", o.vel_w.as_slice())?;
-        check_finite("momentum of the visible biases", o.vel_bv.as_slice())?;
-        check_finite("momentum of the hidden biases", o.vel_bh.as_slice())?;
-        check_finite("sparsity estimates", o.sparsity_q.as_slice())?;
-        if let Some(c) = &o.offsets {
-            check_finite("centring offsets", c.visible.as_slice())?;
-            check_finite("centring offsets", c.hidden.as_slice())?;
-        }
+        self.optimiser.check_finite()?;
         if let Some(t) = &self.trajectory {
-            t.check(&self.rbm)?;
+            t.check(&self.machine)?;
         }
         Ok(())
     }
@@ -266,9 +255,9 @@ impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
 
 impl<V: Layer, H: Layer> Checkpoint<V, H> {
     /// Checks that the saved state is what `config` trains with: the same negative phase with
-    /// chains that fit the model, and centring offsets exactly when centring.
+    /// chains that fit the model, trajectory runs and centring offsets exactly when configured.
     fn fits(&self, config: &TrainConfig) -> Result<()> {
-        let rbm = &self.rbm;
+        let m = &self.machine;
         let count = |what: &'static str, expected: usize, found: usize| {
             if expected == found {
                 Ok(())
@@ -278,11 +267,11 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
         };
         match (&self.sampler, &config.negative) {
             (Sampler::Restarted(c), NegativePhase::Cd { .. }) => {
-                c.check_fits(rbm, false)?;
+                c.check_fits(m, false)?;
                 count("CD chains (the minibatch size)", config.batch_size, c.len())
             }
             (Sampler::Persistent(c), NegativePhase::Pcd { chains, .. }) => {
-                c.check(rbm)?;
+                c.check(m)?;
                 count("persistent chains", *chains, c.len())
             }
             (
@@ -291,19 +280,19 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
                 },
                 NegativePhase::FastPcd { chains, .. },
             ) => {
-                c.check(rbm)?;
+                c.check(m)?;
                 fast.check()?;
-                if fast.weights().shape() != rbm.weights().shape() {
+                if fast.layer_sizes() != m.layer_sizes() {
                     return Err(Error::shape(
-                        "fast weights",
-                        format!("{:?}", rbm.weights().shape()),
-                        format!("{:?}", fast.weights().shape()),
+                        "fast weights (units per layer)",
+                        format!("{:?}", m.layer_sizes()),
+                        format!("{:?}", fast.layer_sizes()),
                     ));
                 }
                 count("persistent chains", *chains, c.len())
             }
             (Sampler::Tempering(pt), NegativePhase::Tempering { chains, betas, .. }) => {
-                pt.check(rbm)?;
+                pt.check(m)?;
                 if pt.betas() != betas.as_slice() {
                     return Err(Error::invalid(
                         "temperature ladder",
@@ -321,21 +310,159 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
                 ),
             )),
         }?;
-        check_trajectory(self.trajectory.as_ref(), config.trajectory.as_ref())?;
-        check_centring(self.optimiser.offsets.is_some(), config.centering.is_some())
+        if self.trajectory.as_ref().map(TrajectoryAis::settings) != config.trajectory.as_ref() {
+            return Err(Error::invalid(
+                "trajectory AIS",
+                "the checkpoint's runs do not match the configuration's trajectory settings",
+            ));
+        }
+        if self.optimiser.offsets.is_some() != config.centering.is_some() {
+            return Err(Error::invalid(
+                "centring",
+                "the checkpoint's offsets do not match the configuration's centring",
+            ));
+        }
+        Ok(())
     }
 }
 
-/// Momentum velocities (of the centred parameters when centring), the running sparsity
-/// estimate and the centring offsets.
+/// Momentum SGD on every coupling and bias (of the centred parameters when centring), with
+/// weight decay, a sparsity pull and max-norm: the velocities, each layer's running mean
+/// activity for the sparsity target, and the centring offsets of every layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Optimiser {
-    #[serde(with = "crate::io::checked::matrix")]
-    vel_w: DMatrix<f32>,
-    vel_bv: DVector<f32>,
-    vel_bh: DVector<f32>,
-    sparsity_q: DVector<f32>,
-    offsets: Option<Offsets>,
+    #[serde(with = "crate::io::checked::matrices")]
+    velocity: Vec<DMatrix<f32>>,
+    bias_velocity: Vec<DVector<f32>>,
+    activity: Vec<DVector<f32>>,
+    offsets: Option<Vec<DVector<f32>>>,
+}
+
+impl Optimiser {
+    /// Zero velocities for a machine of `sizes` units per layer, activities at the sparsity
+    /// target, and `offsets` if centring.
+    fn new(sizes: &[usize], config: &TrainConfig, offsets: Option<Vec<DVector<f32>>>) -> Self {
+        let target = config.sparsity.as_ref().map_or(0.0, |s| s.target);
+        Optimiser {
+            velocity: sizes
+                .windows(2)
+                .map(|p| DMatrix::zeros(p[0], p[1]))
+                .collect(),
+            bias_velocity: sizes.iter().map(|&s| DVector::zeros(s)).collect(),
+            activity: sizes
+                .iter()
+                .map(|&s| DVector::from_element(s, target))
+                .collect(),
+            offsets,
+        }
+    }
+
+    /// Whether every part has the shape of a machine of `sizes` units per layer.
+    fn fits(&self, sizes: &[usize]) -> bool {
+        let vectors = [
+            Some(&self.bias_velocity),
+            Some(&self.activity),
+            self.offsets.as_ref(),
+        ];
+        self.velocity.len() + 1 == sizes.len()
+            && self
+                .velocity
+                .iter()
+                .zip(sizes.windows(2))
+                .all(|(v, p)| v.shape() == (p[0], p[1]))
+            && vectors
+                .iter()
+                .flatten()
+                .all(|x| x.iter().map(|b| b.len()).eq(sizes.iter().copied()))
+    }
+
+    fn check_finite(&self) -> Result<()> {
+        for v in &self.velocity {
+            check_finite("momentum of the weights", v.as_slice())?;
+        }
+        let vectors = self.bias_velocity.iter().chain(&self.activity);
+        for v in vectors.chain(self.offsets.iter().flatten()) {
+            check_finite("optimiser state", v.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// One momentum-SGD step on the log-likelihood gradient estimate of every coupling,
+    /// `⟨x_{l−1} x_lᵀ⟩_data − ⟨x_{l−1} x_lᵀ⟩_model − decay·W_l`, and of every bias,
+    /// `⟨x_l⟩_data − ⟨x_l⟩_model`, from the positive and negative statistics (one matrix per
+    /// layer, one column per example or chain).
+    fn update<V: Layer, H: Layer>(
+        &mut self,
+        m: &mut Dbm<V, H>,
+        positive: &[DMatrix<f32>],
+        negative: &[DMatrix<f32>],
+        (lr, momentum): (f32, f32),
+        config: &TrainConfig,
+    ) {
+        let (bd, bm) = (positive[0].ncols() as f32, negative[0].ncols() as f32);
+        let data_means: Vec<DVector<f32>> = positive.iter().map(|p| p.column_mean()).collect();
+        let mut bias_grads: Vec<DVector<f32>> = data_means
+            .iter()
+            .zip(negative)
+            .map(|(p, n)| p - n.column_mean())
+            .collect();
+        // vel_W ← momentum·vel_W + lr·(x hᵀ / bd − x' h'ᵀ / bm), centred if asked.
+        for (l, vel) in self.velocity.iter_mut().enumerate() {
+            let terms = [
+                (lr / bd, positive[l].as_slice(), positive[l + 1].as_slice()),
+                (-lr / bm, negative[l].as_slice(), negative[l + 1].as_slice()),
+            ];
+            let rows = vel.nrows();
+            correlate_into(vel.as_mut_slice(), rows, momentum, &terms);
+        }
+        if let (Some(offsets), Some(c)) = (&mut self.offsets, &config.centering) {
+            for (offset, mean) in offsets.iter_mut().zip(&data_means) {
+                track(offset, mean, c.rate);
+            }
+            let steps: Vec<DVector<f32>> = bias_grads.iter().map(|g| g * lr).collect();
+            let offsets: Vec<&DVector<f32>> = offsets.iter().collect();
+            centre_gradients(
+                &mut self.velocity.iter_mut().collect::<Vec<_>>(),
+                &steps,
+                &offsets,
+            );
+        }
+        // The sparsity pull acts through each hidden layer's biases and incoming weights.
+        if let Some(s) = &config.sparsity {
+            for l in 1..positive.len() {
+                self.activity[l] = &self.activity[l] * s.decay + &data_means[l] * (1.0 - s.decay);
+                let pull = self.activity[l].map(|q| s.cost * (s.target - q));
+                bias_grads[l] += &pull;
+                self.velocity[l - 1].ger(lr, &data_means[l - 1], &pull, 1.0);
+            }
+        }
+        if config.weight_decay > 0.0 {
+            let step = lr * config.weight_decay;
+            for (vel, w) in self.velocity.iter_mut().zip(m.couplings()) {
+                par_zip_apply(vel.as_mut_slice(), w.as_slice(), |v, w| *v -= step * w);
+            }
+        }
+        for (vel, grad) in self.bias_velocity.iter_mut().zip(&bias_grads) {
+            *vel = &*vel * momentum + grad * lr;
+        }
+        for (w, vel) in m.weights_mut().iter_mut().zip(&self.velocity) {
+            par_zip_apply(w.as_mut_slice(), vel.as_slice(), |w, v| *w += v);
+        }
+        let bias_steps = match &self.offsets {
+            Some(offsets) => plain_bias_steps(
+                &self.velocity.iter().collect::<Vec<_>>(),
+                &self.bias_velocity,
+                &offsets.iter().collect::<Vec<_>>(),
+            ),
+            None => self.bias_velocity.clone(),
+        };
+        for (l, step) in bias_steps.iter().enumerate() {
+            *m.layer_bias_mut(l) += step;
+        }
+        if let Some(c) = config.max_norm {
+            m.weights_mut().iter_mut().for_each(|w| max_norm(w, c));
+        }
+    }
 }
 
 /// The chains of the negative phase and whatever they carry between updates.
@@ -345,13 +472,13 @@ enum Sampler<V: Layer, H: Layer> {
     /// CD: chains restarted at every minibatch (only their random streams persist).
     Restarted(Chains),
     Persistent(Chains),
-    /// Fast PCD: the fast parameters (as an RBM of the same shape) and a buffer for the model
-    /// plus them, which the chains sample from.
+    /// Fast PCD: the fast parameters (as a machine of the same shape) and a buffer for the
+    /// model plus them, which the chains sample from.
     Fast {
         chains: Chains,
-        fast: Rbm<V, H>,
+        fast: Dbm<V, H>,
         #[serde(skip)]
-        combined: Option<Rbm<V, H>>,
+        combined: Option<Dbm<V, H>>,
     },
     Tempering(ParallelTempering),
 }
@@ -366,26 +493,29 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
         }
     }
 
-    fn new(rbm: &Rbm<V, H>, config: &TrainConfig, data: &DMatrix<f32>) -> Result<Self> {
-        let batch = config.batch_size;
+    fn new(m: &Dbm<V, H>, config: &TrainConfig, data: &DMatrix<f32>) -> Result<Self> {
         let seed = stream(config.seed, STREAM_PCD).next_u64();
-        let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
+        let sizes = m.layer_sizes();
+        let persistent = |chains: usize| -> Result<Chains> {
+            if config.chains_from_data {
+                chains_at_data(m, data, chains, config)
+            } else {
+                Chains::random(m, chains, seed)
+            }
+        };
         Ok(match &config.negative {
             NegativePhase::Cd { .. } => Sampler::Restarted(Chains::unchecked(
-                &[nv, nh],
-                DMatrix::zeros(nv, batch),
+                &sizes,
+                DMatrix::zeros(sizes[0], config.batch_size),
                 stream(config.seed, STREAM_CD).next_u64(),
             )),
-            NegativePhase::Pcd { chains, .. } => {
-                Sampler::Persistent(Chains::random(rbm, *chains, seed)?)
-            }
+            NegativePhase::Pcd { chains, .. } => Sampler::Persistent(persistent(*chains)?),
             NegativePhase::FastPcd { chains, .. } => {
-                let mut fast = rbm.clone();
-                fast.weights_mut().fill(0.0);
-                fast.visible.bias_mut().fill(0.0);
-                fast.hidden_mut().bias_mut().fill(0.0);
+                let mut fast = m.clone();
+                fast.weights_mut().iter_mut().for_each(|w| w.fill(0.0));
+                (0..sizes.len()).for_each(|l| fast.layer_bias_mut(l).fill(0.0));
                 Sampler::Fast {
-                    chains: Chains::random(rbm, *chains, seed)?,
+                    chains: persistent(*chains)?,
                     fast,
                     combined: None,
                 }
@@ -397,7 +527,7 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                     .bias()
                     .clone();
                 Sampler::Tempering(ParallelTempering::new(
-                    rbm,
+                    m,
                     betas.clone(),
                     Some(base),
                     *chains,
@@ -407,12 +537,12 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
         })
     }
 
-    /// Runs the negative phase for one update. CD's chains start at the data, so their first
-    /// step gives the data's hidden means too: then they are written into `data_hidden` and
-    /// the result is true.
+    /// Runs the negative phase for one update. CD's chains start at the data, so for one
+    /// hidden layer their first step gives the data's hidden means too: then they are written
+    /// into `data_hidden` and the result is true.
     fn run(
         &mut self,
-        rbm: &Rbm<V, H>,
+        m: &Dbm<V, H>,
         scale: InputScale,
         data: &DMatrix<f32>,
         k: usize,
@@ -430,52 +560,84 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
                 ))
             }
         };
+        let scaled = Scaled { machine: m, scale };
         match self {
             Sampler::Restarted(chains) => {
                 chains.set_visible(data.as_slice());
-                let means = Some(data_hidden.as_mut_slice());
-                chains.sweep_keeping_means(&rbm.scaled(scale), k, means)?;
-                Ok(k > 0)
+                if m.num_layers() == 2 {
+                    let means = Some(data_hidden.as_mut_slice());
+                    chains.sweep_keeping_means(&scaled, k, means)?;
+                    Ok(k > 0)
+                } else {
+                    chains.sweep(&scaled, k).map(|_| false)
+                }
             }
-            Sampler::Persistent(chains) => chains.sweep(&rbm.scaled(scale), k).map(|_| false),
+            Sampler::Persistent(chains) => chains.sweep(&scaled, k).map(|_| false),
             Sampler::Fast {
                 chains,
                 fast,
                 combined,
             } => {
                 unscaled("fast PCD")?;
-                let sum = combined.get_or_insert_with(|| rbm.clone());
-                sum.weights_mut()
-                    .zip_zip_apply(rbm.weights(), fast.weights(), |s, w, f| *s = w + f);
-                let bv = rbm.visible.bias() + fast.visible.bias();
-                sum.visible.bias_mut().copy_from(&bv);
-                let bh = rbm.hidden().bias() + fast.hidden().bias();
-                sum.hidden_mut().bias_mut().copy_from(&bh);
+                let sum = combined.get_or_insert_with(|| m.clone());
+                for ((s, w), f) in sum
+                    .weights_mut()
+                    .iter_mut()
+                    .zip(m.couplings())
+                    .zip(fast.couplings())
+                {
+                    s.zip_zip_apply(w, f, |s, w, f| *s = w + f);
+                }
+                for l in 0..m.num_layers() {
+                    let b = m.layer_bias(l) + fast.layer_bias(l);
+                    sum.layer_bias_mut(l).copy_from(&b);
+                }
                 chains.sweep(&*sum, k).map(|_| false)
             }
             Sampler::Tempering(pt) => {
                 unscaled("parallel tempering")?;
-                pt.sweep(rbm, k).map(|_| false)
+                pt.sweep(m, k).map(|_| false)
             }
         }
     }
 
-    /// The model's visible samples of the last update.
-    fn visible(&self) -> &DMatrix<f32> {
+    /// The chains whose states give the model statistics.
+    fn chains(&self) -> &Chains {
         match self {
             Sampler::Restarted(chains)
             | Sampler::Persistent(chains)
-            | Sampler::Fast { chains, .. } => chains.visible(),
-            Sampler::Tempering(pt) => pt.chains().visible(),
+            | Sampler::Fast { chains, .. } => chains,
+            Sampler::Tempering(pt) => pt.chains(),
         }
     }
 
-    /// Fast PCD's step of the fast parameters, after the update of the model.
-    fn learn_fast(&mut self, buffers: &Buffers, negative: &NegativePhase) {
-        if let (Sampler::Fast { chains, fast, .. }, NegativePhase::FastPcd { fast: rates, .. }) =
-            (self, negative)
-        {
-            buffers.gradient_step(fast, chains.visible(), rates.learning_rate, rates.decay);
+    /// Fast PCD's step of the fast parameters after the update of the model:
+    /// `θ ← decay·θ + lr·(⟨·⟩_data − ⟨·⟩_model)`.
+    fn learn_fast(
+        &mut self,
+        positive: &[DMatrix<f32>],
+        negative: &[DMatrix<f32>],
+        config: &NegativePhase,
+    ) {
+        let (Sampler::Fast { fast, .. }, NegativePhase::FastPcd { fast: rates, .. }) =
+            (self, config)
+        else {
+            return;
+        };
+        let (lr, decay) = (rates.learning_rate, rates.decay);
+        let (bd, bm) = (positive[0].ncols() as f32, negative[0].ncols() as f32);
+        for (l, w) in fast.weights_mut().iter_mut().enumerate() {
+            let terms = [
+                (lr / bd, positive[l].as_slice(), positive[l + 1].as_slice()),
+                (-lr / bm, negative[l].as_slice(), negative[l + 1].as_slice()),
+            ];
+            let rows = w.nrows();
+            correlate_into(w.as_mut_slice(), rows, decay, &terms);
+        }
+        for (l, (p, n)) in positive.iter().zip(negative).enumerate() {
+            let step = (p.column_mean() - n.column_mean()) * lr;
+            let b = fast.layer_bias_mut(l);
+            *b = &*b * decay + step;
         }
     }
 
@@ -487,10 +649,75 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
     }
 }
 
-/// [`train`] for an RBM whose inputs are scaled (greedy DBM pretraining), optionally continuing
-/// from a checkpoint. Exact log-likelihoods are monitored only for plain RBMs.
-pub(crate) fn train_scaled<V: Layer, H: Layer>(
-    rbm: &mut Rbm<V, H>,
+/// Persistent chains started at the first `chains` training examples (repeated if there are
+/// fewer; binarised if the configuration binarises), their hidden layers filled in by one sweep.
+fn chains_at_data<V: Layer, H: Layer>(
+    m: &Dbm<V, H>,
+    data: &DMatrix<f32>,
+    chains: usize,
+    config: &TrainConfig,
+) -> Result<Chains> {
+    let n = data.ncols();
+    let v0 = DMatrix::from_fn(data.nrows(), chains, |i, c| data[(i, c % n)]);
+    let mut v0 = v0;
+    if config.binarize {
+        binarize_in_place(
+            v0.as_mut_slice(),
+            stream(config.seed, STREAM_CHAIN_STARTS).next_u64(),
+        )?;
+    }
+    let mut chains = Chains::from_visible(m, v0, stream(config.seed, STREAM_PCD).next_u64())?;
+    chains.sweep(m, 1)?;
+    Ok(chains)
+}
+
+/// The data's posterior means of every hidden layer, into `states[1..]` (`states[0]` holds the
+/// data): exact for one hidden layer (with scaled inputs when pretraining), mean-field for more.
+fn positive_phase<V: Layer, H: Layer>(
+    m: &Dbm<V, H>,
+    scale: InputScale,
+    mean_field: &MeanField,
+    states: &mut [DMatrix<f32>],
+) -> Result<()> {
+    if m.num_layers() == 2 {
+        let (v, h) = states.split_at_mut(1);
+        Scaled { machine: m, scale }.hidden_mean_into(v[0].as_slice(), h[0].as_mut_slice());
+    } else {
+        let mu = m.mean_field(&states[0], mean_field)?;
+        for (x, mu) in states[1..].iter_mut().zip(mu) {
+            *x = mu;
+        }
+    }
+    Ok(())
+}
+
+/// The chains' states with every odd layer replaced by its conditional mean given the even
+/// ones (Rao-Blackwellised model statistics), into `negative`.
+fn negative_statistics<V: Layer, H: Layer>(
+    m: &Dbm<V, H>,
+    scale: InputScale,
+    chains: &Chains,
+    negative: &mut [DMatrix<f32>],
+) -> Result<()> {
+    for (x, c) in negative.iter_mut().zip(chains.layers()).step_by(2) {
+        x.clone_from(c);
+    }
+    if m.num_layers() == 2 {
+        let (v, h) = negative.split_at_mut(1);
+        Scaled { machine: m, scale }.hidden_mean_into(v[0].as_slice(), h[0].as_mut_slice());
+    } else {
+        for l in (1..negative.len()).step_by(2) {
+            negative[l] = m.conditional_mean(l, negative)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`train`] for a machine whose inputs may be scaled (greedy DBM pretraining), optionally
+/// continuing from a checkpoint. Exact log-likelihoods and trajectory AIS are for unscaled
+/// machines only.
+pub(crate) fn run<V: Layer, H: Layer>(
+    m: &mut Dbm<V, H>,
     scale: InputScale,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
@@ -499,17 +726,23 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
     mut monitor: impl FnMut(&EpochMetrics),
 ) -> Result<Vec<EpochMetrics>> {
     config.validate()?;
-    rbm.check()?;
-    let (nv, nh) = (rbm.num_visible(), rbm.num_hidden());
+    m.check()?;
+    if scale != InputScale::ONE && m.num_layers() != 2 {
+        return Err(Error::invalid(
+            "input scale",
+            "scaled inputs are for machines of one hidden layer (greedy pretraining)",
+        ));
+    }
+    let sizes = m.layer_sizes();
     let n = data.ncols();
     if n == 0 {
         return Err(Error::Empty {
             what: "training data",
         });
     }
-    rbm.check_batch("training data", data, nv)?;
+    m.check_batch("training data", data, sizes[0])?;
     if let Some(h) = held_out {
-        rbm.check_batch("held-out data", h, nv)?;
+        m.check_batch("held-out data", h, sizes[0])?;
         if h.ncols() == 0 {
             return Err(Error::Empty {
                 what: "held-out data",
@@ -535,63 +768,57 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
     };
     let monitor_train = monitor_set(data)?;
     let monitor_held_out = held_out.map(monitor_set).transpose()?;
+    let zeros = |cols: usize| -> Vec<DMatrix<f32>> {
+        sizes.iter().map(|&s| DMatrix::zeros(s, cols)).collect()
+    };
 
     let mut run = match resumed {
         Some(checkpoint) => checkpoint,
         None => {
             if config.init_visible_bias {
-                rbm.set_visible_bias_from_data(data)?;
+                m.set_visible_bias_from_data(data)?;
             }
+            // The monitor examples' posterior means: centring's first offsets of the hidden
+            // layers, and the base rates that trajectory AIS starts from.
+            let mut monitored = zeros(monitor_train.ncols());
+            monitored[0].copy_from(&monitor_train);
+            positive_phase(m, scale, &config.mean_field, &mut monitored)?;
+            let offsets = config.centering.as_ref().map(|_| {
+                std::iter::once(data.column_mean())
+                    .chain(monitored[1..].iter().map(|x| x.column_mean()))
+                    .collect()
+            });
+            let trajectory = match &config.trajectory {
+                Some(t) if scale == InputScale::ONE => {
+                    let mut start = m.clone();
+                    for (l, x) in monitored.iter().enumerate() {
+                        start.set_layer_bias_from_mean(l, x.column_mean().as_slice());
+                    }
+                    let seed = stream(seed, STREAM_TRAJECTORY).next_u64();
+                    Some(TrajectoryAis::start(&start, m, t, seed)?)
+                }
+                _ => None,
+            };
             Checkpoint {
-                rbm: rbm.clone(),
+                machine: m.clone(),
                 epoch: 0,
                 config_digest: config.digest(),
-                optimiser: Optimiser {
-                    vel_w: DMatrix::zeros(nv, nh),
-                    vel_bv: DVector::zeros(nv),
-                    vel_bh: DVector::zeros(nh),
-                    sparsity_q: DVector::from_element(
-                        nh,
-                        config.sparsity.as_ref().map_or(0.0, |s| s.target),
-                    ),
-                    offsets: match config.centering {
-                        Some(_) => {
-                            let mut h = DMatrix::zeros(nh, monitor_train.ncols());
-                            let scaled = rbm.scaled(scale);
-                            scaled.hidden_mean_into(monitor_train.as_slice(), h.as_mut_slice());
-                            Some(Offsets {
-                                visible: data.column_mean(),
-                                hidden: h.column_mean(),
-                            })
-                        }
-                        None => None,
-                    },
-                },
-                sampler: Sampler::new(rbm, config, data)?,
+                optimiser: Optimiser::new(&sizes, config, offsets),
+                sampler: Sampler::new(m, config, data)?,
                 order: (0..n).collect(),
-                trajectory: match &config.trajectory {
-                    Some(t) if scale == InputScale::ONE => Some(TrajectoryAis::start(
-                        rbm,
-                        rbm,
-                        t,
-                        stream(seed, STREAM_TRAJECTORY).next_u64(),
-                    )?),
-                    _ => None,
-                },
+                trajectory,
             }
         }
     };
-    let mut buffers = Buffers {
-        data_batch: DMatrix::zeros(nv, batch),
-        data_hidden: DMatrix::zeros(nh, batch),
-        model_hidden: DMatrix::zeros(nh, config.negative.persistent_chains().unwrap_or(batch)),
-    };
+    let mut positive = zeros(batch);
+    let chains = config.negative.persistent_chains().unwrap_or(batch);
+    let mut negative = zeros(chains);
 
     let batches = n / batch;
     let mut history = Vec::with_capacity(config.epochs);
     for epoch in run.epoch + 1..=config.epochs {
         let start = Instant::now();
-        let before = rbm.clone();
+        let before = m.clone();
         let lr = config.learning_rate.at(epoch);
         let momentum = config.momentum.at(epoch);
         let k = config.negative.steps(epoch);
@@ -604,50 +831,42 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
         rayon::scope(|_| -> Result<()> {
             for (b, idx) in run.order.chunks_exact(batch).take(batches).enumerate() {
                 for (c, &i) in idx.iter().enumerate() {
-                    buffers.data_batch.column_mut(c).copy_from(&data.column(i));
+                    positive[0].column_mut(c).copy_from(&data.column(i));
                 }
                 if config.binarize {
                     let draw = STREAM_BINARIZE + (epoch * batches + b) as u64;
-                    binarize_in_place(
-                        buffers.data_batch.as_mut_slice(),
-                        stream(seed, draw).next_u64(),
-                    )?;
+                    binarize_in_place(positive[0].as_mut_slice(), stream(seed, draw).next_u64())?;
                 }
-                let data_hidden_done = run.sampler.run(
-                    rbm,
-                    scale,
-                    &buffers.data_batch,
-                    k,
-                    &mut buffers.data_hidden,
-                )?;
-                let model_visible = run.sampler.visible();
-                buffers.statistics(rbm, scale, model_visible, data_hidden_done);
+                let (v, h) = positive.split_at_mut(1);
+                let data_hidden_done = run.sampler.run(m, scale, &v[0], k, &mut h[0])?;
+                if !data_hidden_done {
+                    positive_phase(m, scale, &config.mean_field, &mut positive)?;
+                }
+                negative_statistics(m, scale, run.sampler.chains(), &mut negative)?;
                 run.optimiser
-                    .update(rbm, &buffers, model_visible, lr, momentum, config);
-                if let Some(c) = config.max_norm {
-                    max_norm(rbm.weights_mut(), c);
-                }
-                run.sampler.learn_fast(&buffers, &config.negative);
+                    .update(m, &positive, &negative, (lr, momentum), config);
+                run.sampler
+                    .learn_fast(&positive, &negative, &config.negative);
             }
             Ok(())
         })?;
         let seconds = start.elapsed().as_secs_f64();
         let fast = match &run.sampler {
-            Sampler::Fast { fast, .. } => non_finite(fast).map(|_| "fast weights"),
+            Sampler::Fast { fast, .. } => fast.check().err().map(|_| "fast weights"),
             _ => None,
         };
-        if let Some(what) = non_finite(rbm).or(fast) {
-            *rbm = before;
+        if let Some(what) = m.check().err().map(|_| "parameters").or(fast) {
+            *m = before;
             return Err(Error::Diverged { epoch, what });
         }
-        let exact = scale == InputScale::ONE;
         let log_z = match &mut run.trajectory {
-            Some(t) => Some((t.advance(&before, rbm)?, t.effective_sample_size())),
+            Some(t) => Some((t.advance(&before, m)?, t.effective_sample_size())),
             None => None,
         };
         let monitored = (&monitor_train, monitor_held_out.as_ref());
-        let metrics = measure(rbm, monitored, epoch, exact, log_z)?;
+        let metrics = measure(m, monitored, config, scale == InputScale::ONE, log_z)?;
         let metrics = EpochMetrics {
+            epoch,
             learning_rate: lr,
             momentum,
             k,
@@ -662,119 +881,13 @@ pub(crate) fn train_scaled<V: Layer, H: Layer>(
         if let Some(c) = &config.checkpoint
             && c.due(epoch, config.epochs)
         {
-            run.rbm.clone_from(rbm);
+            run.machine.clone_from(m);
             crate::io::save(&run, &c.path)?;
         }
         monitor(&metrics);
         history.push(metrics);
     }
     Ok(history)
-}
-
-/// Buffers reused by every update: the minibatch and the hidden statistics.
-struct Buffers {
-    data_batch: DMatrix<f32>,
-    data_hidden: DMatrix<f32>,
-    model_hidden: DMatrix<f32>,
-}
-
-impl Buffers {
-    /// Hidden means given the data (unless the sampler has written them) and given the
-    /// model's visible samples.
-    fn statistics<V: Layer, H: Layer>(
-        &mut self,
-        rbm: &Rbm<V, H>,
-        scale: InputScale,
-        model_visible: &DMatrix<f32>,
-        data_hidden_done: bool,
-    ) {
-        let scaled = rbm.scaled(scale);
-        if !data_hidden_done {
-            scaled.hidden_mean_into(self.data_batch.as_slice(), self.data_hidden.as_mut_slice());
-        }
-        scaled.hidden_mean_into(model_visible.as_slice(), self.model_hidden.as_mut_slice());
-    }
-
-    /// `θ ← decay·θ + lr·(⟨·⟩_data − ⟨·⟩_model)` for the weights and biases of `params`: the
-    /// fast weights' step.
-    fn gradient_step<V: Layer, H: Layer>(
-        &self,
-        params: &mut Rbm<V, H>,
-        model_visible: &DMatrix<f32>,
-        lr: f32,
-        decay: f32,
-    ) {
-        let nv = params.num_visible();
-        let (vd, vm) = (self.data_batch.as_slice(), model_visible.as_slice());
-        let (hd, hm) = (self.data_hidden.as_slice(), self.model_hidden.as_slice());
-        let (bd, bm) = (self.data_batch.ncols() as f32, model_visible.ncols() as f32);
-        let terms = [(lr / bd, vd, hd), (-lr / bm, vm, hm)];
-        correlate_into(params.weights_mut().as_mut_slice(), nv, decay, &terms);
-        let bv = (self.data_batch.column_mean() - model_visible.column_mean()) * lr;
-        let bh = (self.data_hidden.column_mean() - self.model_hidden.column_mean()) * lr;
-        let vis = params.visible.bias_mut();
-        *vis = &*vis * decay + bv;
-        let hid = params.hidden_mut().bias_mut();
-        *hid = &*hid * decay + bh;
-    }
-}
-
-impl Optimiser {
-    /// One momentum-SGD step on the log-likelihood gradient estimate
-    /// `⟨v hᵀ⟩_data − ⟨v hᵀ⟩_model − decay·W`, with hidden means in place of hidden samples.
-    fn update<V: Layer, H: Layer>(
-        &mut self,
-        rbm: &mut Rbm<V, H>,
-        buffers: &Buffers,
-        model_visible: &DMatrix<f32>,
-        lr: f32,
-        momentum: f32,
-        config: &TrainConfig,
-    ) {
-        let nv = rbm.num_visible();
-        let vd = buffers.data_batch.as_slice();
-        let vm = model_visible.as_slice();
-        let (bd, bm) = (buffers.data_batch.ncols(), model_visible.ncols());
-        let hd = buffers.data_hidden.as_slice();
-        let hm = buffers.model_hidden.as_slice();
-
-        let mvd = buffers.data_batch.column_mean();
-        let mhd = buffers.data_hidden.column_mean();
-        let grad_bv = &mvd - model_visible.column_mean();
-        let mut grad_bh = &mhd - buffers.model_hidden.column_mean();
-        // vel_W ← momentum·vel_W + lr·(vd hdᵀ / bd − vm hmᵀ / bm), centred if asked.
-        let terms = [(lr / bd as f32, vd, hd), (-lr / bm as f32, vm, hm)];
-        correlate_into(self.vel_w.as_mut_slice(), nv, momentum, &terms);
-        if let (Some(offsets), Some(c)) = (&mut self.offsets, &config.centering) {
-            offsets.track(&mvd, &mhd, c.rate);
-            offsets.centre_weight_gradient(&mut self.vel_w, &(&grad_bv * lr), &(&grad_bh * lr));
-        }
-        if let Some(s) = &config.sparsity {
-            self.sparsity_q = &self.sparsity_q * s.decay + &mhd * (1.0 - s.decay);
-            let pull = self.sparsity_q.map(|q| s.cost * (s.target - q));
-            grad_bh += &pull;
-            self.vel_w.ger(lr, &mvd, &pull, 1.0);
-        }
-        if config.weight_decay > 0.0 {
-            let step = lr * config.weight_decay;
-            let (vel, w) = (self.vel_w.as_mut_slice(), rbm.weights().as_slice());
-            par_zip_apply(vel, w, |v, w| *v -= step * w);
-        }
-        self.vel_bv = &self.vel_bv * momentum + grad_bv * lr;
-        self.vel_bh = &self.vel_bh * momentum + grad_bh * lr;
-        match &self.offsets {
-            Some(offsets) => offsets.apply_step(rbm, &self.vel_w, &self.vel_bv, &self.vel_bh),
-            None => {
-                par_zip_apply(
-                    rbm.weights_mut().as_mut_slice(),
-                    self.vel_w.as_slice(),
-                    |w, v| *w += v,
-                );
-                *rbm.visible.bias_mut() += &self.vel_bv;
-                *rbm.hidden_mut().bias_mut() += &self.vel_bh;
-            }
-        }
-    }
 }
 
 /// Fisher–Yates shuffle.
@@ -785,85 +898,88 @@ fn shuffle(order: &mut [usize], rng: &mut crate::kernels::ChainRng) {
     }
 }
 
-/// The first non-finite parameter block, if any.
-fn non_finite<V: Layer, H: Layer>(rbm: &Rbm<V, H>) -> Option<&'static str> {
-    let blocks = [
-        ("weights", rbm.weights().as_slice()),
-        ("visible biases", rbm.visible.bias().as_slice()),
-        ("hidden biases", rbm.hidden().bias().as_slice()),
-    ];
-    blocks
-        .into_iter()
-        .find(|(what, x)| check_finite(what, x).is_err())
-        .map(|(what, _)| what)
+/// `ln p*(v)` of each column of `v` (exact `−F(v)` for one hidden layer, the mean-field bound
+/// for more) and the first hidden layer's posterior means.
+fn unnormalised_and_means<V: Layer, H: Layer>(
+    m: &Dbm<V, H>,
+    v: &DMatrix<f32>,
+    mean_field: &MeanField,
+) -> Result<(DVector<f64>, DMatrix<f32>)> {
+    if m.num_layers() == 2 {
+        let mut h = DMatrix::zeros(m.layer_sizes()[1], v.ncols());
+        Scaled {
+            machine: m,
+            scale: InputScale::ONE,
+        }
+        .hidden_mean_into(v.as_slice(), h.as_mut_slice());
+        let f = m.free_energy(&m.zero_states_with_visible(v), crate::dbm::Parity::Odd)?;
+        Ok((-f, h))
+    } else {
+        let mu = m.mean_field(v, mean_field)?;
+        let bound = m.variational_bound_unnormalised(v, &mu)?;
+        Ok((bound, mu.into_iter().next().expect("a hidden layer")))
+    }
 }
 
-/// Per-epoch metrics on the monitor subsets.
+/// Per-epoch metrics on the monitor subsets (exact ones only for unscaled machines).
 fn measure<V: Layer, H: Layer>(
-    rbm: &Rbm<V, H>,
+    m: &Dbm<V, H>,
     (train, held_out): (&DMatrix<f32>, Option<&DMatrix<f32>>),
-    epoch: usize,
-    exact: bool,
+    config: &TrainConfig,
+    unscaled: bool,
     trajectory_log_z: Option<(f64, f64)>,
 ) -> Result<EpochMetrics> {
-    let recon = rbm.visible_mean(&rbm.hidden_mean(train)?)?;
+    let (lp_train, mu) = unnormalised_and_means(m, train, &config.mean_field)?;
+    let mut recon = DMatrix::zeros(train.nrows(), train.ncols());
+    m.neighbour_inputs(0, None, Some(mu.as_slice()), recon.as_mut_slice());
+    m.visible().mean(recon.as_mut_slice());
     let recon_error = (train - recon).norm_squared() as f64 / train.ncols() as f64;
-    let free_train = rbm.free_energy(train)?;
-    let free_held_out = held_out.map(|h| rbm.free_energy(h)).transpose()?;
-    let free_energy_gap = free_held_out.as_ref().map(|f| f.mean() - free_train.mean());
+    let lp_held_out = match held_out {
+        Some(h) => Some(unnormalised_and_means(m, h, &config.mean_field)?.0),
+        None => None,
+    };
+    let free_energy_gap = lp_held_out.as_ref().map(|h| lp_train.mean() - h.mean());
     let trajectory = trajectory_log_z.map(|(log_z, ess)| TrajectoryEstimate {
         log_z,
         effective_sample_size: ess,
-        train_log_likelihood: -free_train.mean() - log_z,
-        held_out_log_likelihood: free_held_out.as_ref().map(|f| -f.mean() - log_z),
+        train_log_likelihood: lp_train.mean() - log_z,
+        held_out_log_likelihood: lp_held_out.as_ref().map(|h| h.mean() - log_z),
     });
-    let (mut train_ll, mut held_out_ll) = (None, None);
-    if exact && rbm.num_hidden() <= MAX_EXACT_MONITOR_HIDDEN && rbm.hidden().num_states().is_some()
-    {
-        let log_z = log_partition_exact(rbm)?;
-        train_ll = Some(LogLikelihood::from_free_energies(free_train.as_slice(), log_z).mean);
-        if let Some(f) = &free_held_out {
-            held_out_ll = Some(LogLikelihood::from_free_energies(f.as_slice(), log_z).mean);
+    let (mut train_ll, mut held_out_ll, mut train_lb) = (None, None, None);
+    if unscaled && enumerable_within(m, MAX_EXACT_MONITOR_STATES) {
+        let log_z = log_partition_exact(m)?;
+        let exact =
+            |x: &DMatrix<f32>| -> Result<f64> { Ok(log_unnormalised_exact(m, x)?.mean() - log_z) };
+        train_ll = Some(exact(train)?);
+        held_out_ll = held_out.map(exact).transpose()?;
+        if m.num_layers() > 2 {
+            train_lb = Some(lp_train.mean() - log_z);
         }
     }
     Ok(EpochMetrics {
-        epoch,
+        epoch: 0,
         learning_rate: 0.0,
         momentum: 0.0,
         k: 0,
         recon_error,
+        log_unnormalised: lp_train.mean(),
         free_energy_gap,
         train_log_likelihood: train_ll,
         held_out_log_likelihood: held_out_ll,
+        train_lower_bound: train_lb,
         seconds: 0.0,
         swap_rates: None,
         trajectory,
     })
 }
 
-/// Scales every column of `w` (a hidden unit's incoming weights) longer than `c` back to length
-/// `c`.
+/// Scales every column of `w` (a unit's incoming weights from the layer below) longer than `c`
+/// back to length `c`.
 fn max_norm(w: &mut DMatrix<f32>, c: f32) {
     for mut col in w.column_iter_mut() {
         let norm = col.norm();
         if norm > c {
             col *= c / norm;
         }
-    }
-}
-
-/// Checks that a checkpoint follows `ln Z` exactly when the configuration asks for it, with the
-/// same settings.
-fn check_trajectory(
-    saved: Option<&TrajectoryAis>,
-    config: Option<&crate::partition::TrajectorySettings>,
-) -> Result<()> {
-    if saved.map(TrajectoryAis::settings) == config {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "trajectory AIS",
-            "the checkpoint's runs do not match the configuration's trajectory settings",
-        ))
     }
 }
