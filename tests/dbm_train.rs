@@ -62,17 +62,17 @@ fn exact_log_likelihood(dbm: &Dbm<Bernoulli>, data: &DMatrix<f32>) -> f64 {
 
 #[test]
 fn joint_training_raises_the_exact_log_likelihood() {
-    assert_joint_training_learns(None);
+    assert_joint_training_learns(None, None);
 }
 
 #[test]
 fn centred_joint_training_raises_the_exact_log_likelihood() {
-    assert_joint_training_learns(Some(Centering { rate: 0.01 }));
+    assert_joint_training_learns(Some(Centering { rate: 0.01 }), None);
 }
 
 /// Pretrains a 9-8-4 DBM on bars-and-stripes, trains it jointly for 150 epochs and checks
 /// that the exact log-likelihood rises by more than half a nat.
-fn assert_joint_training_learns(centering: Option<Centering>) {
+fn assert_joint_training_learns(centering: Option<Centering>, negative: Option<NegativePhase>) {
     let patterns = bars_and_stripes(3).unwrap();
     let p = pretrain::<Bernoulli>(&data(), &[8, 4], &[rbm_config(1), rbm_config(2)], |_, _| {})
         .unwrap();
@@ -91,6 +91,7 @@ fn assert_joint_training_learns(centering: Option<Centering>) {
         seed: 4,
         monitor_examples: 14,
         centering,
+        negative: negative.unwrap_or(TrainConfig::joint().negative),
         ..TrainConfig::joint()
     };
     let history = train(&mut dbm, &data(), None, &config, |_| {}).unwrap();
@@ -105,6 +106,17 @@ fn assert_joint_training_learns(centering: Option<Centering>) {
     assert!((last.train_log_likelihood.unwrap() - trained).abs() < 1e-6);
     assert!(last.train_lower_bound.unwrap() <= trained + 1e-9);
     assert!(trained > pretrained + 0.5, "{pretrained} → {trained}");
+}
+
+#[test]
+fn joint_training_with_parallel_tempering_raises_the_exact_log_likelihood() {
+    let betas = boltzmann::tempering::geometric_ladder(5, 0.0).unwrap();
+    let negative = NegativePhase::Tempering {
+        k: Steps::Constant(1),
+        chains: 100,
+        betas,
+    };
+    assert_joint_training_learns(None, Some(negative));
 }
 
 #[test]
