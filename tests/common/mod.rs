@@ -211,3 +211,30 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Asserts that `counts` follow `probs` by χ² at the 0.001 level, over the cells expected at
+/// least 5 times (the others pooled into one), the quantile by Wilson–Hilferty.
+pub fn assert_chi_square_fits(counts: &[u64], probs: &[f64]) {
+    let n: u64 = counts.iter().sum();
+    let (mut cells_p, mut cells_n) = (vec![0.0], vec![0u64]);
+    for (&c, &p) in counts.iter().zip(probs) {
+        if p * n as f64 >= 5.0 {
+            cells_p.push(p);
+            cells_n.push(c);
+        } else {
+            cells_p[0] += p;
+            cells_n[0] += c;
+        }
+    }
+    if cells_p[0] == 0.0 {
+        cells_p.remove(0);
+        cells_n.remove(0);
+    }
+    let chi2 = chi_square(&cells_n, &cells_p);
+    let d = (cells_p.len() - 1) as f64;
+    let q = d * (1.0 - 2.0 / (9.0 * d) + 3.090 * (2.0 / (9.0 * d)).sqrt()).powi(3);
+    assert!(
+        chi2 < q,
+        "χ² = {chi2} over {d} degrees of freedom (0.999 quantile {q})"
+    );
+}
