@@ -49,20 +49,24 @@
 //! ## Modules
 //!
 //! - [`layer`]: the [`Layer`] trait and [`Bernoulli`], [`Gaussian`], [`Softmax`] units.
-//! - [`rbm`]: [`Rbm`]: energy, free energy, conditionals.
-//! - [`dbm`]: [`Dbm`]: deep Boltzmann machines: energies, free energies with odd or even layers
-//!   summed out, conditionals, mean-field and the variational bound.
+//! - [`dbm`]: [`Dbm`], the one layered machine (any number of hidden layers): energies, free
+//!   energies with odd or even layers summed out, conditionals, mean-field and the variational
+//!   bound. Everything that samples, estimates or trains takes it.
+//! - [`rbm`]: [`Rbm`], its one-hidden-layer case (it dereferences to the [`Dbm`]): the RBM's
+//!   free energy with the hidden layer summed out and its conditionals by name.
 //! - [`gibbs`]: [`Chains`]: persistent chains, blocked Gibbs sweeps, clamping, for any
 //!   [`Machine`] (RBMs and DBMs).
-//! - [`train`]: CD-k, PCD, fast PCD and parallel tempering as negative phases, with momentum,
-//!   weight decay, schedules, sparsity, centring, monitoring and checkpoints that resume
-//!   bit-identically; greedy DBM pretraining and joint DBM training.
-//! - [`tempering`]: parallel tempering with swap rates and ladder tuning.
+//! - [`train`]: one training engine for every machine: CD-k, PCD, fast PCD and parallel
+//!   tempering as negative phases, an exact or mean-field positive phase, momentum, weight decay,
+//!   schedules, sparsity, centring, max-norm, monitoring and checkpoints that resume
+//!   bit-identically; greedy DBM pretraining.
+//! - [`tempering`]: parallel tempering for any machine, with swap rates and ladder tuning.
 //! - [`centering`]: centred RBMs and their conversion to plain ones.
 //! - [`classify`]: the classification RBM: exact `p(y | x)`, generative, discriminative and
 //!   hybrid training.
-//! - [`partition`]: exact `ln Z`, AIS and reverse AIS (RBMs and DBMs), log-likelihoods, exact
-//!   conditional log-likelihoods of missing units.
+//! - [`partition`]: exact `ln Z`, `ln p*(v)` and samples by enumeration, AIS and reverse AIS,
+//!   `evaluate`, trajectory AIS, log-likelihoods and exact conditional log-likelihoods of missing
+//!   units, for any machine.
 //! - [`diagnostics`]: autocorrelation times and effective sample sizes of chains and of
 //!   importance weights.
 //! - [`data`]: IDX files, MNIST, binarisation, bars-and-stripes.
