@@ -11,8 +11,8 @@ mod common;
 
 use boltzmann::data::Mnist;
 use boltzmann::image::{Scale, save_tile_grid};
-use boltzmann::kernels::{stream, uniform};
 use boltzmann::partition::conditional_log_likelihood_exact;
+use boltzmann::random::{stream, uniform};
 use boltzmann::{Bernoulli, Chains, Dbm, Error, Rbm};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -71,56 +71,6 @@ struct Args {
     json: bool,
 }
 
-/// The models the example accepts.
-enum Model {
-    Rbm(Rbm<Bernoulli, Bernoulli>),
-    Dbm(Dbm<Bernoulli, Bernoulli>),
-}
-
-impl Model {
-    fn load(path: &PathBuf) -> boltzmann::Result<Self> {
-        match Rbm::load(path) {
-            Ok(rbm) => Ok(Model::Rbm(rbm)),
-            Err(Error::Kind { .. }) => Ok(Model::Dbm(Dbm::load(path)?)),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn chains(&self, v0: DMatrix<f32>, seed: u64) -> boltzmann::Result<Chains> {
-        match self {
-            Model::Rbm(m) => Chains::from_visible(m, v0, seed),
-            Model::Dbm(m) => Chains::from_visible(m, v0, seed),
-        }
-    }
-
-    fn sweep(&self, chains: &mut Chains, sweeps: usize) -> boltzmann::Result<()> {
-        match self {
-            Model::Rbm(m) => chains.sweep(m, sweeps),
-            Model::Dbm(m) => chains.sweep(m, sweeps),
-        }
-    }
-
-    /// `E[v | neighbours]` of the chains' visible layer: a Rao-Blackwellised completion.
-    fn visible_mean(&self, chains: &Chains) -> boltzmann::Result<DMatrix<f32>> {
-        match self {
-            Model::Rbm(m) => m.visible_mean(chains.hidden()),
-            Model::Dbm(m) => {
-                let layers: Vec<DMatrix<f32>> = (0..m.num_layers())
-                    .filter_map(|l| chains.layer(l).cloned())
-                    .collect();
-                m.conditional_mean(0, &layers)
-            }
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Model::Rbm(_) => "rbm",
-            Model::Dbm(_) => "dbm",
-        }
-    }
-}
-
 fn main() {
     common::main(run);
 }
@@ -136,7 +86,12 @@ fn run(args: Args) -> boltzmann::Result<()> {
     common::count_in("--examples", args.examples, 1, common::MAX_CHAINS)?;
     common::count_in("--burn-in", args.burn_in, 0, common::MAX_SWEEPS)?;
     common::count_in("--average", args.average, 1, common::MAX_SWEEPS)?;
-    let model = Model::load(&args.model)?;
+    let model: Dbm<Bernoulli> = Rbm::<Bernoulli, Bernoulli>::load_machine(&args.model)?;
+    let kind = if model.num_layers() == 2 {
+        "rbm"
+    } else {
+        "dbm"
+    };
     let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
     let (_, test) = mnist.binarized(args.seed)?;
     if args.examples > test.ncols() {
@@ -169,7 +124,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let hidden_pixels = observed.iter().filter(|&&o| !o).count();
     println!(
         "{} model, {hidden_pixels} of {} pixels hidden ({:?} mask), {n} test digits",
-        model.name(),
+        kind,
         Mnist::PIXELS,
         args.mask
     );
@@ -178,7 +133,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let masked = DMatrix::from_fn(Mnist::PIXELS, n, |i, c| {
         if observed[i] { truth[(i, c)] } else { 0.0 }
     });
-    let mut chains = model.chains(masked.clone(), args.seed)?;
+    let mut chains = Chains::from_visible(&model, masked.clone(), args.seed)?;
     chains.clamp(&observed, &truth)?;
     let bar = ProgressBar::new((args.burn_in + args.average) as u64);
     bar.set_style(
@@ -186,13 +141,14 @@ fn run(args: Args) -> boltzmann::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     for _ in 0..args.burn_in {
-        model.sweep(&mut chains, 1)?;
+        chains.sweep(&model, 1)?;
         bar.inc(1);
     }
     let mut completion = DMatrix::zeros(Mnist::PIXELS, n);
     for _ in 0..args.average {
-        model.sweep(&mut chains, 1)?;
-        completion += model.visible_mean(&chains)?;
+        chains.sweep(&model, 1)?;
+        // E[v | neighbours] of the chains' visible layer: a Rao-Blackwellised completion.
+        completion += model.conditional_mean(0, chains.layers())?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -220,11 +176,11 @@ fn run(args: Args) -> boltzmann::Result<()> {
     );
 
     // Exact ln p(hidden part | observed part) where enumeration is tractable.
-    let exact = match &model {
-        Model::Rbm(rbm) => {
+    let exact = match Rbm::try_from(model.clone()) {
+        Ok(rbm) => {
             let first = truth.columns(0, args.exact_examples.min(n)).into_owned();
             let missing: Vec<bool> = observed.iter().map(|o| !o).collect();
-            match conditional_log_likelihood_exact(rbm, &first, &missing) {
+            match conditional_log_likelihood_exact(&rbm, &first, &missing) {
                 Ok(lp) => {
                     let mean = lp.mean();
                     println!(
@@ -240,7 +196,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
                 Err(e) => return Err(e),
             }
         }
-        Model::Dbm(_) => None,
+        Err(_) => None,
     };
 
     let shown = n.min(10);
@@ -268,7 +224,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     if args.json {
         let json = serde_json::json!({
             "model": args.model,
-            "kind": model.name(),
+            "kind": kind,
             "mask": format!("{:?}", args.mask).to_lowercase(),
             "hidden_pixels": hidden_pixels,
             "examples": n,

@@ -72,7 +72,8 @@
 //! - [`data`]: IDX files, MNIST, binarisation, bars-and-stripes.
 //! - [`io`]: versioned, checksummed model files and NumPy `.npz`.
 //! - [`image`]: PNG grids of samples and filters.
-//! - [`kernels`]: GEMM, non-linearities and random numbers of the hot paths.
+//! - [`random`]: the seeded random streams (the hot products, transposes, tables and
+//!   non-linearities of the crate's kernels are internal).
 
 pub mod centering;
 pub mod classify;
@@ -83,9 +84,14 @@ pub mod error;
 pub mod gibbs;
 pub mod image;
 pub mod io;
-pub mod kernels;
+mod kernels;
 pub mod layer;
 pub mod partition;
+/// The random streams every stochastic routine draws from: one xoshiro256++ stream per (seed,
+/// index), so that work split into fixed blocks gives the same bits on any number of threads.
+pub mod random {
+    pub use crate::kernels::{ChainRng, fill_normal, fill_uniform, stream, uniform};
+}
 pub mod rbm;
 pub mod tempering;
 pub mod train;

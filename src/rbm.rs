@@ -271,6 +271,17 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
         crate::io::load(path)
     }
 
+    /// Loads a model file of either kind as the layered machine: a DBM as it is, an RBM as its
+    /// one-hidden-layer machine.
+    pub fn load_machine(path: impl AsRef<std::path::Path>) -> Result<Dbm<V, H>> {
+        let path = path.as_ref();
+        match Rbm::load(path) {
+            Ok(rbm) => Ok(rbm.into_machine()),
+            Err(Error::Kind { .. }) => Dbm::load(path),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Exports the parameters as NumPy `.npz`: float32 arrays `W` (visible × hidden),
     /// `b_visible` and `b_hidden`.
     pub fn save_npz(&self, path: impl AsRef<std::path::Path>) -> Result<()> {

@@ -5,7 +5,7 @@
 mod common;
 
 use boltzmann::classify::{ClassRbm, ClassifierConfig, Objective, train_classifier};
-use boltzmann::kernels::{stream, uniform};
+use boltzmann::random::{stream, uniform};
 use boltzmann::{Bernoulli, Layer, Rbm, Softmax};
 use common::*;
 use nalgebra::{DMatrix, DVector};

@@ -276,14 +276,9 @@ thread_local! {
 }
 
 /// `out[:, c] (+)= Σ_k x[k, c] · vectors[:, k]` over the non-zero `x[k, c]` only, for `vectors`
-/// (`len × m`, column-major) and `x` (`m × n`): a product with mostly-zero states as a sum of
-/// selected columns — for 0/1 states, a sum without multiplications. With `vectors = W` it is
-/// `W·X`; with `vectors = Wᵀ` (the rows of `W`) it is `Wᵀ·X`.
-pub fn sparse_combine(vectors: &[f32], len: usize, x: &[f32], out: &mut [f32], accumulate: bool) {
-    combine(Vectors::packed(vectors, len), x, out, accumulate);
-}
-
-/// [`sparse_combine`] of any [`Vectors`].
+/// (`len × m`) and `x` (`m × n`): a product with mostly-zero states as a sum of selected
+/// columns — for 0/1 states, a sum without multiplications. With `vectors = W` it is `W·X`; with
+/// `vectors = Wᵀ` (the rows of `W`) it is `Wᵀ·X`.
 pub(crate) fn combine(vectors: Vectors<'_>, x: &[f32], out: &mut [f32], accumulate: bool) {
     let (len, m) = (vectors.len, vectors.count());
     sparse_combine_below(len, m, &|| vectors, x, out, accumulate, f64::INFINITY, None);

@@ -8,7 +8,7 @@ pub use math::SubsetSums;
 use math::{
     Columns, Vectors, combine, par_transpose_into, small_mul, small_tr_mul, sparse_combine_below,
 };
-pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps, sparse_combine};
+pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
 
@@ -166,7 +166,7 @@ pub fn gemm(alpha: f32, a: &View<'_>, b: &View<'_>, beta: f32, c: &mut ViewMut<'
 /// GEMM (measured: 1 and 10 chains of a 784×500 RBM, `benches/gibbs.rs`).
 const SMALL_BATCH: usize = 16;
 
-/// Products with states whose fraction of non-zeros is below this use [`sparse_combine`]
+/// Products with states whose fraction of non-zeros is below this use [`combine`](math::combine)
 /// instead of GEMM. Measured on a 784×500 coupling, 50 chains, one core (`Wᵀv` / `Wh`): sparse
 /// 2.8 / 2.9, 5.3 / 5.1, 7.6 / 7.4, 10.3 / 10.1 and 11.6 / 10.9 µs per chain at densities 0.13,
 /// 0.3, 0.5, 0.7 and 0.8 against 12.8 / 10.1 µs for GEMM.
@@ -177,7 +177,7 @@ const SPARSE_DENSITY_GEMM: f64 = 0.65;
 const SPARSE_DENSITY_SMALL: f64 = 0.95;
 
 /// The density below which a product with the states `x` (columns of `rows` values) goes
-/// through [`sparse_combine`]. It depends only on the shapes, and the choice only on the states,
+/// through [`combine`](math::combine). It depends only on the shapes, and the choice only on the states,
 /// never on threads.
 fn sparse_limit(x: &[f32], rows: usize) -> f64 {
     if x.len() < SMALL_BATCH * rows {
@@ -399,7 +399,7 @@ thread_local! {
 
 /// [`correlate_into`] for mostly-zero `A_t`: row `i` of `Σ_t α_t A_t B_tᵀ` is the sum of the
 /// scaled hidden vectors `α_t B_t[:, k]` of the examples `k` with `A_t[i, k]` on (weighted by it),
-/// so it is [`sparse_combine`] with the columns of the scaled `B_t` as vectors and `Aᵀ` as
+/// so it is [`combine`](math::combine) with the columns of the scaled `B_t` as vectors and `Aᵀ` as
 /// states, giving the correlation transposed; a blocked transpose adds it to `beta·out`. Returns
 /// false, doing nothing, for denser `A_t` or too few examples. The choice depends only on the
 /// states; every element is summed in a fixed order, so the bits do not depend on threads.

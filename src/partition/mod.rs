@@ -5,6 +5,7 @@ mod conditional;
 mod exact;
 mod trajectory;
 
+pub use crate::kernels::log_sum_exp;
 pub use ais::{
     AisConfig, AisEstimate, Betas, MAX_BETAS, Start, ais, annealed_parity, base_rate_layer,
     reverse_ais,

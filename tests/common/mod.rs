@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: tiny random models and brute-force enumeration.
 #![allow(dead_code)]
 
-use boltzmann::kernels::{fill_normal, stream};
+use boltzmann::random::{fill_normal, stream};
 use boltzmann::{Layer, Rbm};
 use nalgebra::{DMatrix, DVector};
 
@@ -63,7 +63,7 @@ pub fn pairs(v: &DMatrix<f32>, h: &DMatrix<f32>) -> (DMatrix<f32>, DMatrix<f32>)
 /// ln Σ exp(xᵢ).
 pub fn log_sum_exp(x: impl IntoIterator<Item = f64>) -> f64 {
     let x: Vec<f64> = x.into_iter().collect();
-    boltzmann::kernels::log_sum_exp(&x)
+    boltzmann::partition::log_sum_exp(&x)
 }
 
 /// Exact p(v) over all visible states (columns of `states(visible)`), by brute force over the
