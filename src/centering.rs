@@ -49,33 +49,6 @@ impl Offsets {
             &[&self.visible, &self.hidden],
         );
     }
-
-    /// Applies a step of the centred parameters (`step_w` on the weights, `step_b`, `step_c` on
-    /// the centred biases) to the plain RBM that represents them: `W += ΔW`,
-    /// `b_plain += Δb − ΔW λ`, `c_plain += Δc − ΔWᵀ μ`.
-    pub fn apply_step<V: Layer, H: Layer>(
-        &self,
-        rbm: &mut Rbm<V, H>,
-        step_w: &DMatrix<f32>,
-        step_b: &DVector<f32>,
-        step_c: &DVector<f32>,
-    ) {
-        let w = rbm.weights_mut().as_mut_slice();
-        crate::kernels::par_zip_apply(w, step_w.as_slice(), |w, s| *w += s);
-        let steps = plain_bias_steps(
-            &[step_w],
-            &[step_b.clone(), step_c.clone()],
-            &[&self.visible, &self.hidden],
-        );
-        *rbm.visible.bias_mut() += &steps[0];
-        *rbm.hidden_mut().bias_mut() += &steps[1];
-    }
-
-    /// Moves the offsets towards the means `visible` and `hidden` by a fraction `rate`.
-    pub fn track(&mut self, visible: &DVector<f32>, hidden: &DVector<f32>, rate: f32) {
-        track(&mut self.visible, visible, rate);
-        track(&mut self.hidden, hidden, rate);
-    }
 }
 
 /// `offset ← (1 − rate)·offset + rate·mean`.
