@@ -116,7 +116,7 @@ struct Args {
     /// Start the persistent chains from the layers' biases instead of from training images.
     #[arg(long)]
     random_chains: bool,
-    /// Train in centred coordinates, the offsets following the data-driven means at this rate.
+    /// Train in centered coordinates, the offsets following the data-driven means at this rate.
     #[arg(long, value_name = "RATE")]
     centering: Option<f64>,
     /// Mean-field iterations of the positive phase (at most; fewer once no mean changes by more

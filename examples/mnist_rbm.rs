@@ -71,7 +71,7 @@ struct Args {
     /// samples drawn at the end).
     #[arg(long, default_value_t = 100)]
     chains: usize,
-    /// Train in centred coordinates, with offsets following the data means at this rate
+    /// Train in centered coordinates, with offsets following the data means at this rate
     /// (Melchior et al. 2016 use 0.01).
     #[arg(long, value_name = "RATE")]
     centering: Option<f64>,

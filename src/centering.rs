@@ -1,17 +1,17 @@
-//! Centred RBMs (Montavon & Müller 2012; Melchior, Fischer & Wiskott 2016): the energy is
+//! Centered RBMs (Montavon & Müller 2012; Melchior, Fischer & Wiskott 2016): the energy is
 //! written around offsets `μ` (visible) and `λ` (hidden),
 //!
 //! `E(v, h) = E₀(v) + E₀(h) − (v − μ)ᵀW(h − λ) − bᵀ(v − μ) − cᵀ(h − λ)`,
 //!
 //! which is the plain RBM with weights `W`, visible biases `b − Wλ` and hidden biases `c − Wᵀμ`
-//! (plus a constant). Gradient steps in the centred parameters are better conditioned when the
+//! (plus a constant). Gradient steps in the centered parameters are better conditioned when the
 //! offsets track the units' means: the weight gradient becomes
 //! `∇W − μ ∇cᵀ − ∇b λᵀ`, while the bias gradients are unchanged.
 //!
 //! The same holds layer by layer for a DBM (Montavon & Müller 2012), whose couplings `W_l`
 //! join layers `l − 1` and `l`: the step of `W_l` is `∇W_l − μ_{l−1}∇b_lᵀ − ∇b_{l−1}μ_lᵀ`, and
 //! the plain bias of layer `k` moves by `Δb_k − ΔW_{k+1}μ_{k+1} − ΔW_kᵀμ_{k−1}`.
-//! [`centre_gradients`] and [`plain_bias_steps`] do this for any number of layers.
+//! [`center_gradients`] and [`plain_bias_steps`] do this for any number of layers.
 
 use crate::error::{Error, Result};
 use crate::layer::Layer;
@@ -19,7 +19,7 @@ use crate::rbm::Rbm;
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-/// The offsets `μ` (visible) and `λ` (hidden) of a centred RBM.
+/// The offsets `μ` (visible) and `λ` (hidden) of a centered RBM.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Offsets {
     pub visible: DVector<f32>,
@@ -27,7 +27,7 @@ pub struct Offsets {
 }
 
 impl Offsets {
-    /// Zero offsets: centring then changes nothing.
+    /// Zero offsets: centering then changes nothing.
     pub fn zero(visible_units: usize, hidden_units: usize) -> Self {
         Offsets {
             visible: DVector::zeros(visible_units),
@@ -36,14 +36,14 @@ impl Offsets {
     }
 
     /// Turns a gradient (or step) of the weights in plain coordinates, `grad_w`, into that of the
-    /// centred weights, `grad_w − μ grad_cᵀ − grad_b λᵀ`, given the bias gradients.
-    pub fn centre_weight_gradient(
+    /// centered weights, `grad_w − μ grad_cᵀ − grad_b λᵀ`, given the bias gradients.
+    pub fn center_weight_gradient(
         &self,
         grad_w: &mut DMatrix<f32>,
         grad_b: &DVector<f32>,
         grad_c: &DVector<f32>,
     ) {
-        centre_gradients(
+        center_gradients(
             &mut [grad_w],
             &[grad_b.clone(), grad_c.clone()],
             &[&self.visible, &self.hidden],
@@ -57,10 +57,10 @@ pub fn track(offset: &mut DVector<f32>, mean: &DVector<f32>, rate: f32) {
 }
 
 /// For a chain of layers `0 … L` with couplings `W_1 … W_L` (`W_l` joins layers `l − 1` and
-/// `l`): turns plain weight gradients into centred ones, `∇W_l − μ_{l−1}∇b_lᵀ − ∇b_{l−1}μ_lᵀ`,
+/// `l`): turns plain weight gradients into centered ones, `∇W_l − μ_{l−1}∇b_lᵀ − ∇b_{l−1}μ_lᵀ`,
 /// given the bias gradients `∇b_0 … ∇b_L` and the offsets `μ_0 … μ_L`. `grad_w[l − 1]` holds
 /// `∇W_l`.
-pub fn centre_gradients(
+pub fn center_gradients(
     grad_w: &mut [&mut DMatrix<f32>],
     grad_b: &[DVector<f32>],
     offsets: &[&DVector<f32>],
@@ -71,8 +71,8 @@ pub fn centre_gradients(
     }
 }
 
-/// The steps of the plain biases of every layer for a step of the centred parameters
-/// (`step_w[l − 1]` on `W_l`, `step_b` on the centred biases): `Δb_k − ΔW_{k+1}μ_{k+1} −
+/// The steps of the plain biases of every layer for a step of the centered parameters
+/// (`step_w[l − 1]` on `W_l`, `step_b` on the centered biases): `Δb_k − ΔW_{k+1}μ_{k+1} −
 /// ΔW_kᵀμ_{k−1}`.
 pub fn plain_bias_steps(
     step_w: &[&DMatrix<f32>],
@@ -94,46 +94,46 @@ pub fn plain_bias_steps(
         .collect()
 }
 
-/// An RBM in centred coordinates: weights `W`, centred biases `b`, `c` (held in `rbm`'s layers)
+/// An RBM in centered coordinates: weights `W`, centered biases `b`, `c` (held in `rbm`'s layers)
 /// and offsets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CenteredRbm<V: Layer, H: Layer> {
-    pub centred: Rbm<V, H>,
+    pub centered: Rbm<V, H>,
     pub offsets: Offsets,
 }
 
 impl<V: Layer, H: Layer> CenteredRbm<V, H> {
-    /// The centred form of a plain RBM at the given offsets: `b = b_plain + Wλ`,
+    /// The centered form of a plain RBM at the given offsets: `b = b_plain + Wλ`,
     /// `c = c_plain + Wᵀμ`.
     pub fn from_rbm(rbm: &Rbm<V, H>, offsets: Offsets) -> Result<Self> {
         check_offsets(rbm, &offsets)?;
-        let mut centred = rbm.clone();
-        *centred.visible.bias_mut() += rbm.weights() * &offsets.hidden;
-        *centred.hidden_mut().bias_mut() += rbm.weights().tr_mul(&offsets.visible);
-        Ok(CenteredRbm { centred, offsets })
+        let mut centered = rbm.clone();
+        *centered.visible.bias_mut() += rbm.weights() * &offsets.hidden;
+        *centered.hidden_mut().bias_mut() += rbm.weights().tr_mul(&offsets.visible);
+        Ok(CenteredRbm { centered, offsets })
     }
 
     /// The plain RBM with the same distribution: `b_plain = b − Wλ`, `c_plain = c − Wᵀμ`.
     pub fn to_rbm(&self) -> Rbm<V, H> {
-        let mut rbm = self.centred.clone();
-        *rbm.visible.bias_mut() -= self.centred.weights() * &self.offsets.hidden;
-        *rbm.hidden_mut().bias_mut() -= self.centred.weights().tr_mul(&self.offsets.visible);
+        let mut rbm = self.centered.clone();
+        *rbm.visible.bias_mut() -= self.centered.weights() * &self.offsets.hidden;
+        *rbm.hidden_mut().bias_mut() -= self.centered.weights().tr_mul(&self.offsets.visible);
         rbm
     }
 
-    /// The centred free energy `F(v) = −ln Σ_h exp(−E(v, h))` of every column of `v`,
-    /// computed in centred coordinates: `E₀(v) − bᵀ(v − μ) + λᵀa − cumulant_H(a)` with hidden
+    /// The centered free energy `F(v) = −ln Σ_h exp(−E(v, h))` of every column of `v`,
+    /// computed in centered coordinates: `E₀(v) − bᵀ(v − μ) + λᵀa − cumulant_H(a)` with hidden
     /// inputs `a = Wᵀ(v − μ) + c`. It differs from the plain RBM's free energy by the constant
     /// `bᵀμ + cᵀλ − μᵀWλ`.
     pub fn free_energy(&self, v: &DMatrix<f32>) -> Result<DVector<f64>> {
-        let rbm = &self.centred;
+        let rbm = &self.centered;
         rbm.check_batch("visible states", v, rbm.num_visible())?;
         let (mu, lambda) = (&self.offsets.visible, &self.offsets.hidden);
-        let mut centred_v = v.clone();
-        for mut col in centred_v.column_iter_mut() {
+        let mut centered_v = v.clone();
+        for mut col in centered_v.column_iter_mut() {
             col -= mu;
         }
-        let mut inputs = rbm.weights().tr_mul(&centred_v);
+        let mut inputs = rbm.weights().tr_mul(&centered_v);
         for mut col in inputs.column_iter_mut() {
             col += rbm.hidden().bias();
         }
@@ -151,7 +151,7 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
         };
         for (c, f) in f.iter_mut().enumerate() {
             *f += -dot(
-                centred_v.column(c).as_slice(),
+                centered_v.column(c).as_slice(),
                 rbm.visible.bias().as_slice(),
             ) + dot(lambda.as_slice(), inputs.column(c).as_slice())
                 - cumulant[c];
@@ -159,7 +159,7 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
         Ok(DVector::from_vec(f))
     }
 
-    /// Moves the offsets to `offsets`, changing the centred biases so that the distribution
+    /// Moves the offsets to `offsets`, changing the centered biases so that the distribution
     /// stays the same.
     pub fn set_offsets(&mut self, offsets: Offsets) -> Result<()> {
         let plain = self.to_rbm();
@@ -195,7 +195,7 @@ mod tests {
         m
     }
 
-    /// Plain biases of a chain of layers from centred parameters:
+    /// Plain biases of a chain of layers from centered parameters:
     /// `b_k − W_{k+1}μ_{k+1} − W_kᵀμ_{k−1}`.
     fn plain_biases(
         w: &[DMatrix<f32>],
@@ -207,9 +207,9 @@ mod tests {
     }
 
     #[test]
-    fn centred_gradients_are_the_adjoint_of_the_conversion() {
-        // Layers of 4, 3 and 2 units. The map from centred to plain parameters is linear in
-        // (W, b) for fixed offsets, so the centred gradient g_c must satisfy
+    fn centered_gradients_are_the_adjoint_of_the_conversion() {
+        // Layers of 4, 3 and 2 units. The map from centered to plain parameters is linear in
+        // (W, b) for fixed offsets, so the centered gradient g_c must satisfy
         // ⟨g_c, Δ⟩ = ⟨g_plain, A Δ⟩ for every direction Δ, where A Δ is (ΔW, plain bias steps).
         let sizes = [4, 3, 2];
         let mu: Vec<DVector<f32>> = (0..3)
@@ -229,8 +229,8 @@ mod tests {
             .map(|l| random(sizes[l], 1, 50 + l as u64).column(0).into())
             .collect();
 
-        let mut centred = gw.clone();
-        centre_gradients(&mut centred.iter_mut().collect::<Vec<_>>(), &gb, &mu_ref);
+        let mut centered = gw.clone();
+        center_gradients(&mut centered.iter_mut().collect::<Vec<_>>(), &gb, &mu_ref);
         let inner = |w: &[DMatrix<f32>],
                      b: &[DVector<f32>],
                      v: &[DMatrix<f32>],
@@ -240,7 +240,7 @@ mod tests {
             let db: f64 = b.iter().zip(c).map(|(a, b)| f64::from(a.dot(b))).sum();
             dw + db
         };
-        let lhs = inner(&centred, &gb, &dw, &db);
+        let lhs = inner(&centered, &gb, &dw, &db);
         let rhs = inner(&gw, &gb, &dw, &plain_biases(&dw, &db, &mu_ref));
         assert!(
             (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
@@ -269,7 +269,7 @@ mod tests {
         // Zero offsets leave gradients alone.
         let zeros: Vec<DVector<f32>> = sizes.iter().map(|&n| DVector::zeros(n)).collect();
         let mut same = gw.clone();
-        centre_gradients(
+        center_gradients(
             &mut same.iter_mut().collect::<Vec<_>>(),
             &gb,
             &zeros.iter().collect::<Vec<_>>(),

@@ -2,7 +2,7 @@
 //!
 //! Restricted and deep Boltzmann machines you can train, sample and *quantitatively evaluate*:
 //! blocked Gibbs sampling and parallel tempering, CD-k, persistent and fast persistent CD,
-//! centring, greedy pretraining and mean-field training of DBMs, classification RBMs, exact partition functions for small models and annealed importance sampling for large
+//! centering, greedy pretraining and mean-field training of DBMs, classification RBMs, exact partition functions for small models and annealed importance sampling for large
 //! ones, with Bernoulli, Gaussian and softmax units written once against one [`Layer`] trait.
 //!
 //! ```
@@ -58,10 +58,10 @@
 //!   [`Machine`] (RBMs and DBMs).
 //! - [`train`]: one training engine for every machine: CD-k, PCD, fast PCD and parallel
 //!   tempering as negative phases, an exact or mean-field positive phase, momentum, weight decay,
-//!   schedules, sparsity, centring, max-norm, monitoring and checkpoints that resume
+//!   schedules, sparsity, centering, max-norm, monitoring and checkpoints that resume
 //!   bit-identically; greedy DBM pretraining.
 //! - [`tempering`]: parallel tempering for any machine, with swap rates and ladder tuning.
-//! - [`centering`]: centred RBMs and their conversion to plain ones.
+//! - [`centering`]: centered RBMs and their conversion to plain ones.
 //! - [`classify`]: the classification RBM: exact `p(y | x)`, generative, discriminative and
 //!   hybrid training.
 //! - [`partition`]: exact `ln Z`, `ln p*(v)` and samples by enumeration, AIS and reverse AIS,

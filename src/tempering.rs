@@ -33,6 +33,9 @@ pub struct ParallelTempering {
 
 // Streams of the rungs' chains and of the swap decisions, derived from the master seed.
 const STREAM_SWAPS: u64 = 1 << 50;
+/// Streams of the rungs [`ParallelTempering::tune_ladder`] inserts: the rung count times this,
+/// of a seed from the round number.
+const STREAM_INSERTED_RUNG: u64 = 1 << 32;
 
 /// `n` (2 to [`MAX_RUNGS`]) inverse temperatures from 1 down to `lowest` (in [0, 1)), evenly
 /// spaced in ln β (or linearly when `lowest` is 0): a starting ladder.
@@ -298,7 +301,8 @@ impl ParallelTempering {
         beta: f64,
     ) -> Result<()> {
         let mut chains = self.rungs[k].clone();
-        chains.reseed(stream(self.rounds, (self.betas.len() as u64) << 32).next_u64());
+        let index = self.betas.len() as u64 * STREAM_INSERTED_RUNG;
+        chains.reseed(stream(self.rounds, index).next_u64());
         chains.sweep(&tempered(machine, beta, &self.base), 1)?;
         self.betas.insert(k, beta);
         self.rungs.insert(k, chains);

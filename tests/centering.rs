@@ -1,6 +1,6 @@
-//! Centred RBMs: conversion keeps the distribution (free energies differ by one constant), the
-//! centred gradient reduces to the plain one at zero offsets, and one centred training step
-//! follows the exact log-likelihood gradient in centred coordinates (finite differences).
+//! Centered RBMs: conversion keeps the distribution (free energies differ by one constant), the
+//! centered gradient reduces to the plain one at zero offsets, and one centered training step
+//! follows the exact log-likelihood gradient in centered coordinates (finite differences).
 
 mod common;
 
@@ -22,15 +22,15 @@ fn offsets(nv: usize, nh: usize, seed: u64) -> Offsets {
 /// `F_centred(v) − F_plain(v)` is the same constant `bᵀμ + cᵀλ − μᵀWλ` for every `v`.
 fn assert_same_distribution<V: Layer>(
     rbm: &Rbm<V, Bernoulli>,
-    centred: &CenteredRbm<V, Bernoulli>,
+    centered: &CenteredRbm<V, Bernoulli>,
     v: &DMatrix<f32>,
 ) {
-    let fc = centred.free_energy(v).unwrap();
+    let fc = centered.free_energy(v).unwrap();
     let fp = rbm.free_energy(v).unwrap();
-    let c = &centred.centred;
+    let c = &centered.centered;
     let (mu, lambda) = (
-        centred.offsets.visible.map(f64::from),
-        centred.offsets.hidden.map(f64::from),
+        centered.offsets.visible.map(f64::from),
+        centered.offsets.hidden.map(f64::from),
     );
     let w = c.weights().map(f64::from);
     let constant = c.visible().bias().map(f64::from).dot(&mu)
@@ -42,12 +42,12 @@ fn assert_same_distribution<V: Layer>(
 }
 
 #[test]
-fn centred_and_plain_models_agree_after_conversion() {
+fn centered_and_plain_models_agree_after_conversion() {
     let rbm = random_rbm::<Bernoulli, Bernoulli>(6, 4, 1.0, 91);
-    let centred = CenteredRbm::from_rbm(&rbm, offsets(6, 4, 92)).unwrap();
+    let centered = CenteredRbm::from_rbm(&rbm, offsets(6, 4, 92)).unwrap();
     let vs = states(rbm.visible());
-    assert_same_distribution(&rbm, &centred, &vs);
-    let back = centred.to_rbm();
+    assert_same_distribution(&rbm, &centered, &vs);
+    let back = centered.to_rbm();
     assert!((back.visible().bias() - rbm.visible().bias()).abs().max() < 1e-5);
     assert!((back.hidden().bias() - rbm.hidden().bias()).abs().max() < 1e-5);
     let (a, b) = (
@@ -56,29 +56,29 @@ fn centred_and_plain_models_agree_after_conversion() {
     );
     assert!((a - b).abs() < 1e-5, "{a} vs {b}");
 
-    // Moving the offsets changes the centred biases, not the distribution.
-    let mut moved = centred.clone();
+    // Moving the offsets changes the centered biases, not the distribution.
+    let mut moved = centered.clone();
     moved.set_offsets(offsets(6, 4, 93)).unwrap();
-    assert_ne!(moved.centred, centred.centred);
+    assert_ne!(moved.centered, centered.centered);
     assert_same_distribution(&rbm, &moved, &vs);
 
-    // Gaussian visible units (their quadratic own energy is not centred).
+    // Gaussian visible units (their quadratic own energy is not centered).
     let gauss = random_rbm::<Gaussian, Bernoulli>(5, 3, 0.5, 94);
     let v = DMatrix::from_vec(5, 20, normal(100, 1.5, 95));
-    let centred = CenteredRbm::from_rbm(&gauss, offsets(5, 3, 96)).unwrap();
-    assert_same_distribution(&gauss, &centred, &v);
+    let centered = CenteredRbm::from_rbm(&gauss, offsets(5, 3, 96)).unwrap();
+    assert_same_distribution(&gauss, &centered, &v);
 }
 
 #[test]
-fn centred_gradient_is_the_plain_one_at_zero_offsets() {
+fn centered_gradient_is_the_plain_one_at_zero_offsets() {
     let grad = DMatrix::from_vec(6, 4, normal(24, 1.0, 97));
     let gb = DVector::from_vec(normal(6, 1.0, 98));
     let gc = DVector::from_vec(normal(4, 1.0, 99));
-    let mut centred = grad.clone();
-    Offsets::zero(6, 4).centre_weight_gradient(&mut centred, &gb, &gc);
-    assert_eq!(centred, grad);
+    let mut centered = grad.clone();
+    Offsets::zero(6, 4).center_weight_gradient(&mut centered, &gb, &gc);
+    assert_eq!(centered, grad);
     let mut moved = grad.clone();
-    offsets(6, 4, 100).centre_weight_gradient(&mut moved, &gb, &gc);
+    offsets(6, 4, 100).center_weight_gradient(&mut moved, &gb, &gc);
     assert_ne!(moved, grad);
 }
 
@@ -104,21 +104,21 @@ fn a_centred_step_follows_the_exact_centred_gradient() {
     train(&mut trained, &data, None, &config, |_| {}).unwrap();
     let before = CenteredRbm::from_rbm(&rbm, at.clone()).unwrap();
     let after = CenteredRbm::from_rbm(&trained, at.clone()).unwrap();
-    let step: Vec<f64> = parameters(&after.centred)
+    let step: Vec<f64> = parameters(&after.centered)
         .iter()
-        .zip(parameters(&before.centred))
+        .zip(parameters(&before.centered))
         .map(|(a, b)| f64::from(a - b))
         .collect();
 
-    // Central differences of the exact mean log-likelihood in centred coordinates.
+    // Central differences of the exact mean log-likelihood in centered coordinates.
     let log_likelihood = |params: &[f32]| {
-        let centred = CenteredRbm {
-            centred: from_parameters(params),
+        let centered = CenteredRbm {
+            centered: from_parameters(params),
             offsets: at.clone(),
         };
-        log_likelihood_exact(&centred.to_rbm(), &pat).unwrap().mean
+        log_likelihood_exact(&centered.to_rbm(), &pat).unwrap().mean
     };
-    let theta = parameters(&before.centred);
+    let theta = parameters(&before.centered);
     let eps = 1e-2f32;
     let exact: Vec<f64> = (0..theta.len())
         .map(|i| {
@@ -129,7 +129,7 @@ fn a_centred_step_follows_the_exact_centred_gradient() {
             (log_likelihood(&up) - log_likelihood(&down)) / f64::from(up[i] - down[i])
         })
         .collect();
-    // Model statistics are means of N terms in [0, 1] (std ≤ 0.5/√N); the centred weight step
+    // Model statistics are means of N terms in [0, 1] (std ≤ 0.5/√N); the centered weight step
     // adds two more of them scaled by offsets in [0, 1]: 4.5 standard errors of the sum of three.
     let tol = 4.5 * 3.0 * 0.5 / (N as f64).sqrt();
     let worst = step
@@ -138,7 +138,7 @@ fn a_centred_step_follows_the_exact_centred_gradient() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
     assert!(worst < tol, "largest error {worst} ≥ {tol}");
-    // The centred weight gradient differs from the plain one, by `μ ∇cᵀ + ∇b λᵀ` (bias
+    // The centered weight gradient differs from the plain one, by `μ ∇cᵀ + ∇b λᵀ` (bias
     // gradients are the same in both coordinates), by more than the tolerance.
     let (gb, gc) = (
         DVector::from_column_slice(&exact[24..30]),
@@ -149,7 +149,7 @@ fn a_centred_step_follows_the_exact_centred_gradient() {
     let diff = correction.abs().max();
     assert!(
         diff > 5.0 * tol,
-        "centring changes the weight step by only {diff}"
+        "centering changes the weight step by only {diff}"
     );
 }
 

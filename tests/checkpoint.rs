@@ -21,7 +21,7 @@ fn data() -> DMatrix<f32> {
 }
 
 fn config(negative: NegativePhase, epochs: usize, path: &Path) -> TrainConfig {
-    // Centring (with its offsets in the checkpoint) for the persistent phases.
+    // Centering (with its offsets in the checkpoint) for the persistent phases.
     let centering = match negative {
         NegativePhase::Cd { .. } => None,
         _ => Some(Centering { rate: 0.05 }),

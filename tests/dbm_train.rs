@@ -66,7 +66,7 @@ fn joint_training_raises_the_exact_log_likelihood() {
 }
 
 #[test]
-fn centred_joint_training_raises_the_exact_log_likelihood() {
+fn centered_joint_training_raises_the_exact_log_likelihood() {
     assert_joint_training_learns(Some(Centering { rate: 0.01 }), None);
 }
 

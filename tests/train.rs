@@ -132,7 +132,7 @@ fn fast_pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
 }
 
 #[test]
-fn centred_pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
+fn centered_pcd_on_bars_and_stripes_raises_the_exact_log_likelihood() {
     assert_learns_bars_and_stripes(
         NegativePhase::Pcd {
             k: Steps::Constant(1),

@@ -45,20 +45,26 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
         self.len() == 0
     }
 
-    /// Turns inputs (`units × n`, without the bias) into conditional means `E[x | a]`, in place.
-    fn mean(&self, x: &mut [f32]);
+    /// Turns `inputs` `a` (`units × n`, without the bias) into conditional means `E[x | a]`,
+    /// in place.
+    fn mean(&self, inputs: &mut [f32]);
 
-    /// Turns inputs into a sample from `p(x | a)`, in place.
-    fn sample(&self, x: &mut [f32], rng: &mut ChainRng);
+    /// Turns `inputs` `a` into a sample from `p(x | a)`, in place.
+    fn sample(&self, inputs: &mut [f32], rng: &mut ChainRng);
 
     /// [`sample`](Layer::sample), first writing the conditional means of the same inputs into
     /// `mean` if it is given.
-    fn sample_keeping_mean(&self, x: &mut [f32], rng: &mut ChainRng, mean: Option<&mut [f32]>) {
+    fn sample_keeping_mean(
+        &self,
+        inputs: &mut [f32],
+        rng: &mut ChainRng,
+        mean: Option<&mut [f32]>,
+    ) {
         if let Some(mean) = mean {
-            mean.copy_from_slice(x);
+            mean.copy_from_slice(inputs);
             self.mean(mean);
         }
-        self.sample(x, rng);
+        self.sample(inputs, rng);
     }
 
     /// Adds to `out[c]` the cumulant `ln Σ_x exp(xᵀ(a + b) − E₀(x) − bᵀx)` summed over the units

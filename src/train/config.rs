@@ -138,7 +138,7 @@ impl NegativePhase {
     }
 }
 
-/// Centring (Melchior et al. 2016): gradient steps are taken in the centred parameterisation
+/// Centering (Melchior et al. 2016): gradient steps are taken in the centered parameterisation
 /// around offsets that follow the data means of the visible units and the data-driven means of
 /// the hidden units; the trained RBM is always returned in plain form.
 #[derive(Clone, Debug, PartialEq)]
@@ -284,7 +284,7 @@ pub struct TrainConfig {
     pub weight_decay: f32,
     pub negative: NegativePhase,
     pub sparsity: Option<Sparsity>,
-    /// Train in centred coordinates (offsets start at the training data's mean and the initial
+    /// Train in centered coordinates (offsets start at the training data's mean and the initial
     /// model's mean hidden activity on it).
     pub centering: Option<Centering>,
     /// Binarise grey-level data in [0, 1] stochastically with a fresh draw for every minibatch
@@ -400,7 +400,7 @@ impl TrainConfig {
             && !(0.0..=1.0).contains(&c.rate)
         {
             return Err(Error::invalid(
-                "centring rate",
+                "centering rate",
                 format!("{}; expected a value in [0, 1]", c.rate),
             ));
         }

@@ -5,7 +5,7 @@
 //! layer's posterior means: exact for one hidden layer, mean-field for more) and negative
 //! statistics (a sampler's chains — CD, PCD, fast PCD or parallel tempering — with the odd
 //! layers replaced by their conditional means) → gradient of every coupling and bias → the
-//! optimiser (momentum SGD with weight decay, sparsity, centring and max-norm as parts) →
+//! optimiser (momentum SGD with weight decay, sparsity, centering and max-norm as parts) →
 //! parameters.
 
 mod config;
@@ -17,7 +17,7 @@ pub use config::{
 };
 pub use pretrain::{InputScale, Pretrained, pretrain, pretraining_scale};
 
-use crate::centering::{centre_gradients, plain_bias_steps, track};
+use crate::centering::{center_gradients, plain_bias_steps, track};
 use crate::data::binarize_in_place;
 use crate::dbm::{Dbm, MeanField};
 use crate::error::{Error, Result, check_finite};
@@ -255,7 +255,7 @@ impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
 
 impl<V: Layer, H: Layer> Checkpoint<V, H> {
     /// Checks that the saved state is what `config` trains with: the same negative phase with
-    /// chains that fit the model, trajectory runs and centring offsets exactly when configured.
+    /// chains that fit the model, trajectory runs and centering offsets exactly when configured.
     fn fits(&self, config: &TrainConfig) -> Result<()> {
         let m = &self.machine;
         let count = |what: &'static str, expected: usize, found: usize| {
@@ -318,17 +318,17 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
         }
         if self.optimiser.offsets.is_some() != config.centering.is_some() {
             return Err(Error::invalid(
-                "centring",
-                "the checkpoint's offsets do not match the configuration's centring",
+                "centering",
+                "the checkpoint's offsets do not match the configuration's centering",
             ));
         }
         Ok(())
     }
 }
 
-/// Momentum SGD on every coupling and bias (of the centred parameters when centring), with
+/// Momentum SGD on every coupling and bias (of the centered parameters when centering), with
 /// weight decay, a sparsity pull and max-norm: the velocities, each layer's running mean
-/// activity for the sparsity target, and the centring offsets of every layer.
+/// activity for the sparsity target, and the centering offsets of every layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Optimiser {
     #[serde(with = "crate::io::checked::matrices")]
@@ -340,7 +340,7 @@ struct Optimiser {
 
 impl Optimiser {
     /// Zero velocities for a machine of `sizes` units per layer, activities at the sparsity
-    /// target, and `offsets` if centring.
+    /// target, and `offsets` if centering.
     fn new(sizes: &[usize], config: &TrainConfig, offsets: Option<Vec<DVector<f32>>>) -> Self {
         let target = config.sparsity.as_ref().map_or(0.0, |s| s.target);
         Optimiser {
@@ -406,7 +406,7 @@ impl Optimiser {
             .zip(negative)
             .map(|(p, n)| p - n.column_mean())
             .collect();
-        // vel_W ← momentum·vel_W + lr·(x hᵀ / bd − x' h'ᵀ / bm), centred if asked.
+        // vel_W ← momentum·vel_W + lr·(x hᵀ / bd − x' h'ᵀ / bm), centered if asked.
         for (l, vel) in self.velocity.iter_mut().enumerate() {
             let terms = [
                 (lr / bd, positive[l].as_slice(), positive[l + 1].as_slice()),
@@ -421,7 +421,7 @@ impl Optimiser {
             }
             let steps: Vec<DVector<f32>> = bias_grads.iter().map(|g| g * lr).collect();
             let offsets: Vec<&DVector<f32>> = offsets.iter().collect();
-            centre_gradients(
+            center_gradients(
                 &mut self.velocity.iter_mut().collect::<Vec<_>>(),
                 &steps,
                 &offsets,
@@ -778,7 +778,7 @@ pub(crate) fn run<V: Layer, H: Layer>(
             if config.init_visible_bias {
                 m.set_visible_bias_from_data(data)?;
             }
-            // The monitor examples' posterior means: centring's first offsets of the hidden
+            // The monitor examples' posterior means: centering's first offsets of the hidden
             // layers, and the base rates that trajectory AIS starts from.
             let mut monitored = zeros(monitor_train.ncols());
             monitored[0].copy_from(&monitor_train);
