@@ -15,7 +15,6 @@ use boltzmann::data::Mnist;
 use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::train::LearningRate;
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::DMatrix;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -116,11 +115,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
 
     let mut model = ClassRbm::init(Mnist::PIXELS, args.hidden, 10, args.seed)?;
     model.set_input_bias_from_data(&train)?;
-    let bar = ProgressBar::new(args.epochs as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = common::bar(args.epochs, "epoch");
     let held_out = (!valid_labels.is_empty()).then_some((&valid, valid_labels));
     let history = train_classifier(
         &mut model,

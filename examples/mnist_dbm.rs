@@ -27,7 +27,7 @@ use boltzmann::train::{
 use boltzmann::{Bernoulli, Chains, Dbm};
 use clap::Parser;
 use common::Schedule;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -217,15 +217,6 @@ fn main() {
     common::main(run);
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    let template = format!("{{elapsed_precise}} [{{bar:30}}] {what} {{pos}}/{{len}} {{msg}}");
-    bar.set_style(
-        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 impl Args {
     /// These settings with the recipe's applied.
     fn with_recipe(self) -> Self {
@@ -412,7 +403,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     }
     let (dbm, history) = match &args.run.resume {
         Some(dir) => {
-            let progress = bar(args.epochs, "joint epoch");
+            let progress = common::bar(args.epochs, "joint epoch");
             let resumed = resume(
                 dir.join("checkpoint.bin"),
                 &mnist.train_images,
@@ -425,7 +416,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         }
         None => {
             let mut dbm = pretrain_stack(&args, &mnist)?;
-            let progress = bar(args.epochs, "joint epoch");
+            let progress = common::bar(args.epochs, "joint epoch");
             let history = train(
                 &mut dbm,
                 &mnist.train_images,
@@ -445,7 +436,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
 /// Greedy pretraining of the stack, composed into a DBM.
 fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli>> {
     let configs = args.pretrain_configs();
-    let progress = bar(
+    let progress = common::bar(
         args.pretrain_epochs.saturating_mul(args.layers.len()),
         "pretraining epoch",
     );

@@ -15,7 +15,6 @@ use boltzmann::partition::conditional_log_likelihood_exact;
 use boltzmann::random::{stream, uniform};
 use boltzmann::{Bernoulli, Chains, Dbm, Error, Rbm};
 use clap::{Parser, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::DMatrix;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -135,11 +134,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     });
     let mut chains = Chains::from_visible(&model, masked.clone(), args.seed)?;
     chains.clamp(&observed, &truth)?;
-    let bar = ProgressBar::new((args.burn_in + args.average) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] sweep {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = common::bar(args.burn_in + args.average, "sweep");
     for _ in 0..args.burn_in {
         chains.sweep(&model, 1)?;
         bar.inc(1);

@@ -21,7 +21,6 @@ use boltzmann::train::{
 use boltzmann::{Bernoulli, Chains, Rbm};
 use clap::Parser;
 use common::Schedule;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -424,11 +423,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     common::save_args(&out, &args)?;
     let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(Mnist::PIXELS, args.hidden, args.seed)?;
 
-    let bar = ProgressBar::new(args.epochs as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = common::bar(args.epochs, "epoch");
     let mut metrics = common::MetricsLog::start(
         &out,
         args.run.resume.is_some(),
