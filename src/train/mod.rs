@@ -448,14 +448,14 @@ impl Optimiser {
         for (w, vel) in m.weights_mut().iter_mut().zip(&self.velocity) {
             par_zip_apply(w.as_mut_slice(), vel.as_slice(), |w, v| *w += v);
         }
-        let bias_steps = match &self.offsets {
-            Some(offsets) => plain_bias_steps(
+        let plain_steps = self.offsets.as_ref().map(|offsets| {
+            plain_bias_steps(
                 &self.velocity.iter().collect::<Vec<_>>(),
                 &self.bias_velocity,
                 &offsets.iter().collect::<Vec<_>>(),
-            ),
-            None => self.bias_velocity.clone(),
-        };
+            )
+        });
+        let bias_steps = plain_steps.as_deref().unwrap_or(&self.bias_velocity);
         for (l, step) in bias_steps.iter().enumerate() {
             *m.layer_bias_mut(l) += step;
         }
@@ -658,8 +658,7 @@ fn chains_at_data<V: Layer, H: Layer>(
     config: &TrainConfig,
 ) -> Result<Chains> {
     let n = data.ncols();
-    let v0 = DMatrix::from_fn(data.nrows(), chains, |i, c| data[(i, c % n)]);
-    let mut v0 = v0;
+    let mut v0 = DMatrix::from_fn(data.nrows(), chains, |i, c| data[(i, c % n)]);
     if config.binarize {
         binarize_in_place(
             v0.as_mut_slice(),
@@ -781,8 +780,11 @@ pub(crate) fn run<V: Layer, H: Layer>(
             // The monitor examples' posterior means: centering's first offsets of the hidden
             // layers, and the base rates that trajectory AIS starts from.
             let mut monitored = zeros(monitor_train.ncols());
-            monitored[0].copy_from(&monitor_train);
-            positive_phase(m, scale, &config.mean_field, &mut monitored)?;
+            let trajectory_wanted = config.trajectory.is_some() && scale == InputScale::ONE;
+            if config.centering.is_some() || trajectory_wanted {
+                monitored[0].copy_from(&monitor_train);
+                positive_phase(m, scale, &config.mean_field, &mut monitored)?;
+            }
             let offsets = config.centering.as_ref().map(|_| {
                 std::iter::once(data.column_mean())
                     .chain(monitored[1..].iter().map(|x| x.column_mean()))
