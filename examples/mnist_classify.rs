@@ -8,12 +8,10 @@
 mod common;
 
 use boltzmann::Chains;
-use boltzmann::classify::{
-    ClassRbm, ClassifierConfig, ClassifierEpoch, Objective, train_classifier,
-};
+use boltzmann::classify::ClassRbm;
 use boltzmann::data::Mnist;
 use boltzmann::image::{Scale, save_tile_grid};
-use boltzmann::train::LearningRate;
+use boltzmann::train::{EpochMetrics, LearningRate, Objective, TrainConfig, train_classifier};
 use clap::{Parser, ValueEnum};
 use nalgebra::DMatrix;
 use std::path::PathBuf;
@@ -67,7 +65,7 @@ struct Args {
 }
 
 impl Args {
-    fn config(&self) -> ClassifierConfig {
+    fn config(&self) -> TrainConfig {
         let objective = match self.objective {
             Kind::Generative => Objective::Generative,
             Kind::Discriminative => Objective::Discriminative,
@@ -75,7 +73,7 @@ impl Args {
                 alpha: self.alpha as f32,
             },
         };
-        ClassifierConfig {
+        TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch,
             learning_rate: LearningRate::InverseTime {
@@ -84,7 +82,8 @@ impl Args {
             },
             objective,
             seed: self.seed,
-            ..ClassifierConfig::default()
+            monitor_examples: 10_000,
+            ..TrainConfig::classifier(10)
         }
     }
 }
@@ -119,19 +118,19 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let held_out = (!valid_labels.is_empty()).then_some((&valid, valid_labels));
     let history = train_classifier(
         &mut model,
-        &train,
-        train_labels,
+        (&train, train_labels),
         held_out,
         &config,
-        |m: &ClassifierEpoch| {
+        |m: &EpochMetrics| {
+            let c = m.classification.as_ref().expect("a classifier's metrics");
             bar.suspend(|| {
                 println!(
                     "epoch {:3}  {:6.2} s  mean ln p(y|x) {:8.4}  train error {:.4}  validation error {:.4}",
                     m.epoch,
                     m.seconds,
-                    m.train_log_likelihood,
-                    m.train_error,
-                    m.held_out_error.unwrap_or(f64::NAN)
+                    c.train_log_likelihood,
+                    c.train_error,
+                    c.held_out_error.unwrap_or(f64::NAN)
                 )
             });
             bar.inc(1);
@@ -142,15 +141,16 @@ fn run(args: Args) -> boltzmann::Result<()> {
     println!("test error {:.2} %", 100.0 * test_error);
     model.save(args.out.join("model.bin"))?;
 
-    // Ten samples of each digit from the RBM of (x, h) given the class.
-    let mut samples = DMatrix::zeros(Mnist::PIXELS, 100);
-    for y in 0..10 {
-        let given = model.given_class(y)?;
-        let mut chains = Chains::random(&given, 10, args.seed + y as u64)?;
-        chains.sweep(&given, 1000)?;
-        let means = given.visible_mean(chains.hidden())?;
-        samples.columns_mut(10 * y, 10).copy_from(&means);
-    }
+    // Ten samples of each digit: chains of the joint machine with the label units clamped.
+    let classes: Vec<usize> = (0..100).map(|c| c / 10).collect();
+    let clamped = model.joint(&DMatrix::zeros(Mnist::PIXELS, 100), Some(&classes))?;
+    let mask: Vec<bool> = (0..clamped.nrows()).map(|i| i >= Mnist::PIXELS).collect();
+    let machine = model.machine();
+    let mut chains = Chains::random(machine, 100, args.seed)?;
+    chains.clamp(&mask, &clamped)?;
+    chains.sweep(machine, 1000)?;
+    let means = machine.visible_mean(chains.hidden())?;
+    let samples = means.rows(0, Mnist::PIXELS).into_owned();
     save_tile_grid(
         args.out.join("samples.png"),
         &samples,
@@ -161,7 +161,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     println!("wrote model.bin and samples.png to {}", args.out.display());
 
     if args.json {
-        let last = history.last();
+        let last = history.last().and_then(|m| m.classification.as_ref());
         let json = serde_json::json!({
             "objective": format!("{:?}", args.objective).to_lowercase(),
             "alpha": args.alpha,
@@ -171,9 +171,9 @@ fn run(args: Args) -> boltzmann::Result<()> {
             "batch": args.batch,
             "seed": args.seed,
             "test_error": test_error,
-            "validation_error": last.and_then(|m| m.held_out_error),
-            "train_error": last.map(|m| m.train_error),
-            "train_log_likelihood": last.map(|m| m.train_log_likelihood),
+            "validation_error": last.and_then(|c| c.held_out_error),
+            "train_error": last.map(|c| c.train_error),
+            "train_log_likelihood": last.map(|c| c.train_log_likelihood),
             "seconds": started.elapsed().as_secs_f64(),
             "out": args.out,
         });

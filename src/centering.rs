@@ -140,9 +140,13 @@ impl<V: Layer, H: Layer> CenteredRbm<V, H> {
         let n = v.ncols();
         // E₀(v) without the bias term: the layer's own energy with zero biases.
         let mut f = vec![0f64; n];
-        V::new(DVector::zeros(rbm.num_visible())).energy(v.as_slice(), &mut f);
+        rbm.visible()
+            .with_bias(DVector::zeros(rbm.num_visible()))
+            .energy(v.as_slice(), &mut f);
         let mut cumulant = vec![0f64; n];
-        H::new(DVector::zeros(rbm.num_hidden())).cumulant(inputs.as_slice(), &mut cumulant);
+        rbm.hidden()
+            .with_bias(DVector::zeros(rbm.num_hidden()))
+            .cumulant(inputs.as_slice(), &mut cumulant);
         let dot = |a: &[f32], b: &[f32]| -> f64 {
             a.iter()
                 .zip(b)

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Machine;
 use crate::kernels::{ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, stream};
-use crate::layer::{Bernoulli, Layer};
+use crate::layer::{Bernoulli, FromBias, Layer};
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,15 @@ macro_rules! on_layer {
     };
 }
 
+/// The sufficient statistics of a distribution over the states of a machine, or a difference
+/// of two (a gradient): the correlation `⟨x_{l−1} x_lᵀ⟩` of every coupling and the mean `⟨x_l⟩`
+/// of every layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statistics {
+    pub weights: Vec<DMatrix<f32>>,
+    pub biases: Vec<DVector<f32>>,
+}
+
 /// Which layers a free energy sums out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Parity {
@@ -93,39 +102,6 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         let dbm = Dbm::unchecked(visible, hidden, weights);
         dbm.check()?;
         Ok(dbm)
-    }
-
-    /// A fresh DBM with layer sizes `sizes` (visible first, at least one hidden layer):
-    /// `W ~ N(0, 0.01²)`, zero biases.
-    pub fn init(sizes: &[usize], seed: u64) -> Result<Self> {
-        if sizes.len() < 2 || sizes.contains(&0) {
-            return Err(Error::invalid(
-                "DBM layer sizes",
-                format!(
-                    "{sizes:?}; expected a visible and at least one hidden layer, all ≥ 1 unit"
-                ),
-            ));
-        }
-        for pair in sizes.windows(2) {
-            crate::error::check_elements("DBM layer sizes", pair)?;
-        }
-        let weights = sizes
-            .windows(2)
-            .enumerate()
-            .map(|(l, pair)| {
-                let mut w = DMatrix::zeros(pair[0], pair[1]);
-                fill_normal(&mut stream(seed, l as u64), w.as_mut_slice());
-                w * 0.01
-            })
-            .collect();
-        Dbm::new(
-            V::new(DVector::zeros(sizes[0])),
-            sizes[1..]
-                .iter()
-                .map(|&n| H::new(DVector::zeros(n)))
-                .collect(),
-            weights,
-        )
     }
 
     /// Checks that the parts fit together and hold finite numbers.
@@ -682,7 +658,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
 
 impl<V: Layer, H: Layer> crate::io::Model for Dbm<V, H> {
     fn kind() -> String {
-        format!("dbm/{}/{}", V::KIND, H::KIND)
+        format!("dbm/{}/{}", V::kind(), H::kind())
     }
 
     fn shapes(&self) -> Vec<u64> {
@@ -727,6 +703,41 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
             .map(|(n, s, d)| (n.as_str(), s.clone(), d.clone()))
             .collect();
         crate::io::write_npz(path, &named)
+    }
+}
+
+impl<V: FromBias, H: FromBias> Dbm<V, H> {
+    /// A fresh DBM with layer sizes `sizes` (visible first, at least one hidden layer):
+    /// `W ~ N(0, 0.01²)`, zero biases.
+    pub fn init(sizes: &[usize], seed: u64) -> Result<Self> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(Error::invalid(
+                "DBM layer sizes",
+                format!(
+                    "{sizes:?}; expected a visible and at least one hidden layer, all ≥ 1 unit"
+                ),
+            ));
+        }
+        for pair in sizes.windows(2) {
+            crate::error::check_elements("DBM layer sizes", pair)?;
+        }
+        let weights = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(l, pair)| {
+                let mut w = DMatrix::zeros(pair[0], pair[1]);
+                fill_normal(&mut stream(seed, l as u64), w.as_mut_slice());
+                w * 0.01
+            })
+            .collect();
+        Dbm::new(
+            V::new(DVector::zeros(sizes[0])),
+            sizes[1..]
+                .iter()
+                .map(|&n| H::new(DVector::zeros(n)))
+                .collect(),
+            weights,
+        )
     }
 
     /// Imports parameters from an `.npz` with `W1`, `W2`, … and `b0`, `b1`, … (float32 or

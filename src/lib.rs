@@ -99,7 +99,7 @@ pub mod train;
 pub use dbm::Dbm;
 pub use error::{Error, Result};
 pub use gibbs::{Chains, Machine};
-pub use layer::{Bernoulli, Gaussian, Layer, Softmax};
+pub use layer::{Bernoulli, Beside, FromBias, Gaussian, Layer, Softmax};
 pub use rbm::Rbm;
 
 /// The README's code, compiled as a doctest so that it cannot go stale.

@@ -4,7 +4,7 @@ use crate::dbm::Dbm;
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Machine;
 use crate::kernels::ChainRng;
-use crate::layer::Layer;
+use crate::layer::{FromBias, Layer};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
@@ -90,12 +90,6 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
     /// An RBM from its layers and weights (`visible × hidden`); checks shapes and finiteness.
     pub fn new(visible: V, hidden: H, weights: DMatrix<f32>) -> Result<Self> {
         Rbm::try_from(Dbm::new(visible, vec![hidden], vec![weights])?)
-    }
-
-    /// A fresh RBM as Hinton's practical guide starts one: `W ~ N(0, 0.01²)`, zero biases. Set
-    /// the visible biases from the data with [`Dbm::set_visible_bias_from_data`].
-    pub fn init(visible_units: usize, hidden_units: usize, seed: u64) -> Result<Self> {
-        Rbm::try_from(Dbm::init(&[visible_units, hidden_units], seed)?)
     }
 
     /// The layered machine this RBM is.
@@ -247,7 +241,7 @@ pub(crate) fn free_energy<A: Layer, B: Layer>(
 
 impl<V: Layer, H: Layer> crate::io::Model for Rbm<V, H> {
     fn kind() -> String {
-        format!("rbm/{}/{}", V::KIND, H::KIND)
+        format!("rbm/{}/{}", V::kind(), H::kind())
     }
 
     fn shapes(&self) -> Vec<u64> {
@@ -304,26 +298,6 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
             ],
         )
     }
-
-    /// Imports parameters from a NumPy `.npz` with arrays `W` (visible × hidden), `b_visible`
-    /// and `b_hidden` (float32 or float64), e.g. published weights. The layer types are `V`, `H`.
-    pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let mut arrays = crate::io::read_npz(path)?;
-        let mut take = |name: &str| {
-            crate::io::take_npz(
-                &mut arrays,
-                path,
-                name,
-                "RBM .npz",
-                "W, b_visible and b_hidden",
-            )
-        };
-        let w = take("W")?.into_matrix("W")?;
-        let bv = take("b_visible")?.into_vector("b_visible")?;
-        let bh = take("b_hidden")?.into_vector("b_hidden")?;
-        Rbm::new(V::new(bv), H::new(bh), w)
-    }
 }
 
 impl<V: Layer, H: Layer> Machine for Rbm<V, H> {
@@ -355,5 +329,33 @@ impl<V: Layer, H: Layer> Machine for Rbm<V, H> {
 
     fn expect_sweeps(&self, chain_sweeps: usize) {
         self.machine.expect_sweeps(chain_sweeps)
+    }
+}
+
+impl<V: FromBias, H: FromBias> Rbm<V, H> {
+    /// A fresh RBM as Hinton's practical guide starts one: `W ~ N(0, 0.01²)`, zero biases. Set
+    /// the visible biases from the data with [`Dbm::set_visible_bias_from_data`].
+    pub fn init(visible_units: usize, hidden_units: usize, seed: u64) -> Result<Self> {
+        Rbm::try_from(Dbm::init(&[visible_units, hidden_units], seed)?)
+    }
+
+    /// Imports parameters from a NumPy `.npz` with arrays `W` (visible × hidden), `b_visible`
+    /// and `b_hidden` (float32 or float64), e.g. published weights. The layer types are `V`, `H`.
+    pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut arrays = crate::io::read_npz(path)?;
+        let mut take = |name: &str| {
+            crate::io::take_npz(
+                &mut arrays,
+                path,
+                name,
+                "RBM .npz",
+                "W, b_visible and b_hidden",
+            )
+        };
+        let w = take("W")?.into_matrix("W")?;
+        let bv = take("b_visible")?.into_vector("b_visible")?;
+        let bh = take("b_hidden")?.into_vector("b_hidden")?;
+        Rbm::new(V::new(bv), H::new(bh), w)
     }
 }

@@ -4,8 +4,9 @@
 
 mod common;
 
-use boltzmann::classify::{ClassRbm, ClassifierConfig, Objective, train_classifier};
+use boltzmann::classify::ClassRbm;
 use boltzmann::random::{stream, uniform};
+use boltzmann::train::{Objective, TrainConfig, train_classifier};
 use boltzmann::{Bernoulli, Layer, Rbm, Softmax};
 use common::*;
 use nalgebra::{DMatrix, DVector};
@@ -41,20 +42,22 @@ fn parameter_count() -> usize {
 /// `ln Σ_h exp(−E(x, y, h))` by brute force over the hidden states.
 fn brute_log_unnormalised(p: &[f32], x: &[f32], y: usize) -> f64 {
     let m = build(p);
-    let hs = states(m.rbm().hidden());
+    let hs = states(m.machine().hidden());
+    let (b, c) = (m.input_bias(), m.machine().hidden().bias());
+    let (w, u) = (m.input_weights(), m.label_weights());
     let terms: Vec<f64> = hs
         .column_iter()
         .map(|h| {
             // −E = bᵀx + xᵀWh + (c + U_y)ᵀh + d_y, summed term by term in f64.
             let mut e = f64::from(m.label_bias()[y]);
             for (i, &xi) in x.iter().enumerate() {
-                e += f64::from(xi * m.rbm().visible().bias()[i]);
+                e += f64::from(xi * b[i]);
                 for (j, &hj) in h.iter().enumerate() {
-                    e += f64::from(xi * m.rbm().weights()[(i, j)] * hj);
+                    e += f64::from(xi * w[(i, j)] * hj);
                 }
             }
             for (j, &hj) in h.iter().enumerate() {
-                e += f64::from(hj * (m.rbm().hidden().bias()[j] + m.label_weights()[(y, j)]));
+                e += f64::from(hj * (c[j] + u[(y, j)]));
             }
             e
         })
@@ -66,7 +69,7 @@ fn brute_log_unnormalised(p: &[f32], x: &[f32], y: usize) -> f64 {
 fn posterior_free_energy_and_class_conditionals_match_enumeration() {
     let p = normal(parameter_count(), 1.0, 121);
     let model = build(&p);
-    let xs = states(model.rbm().visible());
+    let xs = states(&model.machine().visible().first());
     let log_p = model.class_log_probabilities(&xs).unwrap();
     for (c, x) in xs.column_iter().enumerate() {
         let joint: Vec<f64> = (0..CLASSES)
@@ -103,16 +106,16 @@ fn discriminative_gradient_matches_finite_differences() {
         DMatrix::from_vec(INPUTS, 20, normal(INPUTS * 20, 1.0, 123)).map(|v| f32::from(v > 0.0));
     let labels: Vec<usize> = (0..20).map(|c| (c * 7) % CLASSES).collect();
     let g = model.discriminative_gradient(&x, &labels).unwrap();
-    let analytic: Vec<f32> = g
-        .weights
-        .iter()
-        .chain(g.input_bias.iter())
-        .chain(g.hidden_bias.iter())
-        .chain(g.label_weights.iter())
-        .chain(g.label_bias.iter())
+    // The joint machine's coupling holds W above U, its visible biases b above d.
+    let (w, bv, c) = (&g.weights[0], &g.biases[0], &g.biases[1]);
+    let analytic: Vec<f32> = (w.rows(0, INPUTS).iter())
+        .chain(bv.rows(0, INPUTS).iter())
+        .chain(c.iter())
+        .chain(w.rows(INPUTS, CLASSES).iter())
+        .chain(bv.rows(INPUTS, CLASSES).iter())
         .copied()
         .collect();
-    assert!(g.input_bias.iter().all(|&v| v == 0.0));
+    assert!(bv.rows(0, INPUTS).iter().all(|&v| v == 0.0));
     let objective = |q: &[f32]| build(q).conditional_log_likelihood(&x, &labels).unwrap();
     let eps = 1e-2f32;
     for i in 0..p.len() {
@@ -153,16 +156,16 @@ fn every_objective_learns_a_noisy_problem() {
         Objective::Hybrid { alpha: 0.1 },
     ] {
         let mut model = ClassRbm::init(16, 20, CLASSES, 127).unwrap();
-        let config = ClassifierConfig {
+        let config = TrainConfig {
             epochs: 30,
             batch_size: 20,
             objective,
             seed: 128,
-            ..ClassifierConfig::default()
+            ..TrainConfig::classifier(CLASSES)
         };
         let history =
-            train_classifier(&mut model, &x, &labels, Some((&tx, &tl)), &config, |_| {}).unwrap();
-        let last = history.last().unwrap();
+            train_classifier(&mut model, (&x, &labels), Some((&tx, &tl)), &config, |_| {}).unwrap();
+        let last = history.last().unwrap().classification.clone().unwrap();
         // The Bayes error of this problem is far below 1 %: prototypes differ in several pixels.
         assert!(
             last.held_out_error.unwrap() < 0.03,
@@ -170,6 +173,9 @@ fn every_objective_learns_a_noisy_problem() {
         );
         // Mean ln p(y | x) rises from ln(1/3) ≈ −1.10 to near 0.
         assert!(last.train_log_likelihood > -0.2, "{objective:?}: {last:?}");
+        // The metrics agree with the model's own scores on the same (whole) sets.
+        let error = model.error_rate(&tx, &tl).unwrap();
+        assert_eq!(last.held_out_error, Some(error));
     }
 }
 

@@ -157,3 +157,44 @@ fn continuous_layers_are_not_enumerated() {
         Err(boltzmann::Error::NotEnumerable { .. })
     ));
 }
+
+#[test]
+fn layers_side_by_side_match_enumeration() {
+    use boltzmann::Beside;
+    use boltzmann::random::stream;
+    use nalgebra::DVector;
+    let base = random_rbm::<Bernoulli, Bernoulli>(6, 3, 1.0, 7);
+    let b = base.visible().bias();
+    let bits = Bernoulli::new(b.rows(0, 3).into_owned());
+    let label = Softmax::new(b.rows(3, 3).into_owned());
+    let side = Beside::new(&bits, &label);
+    let rbm = Rbm::new(side.clone(), base.hidden().clone(), base.weights().clone()).unwrap();
+    check_discrete(&rbm);
+    // Its states are every 3-bit pattern beside every one-hot label, with the energy of both.
+    let vs = states(rbm.visible());
+    assert_eq!(vs.ncols(), 24);
+    for (a, x) in vs.column_iter().enumerate() {
+        assert_eq!(x.rows(3, 3).sum(), 1.0);
+        assert!(vs.column_iter().skip(a + 1).all(|y| y != x));
+    }
+    let mut own = vec![0f64; vs.ncols()];
+    side.energy(vs.as_slice(), &mut own);
+    for (x, e) in vs.column_iter().zip(&own) {
+        let linear: f64 = x.iter().zip(b.iter()).map(|(x, b)| f64::from(x * b)).sum();
+        assert!((e + linear).abs() < 1e-6);
+    }
+    // Samples given fixed inputs: each unit's frequency within 4.5 standard errors of its mean.
+    let n = 20_000;
+    let inputs = DVector::from_column_slice(&[0.3f32, -1.0, 2.0, 0.5, -0.5, 1.0]);
+    let mut x = DMatrix::from_fn(6, n, |i, _| inputs[i]);
+    let mut mean = DMatrix::from_fn(6, 1, |i, _| inputs[i]);
+    side.mean(mean.as_mut_slice());
+    side.sample(x.as_mut_slice(), &mut stream(8, 0));
+    side.check_state(x.as_slice()).unwrap();
+    for i in 0..6 {
+        let p = f64::from(mean[i]);
+        let freq = x.row(i).iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+        let se = (p * (1.0 - p) / n as f64).sqrt();
+        assert!((freq - p).abs() < 4.5 * se, "unit {i}: {freq} vs {p}");
+    }
+}

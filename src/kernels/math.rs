@@ -137,36 +137,6 @@ dispatch! {
     }
 }
 
-dispatch! {
-    /// For every column `c` of `a` (`bias.len()` rows): `out[c] += Σ_i softplus(a_i + bias_i)`
-    /// (summed in f64), and, if `sigmoids` is not empty, `sigmoids[i, c] = σ(a_i + bias_i)` —
-    /// both from one exponential. Softplus error < 4e-7 relative (+ 1e-7·|x| absolute from
-    /// rounding `x = a + b`).
-    pub fn softplus_sigmoid_columns(a: &[f32], bias: &[f32], out: &mut [f64], sigmoids: &mut [f32]) {
-        let rows = bias.len().max(1);
-        let mut terms = [0f32; TERMS];
-        for (c, (col, o)) in a.chunks_exact(rows).zip(out.iter_mut()).enumerate() {
-            let keep = sigmoids.len() >= (c + 1) * rows;
-            let mut sum = 0f64;
-            for (col, bias) in col.chunks(TERMS).zip(bias.chunks(TERMS)) {
-                for ((t, ai), bi) in terms.iter_mut().zip(col).zip(bias) {
-                    let x = ai + bi;
-                    let e = exp(-x.abs());
-                    *t = x.max(0.0) + log1p(e);
-                }
-                sum = terms[..col.len()].iter().fold(sum, |s, &t| s + f64::from(t));
-            }
-            *o += sum;
-            if keep {
-                let sig = &mut sigmoids[c * rows..(c + 1) * rows];
-                for ((s, ai), bi) in sig.iter_mut().zip(col).zip(bias) {
-                    *s = sigmoid(ai + bi);
-                }
-            }
-        }
-    }
-}
-
 /// The non-zero entries of a state matrix by output column: for column `c`, the indices
 /// `rows[starts[c]..starts[c + 1]]` (increasing) of the terms it sums, with their values, and
 /// whether every value is 1 (0/1 states: sums without products). Kept per thread and reused, so
@@ -904,30 +874,6 @@ mod tests {
                     out[0]
                 );
             }
-        }
-    }
-
-    #[test]
-    fn softplus_and_sigmoid_columns_are_accurate() {
-        let x: Vec<f32> = grid(-60.0, 60.0, 50_000).collect();
-        let mut sig = vec![0f32; x.len()];
-        let mut out = vec![0f64; x.len()];
-        softplus_sigmoid_columns(&x, &[0.0], &mut out, &mut sig);
-        for ((x, sp), s) in x.iter().zip(&out).zip(&sig) {
-            let t = f64::from(*x);
-            let exact = if t > 0.0 {
-                t + (-t).exp().ln_1p()
-            } else {
-                t.exp().ln_1p()
-            };
-            assert!(
-                (sp - exact).abs() <= 4e-7 * exact + 1e-30,
-                "softplus({x}): {sp} vs {exact}"
-            );
-            assert!(
-                (f64::from(*s) - 1.0 / (1.0 + (-t).exp())).abs() < 2e-7,
-                "σ({x})"
-            );
         }
     }
 

@@ -8,7 +8,7 @@ pub use math::SubsetSums;
 use math::{
     Columns, Vectors, combine, par_transpose_into, small_mul, small_tr_mul, sparse_combine_below,
 };
-pub use math::{sigmoid_columns, softplus_sigmoid_columns, softplus_steps};
+pub use math::{sigmoid_columns, softplus_steps};
 
 use nalgebra::{DMatrixView, DMatrixViewMut, Dyn};
 
@@ -72,12 +72,6 @@ pub fn fill_normal(rng: &mut ChainRng, out: &mut [f32]) {
             pair[1] = (r * theta.sin()) as f32;
         }
     }
-}
-
-/// Logistic sigmoid σ(x) = 1 / (1 + e^(−x)).
-#[inline]
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// softplus(x) = ln(1 + e^x), computed without overflow.

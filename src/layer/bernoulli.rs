@@ -10,10 +10,14 @@ pub struct Bernoulli {
     bias: DVector<f32>,
 }
 
-impl Layer for Bernoulli {
-    const KIND: &'static str = "bernoulli";
+super::from_bias!(Bernoulli);
 
-    fn new(bias: DVector<f32>) -> Self {
+impl Layer for Bernoulli {
+    fn kind() -> String {
+        "bernoulli".into()
+    }
+
+    fn with_bias(&self, bias: DVector<f32>) -> Self {
         Bernoulli { bias }
     }
 

@@ -15,10 +15,14 @@ pub struct Gaussian {
     bias: DVector<f32>,
 }
 
-impl Layer for Gaussian {
-    const KIND: &'static str = "gaussian";
+super::from_bias!(Gaussian);
 
-    fn new(bias: DVector<f32>) -> Self {
+impl Layer for Gaussian {
+    fn kind() -> String {
+        "gaussian".into()
+    }
+
+    fn with_bias(&self, bias: DVector<f32>) -> Self {
         Gaussian { bias }
     }
 

@@ -5,10 +5,12 @@
 //! Batches are column-major `units × n` buffers: one column per example or chain.
 
 mod bernoulli;
+mod beside;
 mod gaussian;
 mod softmax;
 
 pub use bernoulli::Bernoulli;
+pub use beside::Beside;
 pub use gaussian::Gaussian;
 pub use softmax::Softmax;
 
@@ -23,11 +25,12 @@ use serde::{Serialize, de::DeserializeOwned};
 /// The biases enter the own energy linearly, as `−bᵀx` (plus terms free of `b`, such as the
 /// `½‖x‖²` of Gaussian units); the bias gradient and AIS rely on it.
 pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + DeserializeOwned {
-    /// A short name used in model files (`"bernoulli"`, `"gaussian"`, `"softmax"`).
-    const KIND: &'static str;
+    /// A short name used in model files (`"bernoulli"`, `"gaussian"`, `"softmax"`,
+    /// `"bernoulli+softmax"`).
+    fn kind() -> String;
 
-    /// A layer with these biases.
-    fn new(bias: DVector<f32>) -> Self;
+    /// A layer of the same kind and structure with these biases.
+    fn with_bias(&self, bias: DVector<f32>) -> Self;
 
     /// The biases, one per unit.
     fn bias(&self) -> &DVector<f32>;
@@ -87,7 +90,7 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
     ) {
         let n = out.len();
         let at = |beta: f64, sign: f64, out: &mut [f64]| {
-            let layer = Self::new(tempered_bias(start, self.bias().as_slice(), beta));
+            let layer = self.with_bias(tempered_bias(start, self.bias().as_slice(), beta));
             let b = beta as f32;
             let scaled: Vec<f32> = inputs.iter().map(|a| a * b).collect();
             let mut c = vec![0f64; n];
@@ -129,6 +132,33 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
     /// Writes state number `index` (`0 ≤ index < num_states`) into `out` (one column).
     fn write_state(&self, index: u64, out: &mut [f32]);
 }
+
+/// A layer that its biases alone define (every single unit type): what machines of given sizes
+/// are initialised and imported with.
+pub trait FromBias: Layer {
+    /// A layer with these biases.
+    fn new(bias: DVector<f32>) -> Self;
+}
+
+/// `FromBias` for a layer type that holds only its biases, and the same `new` as an inherent
+/// function so that callers need not import the trait.
+macro_rules! from_bias {
+    ($layer:ident) => {
+        impl $layer {
+            /// A layer with these biases.
+            pub fn new(bias: DVector<f32>) -> Self {
+                $layer { bias }
+            }
+        }
+
+        impl super::FromBias for $layer {
+            fn new(bias: DVector<f32>) -> Self {
+                $layer { bias }
+            }
+        }
+    };
+}
+use from_bias;
 
 /// The columns (one state or input vector each) of a column-major `units × n` buffer.
 pub(crate) fn columns_mut(x: &mut [f32], units: usize) -> std::slice::ChunksExactMut<'_, f32> {

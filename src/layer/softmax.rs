@@ -31,10 +31,14 @@ impl Softmax {
     }
 }
 
-impl Layer for Softmax {
-    const KIND: &'static str = "softmax";
+super::from_bias!(Softmax);
 
-    fn new(bias: DVector<f32>) -> Self {
+impl Layer for Softmax {
+    fn kind() -> String {
+        "softmax".into()
+    }
+
+    fn with_bias(&self, bias: DVector<f32>) -> Self {
         Softmax { bias }
     }
 

@@ -125,10 +125,10 @@ impl Betas {
     }
 }
 
-/// A layer of type `L` at the base rates of `data` (`units × n`): unit `i` has mean
+/// `layer`'s kind at the base rates of `data` (`units × n`): unit `i` has mean
 /// `p_i = (Σ_n x_ni + α) / (N + α)`, with pseudo-count `α`. Salakhutdinov & Murray's code uses 5
 /// per minibatch of 100, `α = 0.05·N`.
-pub fn base_rate_layer<L: Layer>(data: &DMatrix<f32>, pseudo_count: f64) -> Result<L> {
+pub fn base_rate_layer<L: Layer>(layer: &L, data: &DMatrix<f32>, pseudo_count: f64) -> Result<L> {
     if data.ncols() == 0 {
         return Err(Error::Empty {
             what: "data for the base-rate model",
@@ -149,7 +149,7 @@ pub fn base_rate_layer<L: Layer>(data: &DMatrix<f32>, pseudo_count: f64) -> Resu
                 as f32
         })
         .collect();
-    let mut layer = L::new(DVector::zeros(data.nrows()));
+    let mut layer = layer.with_bias(DVector::zeros(data.nrows()));
     layer.set_bias_from_mean(&mean);
     Ok(layer)
 }
@@ -181,11 +181,12 @@ impl<V: Layer, H: Layer> Start<V, H> {
     /// The start with visible biases `bias` and zero biases (uniform, for Bernoulli units) in
     /// every hidden layer of `machine`.
     pub fn from_bias(machine: &Dbm<V, H>, bias: DVector<f32>) -> Result<Self> {
-        let hidden = machine.layer_sizes()[1..]
+        let hidden = machine
+            .hidden
             .iter()
-            .map(|&n| H::new(DVector::zeros(n)))
+            .map(|h| h.with_bias(DVector::zeros(h.len())))
             .collect();
-        Start::new(V::new(bias), hidden)
+        Start::new(machine.visible().with_bias(bias), hidden)
     }
 
     /// Zero biases everywhere: uniform for Bernoulli and softmax units, N(0, 1) for Gaussian ones.
@@ -197,7 +198,7 @@ impl<V: Layer, H: Layer> Start<V, H> {
     /// The visible layer at the base rates of `data` ([`base_rate_layer`]), the hidden layers
     /// uniform: the start of Salakhutdinov & Murray and of Salakhutdinov & Hinton.
     pub fn base_rate(machine: &Dbm<V, H>, data: &DMatrix<f32>, pseudo_count: f64) -> Result<Self> {
-        let visible: V = base_rate_layer(data, pseudo_count)?;
+        let visible = base_rate_layer(machine.visible(), data, pseudo_count)?;
         Start::from_bias(machine, visible.bias().clone())
     }
 
@@ -247,11 +248,12 @@ impl<V: Layer> Start<V, Bernoulli> {
         data: &DMatrix<f32>,
         settings: &MeanField,
     ) -> Result<Self> {
-        let visible = base_rate_layer(data, 0.05 * data.ncols() as f64)?;
+        let visible = base_rate_layer(machine.visible(), data, 0.05 * data.ncols() as f64)?;
         let hidden = machine
             .mean_field(data, settings)?
             .iter()
-            .map(|mu| base_rate_layer(mu, 0.0))
+            .zip(&machine.hidden)
+            .map(|(mu, h)| base_rate_layer(h, mu, 0.0))
             .collect::<Result<_>>()?;
         Start::new(visible, hidden)
     }

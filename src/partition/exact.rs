@@ -152,8 +152,8 @@ pub fn log_partition_exact<V: Layer, H: Layer>(m: &Dbm<V, H>) -> Result<f64> {
                 message: format!(
                     "neither the odd nor the even layers of {:?} units ({} visible, {} hidden) are discrete with at most 2^30 joint states; use AIS",
                     m.layer_sizes(),
-                    V::KIND,
-                    H::KIND
+                    V::kind(),
+                    H::kind()
                 ),
             });
         }
@@ -209,7 +209,7 @@ pub fn exact_samples<V: Layer, H: Layer>(
             message: format!(
                 "layers of {:?} units ({} hidden); expected discrete odd layers with at most 2^20 joint states",
                 m.layer_sizes(),
-                H::KIND
+                H::kind()
             ),
         }
     })?;

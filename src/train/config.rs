@@ -267,6 +267,30 @@ pub struct Sparsity {
     pub decay: f32,
 }
 
+/// What training maximises.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Objective {
+    /// `ln p(v)`: the log-likelihood of the data, every visible unit modelled.
+    #[default]
+    Generative,
+    /// `ln p(y | x)` of the label units `y` ([`TrainConfig::labels`]) given the other visible
+    /// units `x`, by its exact gradient: a classifier (Larochelle & Bengio 2008).
+    Discriminative,
+    /// `ln p(y | x) + α ln p(x, y)` (Larochelle & Bengio: α around 0.01).
+    Hybrid { alpha: f32 },
+}
+
+impl Objective {
+    /// The weights of `ln p(y | x)` and of `ln p(v)` in the objective.
+    pub(crate) fn weights(self) -> (f32, f32) {
+        match self {
+            Objective::Generative => (0.0, 1.0),
+            Objective::Discriminative => (1.0, 0.0),
+            Objective::Hybrid { alpha } => (1.0, alpha),
+        }
+    }
+}
+
 /// The most epochs a configuration may ask for.
 pub const MAX_EPOCHS: usize = 1_000_000;
 
@@ -314,6 +338,11 @@ pub struct TrainConfig {
     /// Start persistent chains at the first training examples (binarised if training
     /// binarises) instead of from the layers' biases, so that they begin in the data's modes.
     pub chains_from_data: bool,
+    pub objective: Objective,
+    /// The number of visible units, last in each column, that are one one-hot class label (a
+    /// classification RBM's; 0 for none). With labels the metrics report classification, and
+    /// the discriminative objectives need them.
+    pub labels: usize,
 }
 
 impl Default for TrainConfig {
@@ -340,6 +369,8 @@ impl Default for TrainConfig {
             max_norm: None,
             mean_field: MeanField::default(),
             chains_from_data: false,
+            objective: Objective::Generative,
+            labels: 0,
         }
     }
 }
@@ -368,6 +399,25 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// A classification RBM with `classes` label units trained as Larochelle & Bengio (2008):
+    /// the hybrid objective with α = 0.01, CD-1 for its generative part, a constant rate of
+    /// 0.05, momentum 0.5, no weight decay, 10 epochs.
+    pub fn classifier(classes: usize) -> Self {
+        TrainConfig {
+            learning_rate: LearningRate::Constant(0.05),
+            momentum: Momentum {
+                initial: 0.5,
+                later: 0.5,
+                switch_epoch: 1,
+            },
+            weight_decay: 0.0,
+            init_visible_bias: false,
+            objective: Objective::Hybrid { alpha: 0.01 },
+            labels: classes,
+            ..TrainConfig::default()
+        }
+    }
+
     /// Checks every setting; [`train`](super::train) calls it before any work.
     pub fn validate(&self) -> Result<()> {
         if !(1..=MAX_EPOCHS).contains(&self.epochs) {
@@ -434,6 +484,23 @@ impl TrainConfig {
             return Err(Error::invalid(
                 "mean field",
                 format!("{mf:?}; expected at least 1 iteration and a tolerance ≥ 0"),
+            ));
+        }
+        if self.labels == 1 || (self.labels == 0 && self.objective != Objective::Generative) {
+            return Err(Error::invalid(
+                "label units",
+                format!(
+                    "{} with the {:?} objective; a label takes at least 2 units, and the discriminative objectives need one",
+                    self.labels, self.objective
+                ),
+            ));
+        }
+        if let Objective::Hybrid { alpha } = self.objective
+            && !(alpha.is_finite() && alpha >= 0.0)
+        {
+            return Err(Error::invalid(
+                "hybrid weight α",
+                format!("{alpha}; expected a finite value ≥ 0"),
             ));
         }
         if let Some(s) = &self.sparsity {

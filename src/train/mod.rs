@@ -13,13 +13,14 @@ mod pretrain;
 
 pub use config::{
     Centering, Checkpointing, FastWeights, LearningRate, MAX_EPOCHS, Momentum, NegativePhase,
-    Sparsity, Steps, TrainConfig,
+    Objective, Sparsity, Steps, TrainConfig,
 };
 pub use pretrain::{InputScale, Pretrained, pretrain, pretraining_scale};
 
 use crate::centering::{center_gradients, plain_bias_steps, track};
+use crate::classify::{ClassRbm, check_labelled, classification_score, expected_given_inputs};
 use crate::data::binarize_in_place;
-use crate::dbm::{Dbm, MeanField};
+use crate::dbm::{Dbm, MeanField, Statistics};
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, par_zip_apply, stream};
@@ -73,6 +74,20 @@ pub struct EpochMetrics {
     /// With [`TrainConfig::trajectory`]: `ln Ẑ` by trajectory AIS and the log-likelihoods it
     /// gives.
     pub trajectory: Option<TrajectoryEstimate>,
+    /// With [`TrainConfig::labels`]: how well the model classifies the monitor subsets.
+    pub classification: Option<Classification>,
+}
+
+/// A classifier's scores on the monitor subsets, with the label summed out of `p(y | x)`
+/// exactly.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Classification {
+    /// Mean `ln p(y | x)` of the training monitor subset.
+    pub train_log_likelihood: f64,
+    /// The fraction of the training monitor subset classified wrongly.
+    pub train_error: f64,
+    /// The same on the held-out monitor subset, if there is one.
+    pub held_out_error: Option<f64>,
 }
 
 /// `ln Ẑ` of the model after an epoch, followed along training by [`TrajectoryAis`], and the
@@ -153,6 +168,32 @@ pub fn resume<V: Layer, H: Layer>(
     Ok((machine, history))
 }
 
+/// Trains a classification RBM on the columns of `x` with their `labels` (and scores
+/// `held_out` every epoch): [`train`] on the joint machine with the labels beside the inputs,
+/// `config.labels` set to the model's classes and the objective of `config`
+/// ([`TrainConfig::classifier`] for Larochelle & Bengio's).
+pub fn train_classifier(
+    model: &mut ClassRbm,
+    (x, labels): (&DMatrix<f32>, &[usize]),
+    held_out: Option<(&DMatrix<f32>, &[usize])>,
+    config: &TrainConfig,
+    monitor: impl FnMut(&EpochMetrics),
+) -> Result<Vec<EpochMetrics>> {
+    let data = model.joint(x, Some(labels))?;
+    let held_out = held_out.map(|(x, y)| model.joint(x, Some(y))).transpose()?;
+    let config = TrainConfig {
+        labels: model.num_classes(),
+        ..config.clone()
+    };
+    train(
+        model.machine_mut(),
+        &data,
+        held_out.as_ref(),
+        &config,
+        monitor,
+    )
+}
+
 /// Checks that a checkpoint can continue under `config` on `data`.
 fn check_resumable<V: Layer, H: Layer>(
     saved: &Checkpoint<V, H>,
@@ -226,7 +267,7 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
 
 impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
     fn kind() -> String {
-        format!("checkpoint/{}/{}", V::KIND, H::KIND)
+        format!("checkpoint/{}/{}", V::kind(), H::kind())
     }
 
     fn shapes(&self) -> Vec<u64> {
@@ -326,6 +367,57 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
     }
 }
 
+/// A minibatch's estimate of the gradient of the objective: `positive.0` times the data's
+/// statistics (from the states in `positive.1`, one matrix per layer and one column per
+/// example), less `chains.0` times the model's from a sampler's chains and less the model
+/// expectations `expected` given in full (the classification RBM's `E_{p(y, h | x)}`).
+struct Gradient<'a> {
+    positive: (f32, &'a [DMatrix<f32>]),
+    chains: Option<(f32, &'a [DMatrix<f32>])>,
+    expected: Option<&'a Statistics>,
+}
+
+impl Gradient<'_> {
+    /// The mean of every layer in the data's statistics.
+    fn data_means(&self) -> Vec<DVector<f32>> {
+        self.positive.1.iter().map(|p| p.column_mean()).collect()
+    }
+
+    /// The gradient of the biases of layer `l`.
+    fn bias(&self, l: usize) -> DVector<f32> {
+        let (w, positive) = self.positive;
+        let mut g = positive[l].column_mean() * w;
+        if let Some((w, negative)) = self.chains {
+            g -= negative[l].column_mean() * w;
+        }
+        if let Some(e) = self.expected {
+            g -= &e.biases[l];
+        }
+        g
+    }
+
+    /// `acc ← beta·acc + lr·∇W_{l+1}`.
+    fn accumulate_weights(&self, l: usize, acc: &mut DMatrix<f32>, beta: f32, lr: f32) {
+        let (w, positive) = self.positive;
+        let mut terms = vec![(
+            lr * w / positive[l].ncols() as f32,
+            positive[l].as_slice(),
+            positive[l + 1].as_slice(),
+        )];
+        if let Some((w, negative)) = self.chains {
+            let scale = -lr * w / negative[l].ncols() as f32;
+            terms.push((scale, negative[l].as_slice(), negative[l + 1].as_slice()));
+        }
+        let rows = acc.nrows();
+        correlate_into(acc.as_mut_slice(), rows, beta, &terms);
+        if let Some(e) = self.expected {
+            par_zip_apply(acc.as_mut_slice(), e.weights[l].as_slice(), |a, e| {
+                *a -= lr * e
+            });
+        }
+    }
+}
+
 /// Momentum SGD on every coupling and bias (of the centered parameters when centering), with
 /// weight decay, a sparsity pull and max-norm: the velocities, each layer's running mean
 /// activity for the sparsity target, and the centering offsets of every layer.
@@ -387,33 +479,21 @@ impl Optimiser {
         Ok(())
     }
 
-    /// One momentum-SGD step on the log-likelihood gradient estimate of every coupling,
-    /// `⟨x_{l−1} x_lᵀ⟩_data − ⟨x_{l−1} x_lᵀ⟩_model − decay·W_l`, and of every bias,
-    /// `⟨x_l⟩_data − ⟨x_l⟩_model`, from the positive and negative statistics (one matrix per
-    /// layer, one column per example or chain).
+    /// One momentum-SGD step on `gradient`, the estimate for every coupling and bias, with
+    /// weight decay `−decay·W_l` added.
     fn update<V: Layer, H: Layer>(
         &mut self,
         m: &mut Dbm<V, H>,
-        positive: &[DMatrix<f32>],
-        negative: &[DMatrix<f32>],
+        gradient: &Gradient<'_>,
         (lr, momentum): (f32, f32),
         config: &TrainConfig,
     ) {
-        let (bd, bm) = (positive[0].ncols() as f32, negative[0].ncols() as f32);
-        let data_means: Vec<DVector<f32>> = positive.iter().map(|p| p.column_mean()).collect();
-        let mut bias_grads: Vec<DVector<f32>> = data_means
-            .iter()
-            .zip(negative)
-            .map(|(p, n)| p - n.column_mean())
-            .collect();
-        // vel_W ← momentum·vel_W + lr·(x hᵀ / bd − x' h'ᵀ / bm), centered if asked.
+        let data_means = gradient.data_means();
+        let mut bias_grads: Vec<DVector<f32>> =
+            (0..data_means.len()).map(|l| gradient.bias(l)).collect();
+        // vel_W ← momentum·vel_W + lr·∇W, centered if asked.
         for (l, vel) in self.velocity.iter_mut().enumerate() {
-            let terms = [
-                (lr / bd, positive[l].as_slice(), positive[l + 1].as_slice()),
-                (-lr / bm, negative[l].as_slice(), negative[l + 1].as_slice()),
-            ];
-            let rows = vel.nrows();
-            correlate_into(vel.as_mut_slice(), rows, momentum, &terms);
+            gradient.accumulate_weights(l, vel, momentum, lr);
         }
         if let (Some(offsets), Some(c)) = (&mut self.offsets, &config.centering) {
             for (offset, mean) in offsets.iter_mut().zip(&data_means) {
@@ -429,7 +509,7 @@ impl Optimiser {
         }
         // The sparsity pull acts through each hidden layer's biases and incoming weights.
         if let Some(s) = &config.sparsity {
-            for l in 1..positive.len() {
+            for l in 1..data_means.len() {
                 self.activity[l] = &self.activity[l] * s.decay + &data_means[l] * (1.0 - s.decay);
                 let pull = self.activity[l].map(|q| s.cost * (s.target - q));
                 bias_grads[l] += &pull;
@@ -523,7 +603,7 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
             NegativePhase::Tempering { chains, betas, .. } => {
                 // The hottest rung samples the data's base rates: far closer to the model than
                 // the uniform distribution, so swaps with it are accepted.
-                let base = base_rate_layer::<V>(data, 0.05 * data.ncols() as f64)?
+                let base = base_rate_layer(m.visible(), data, 0.05 * data.ncols() as f64)?
                     .bias()
                     .clone();
                 Sampler::Tempering(ParallelTempering::new(
@@ -612,30 +692,19 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
     }
 
     /// Fast PCD's step of the fast parameters after the update of the model:
-    /// `θ ← decay·θ + lr·(⟨·⟩_data − ⟨·⟩_model)`.
-    fn learn_fast(
-        &mut self,
-        positive: &[DMatrix<f32>],
-        negative: &[DMatrix<f32>],
-        config: &NegativePhase,
-    ) {
+    /// `θ ← decay·θ + lr·gradient`.
+    fn learn_fast(&mut self, gradient: &Gradient<'_>, config: &NegativePhase) {
         let (Sampler::Fast { fast, .. }, NegativePhase::FastPcd { fast: rates, .. }) =
             (self, config)
         else {
             return;
         };
         let (lr, decay) = (rates.learning_rate, rates.decay);
-        let (bd, bm) = (positive[0].ncols() as f32, negative[0].ncols() as f32);
         for (l, w) in fast.weights_mut().iter_mut().enumerate() {
-            let terms = [
-                (lr / bd, positive[l].as_slice(), positive[l + 1].as_slice()),
-                (-lr / bm, negative[l].as_slice(), negative[l + 1].as_slice()),
-            ];
-            let rows = w.nrows();
-            correlate_into(w.as_mut_slice(), rows, decay, &terms);
+            gradient.accumulate_weights(l, w, decay, lr);
         }
-        for (l, (p, n)) in positive.iter().zip(negative).enumerate() {
-            let step = (p.column_mean() - n.column_mean()) * lr;
+        for l in 0..fast.num_layers() {
+            let step = gradient.bias(l) * lr;
             let b = fast.layer_bias_mut(l);
             *b = &*b * decay + step;
         }
@@ -740,8 +809,10 @@ pub(crate) fn run<V: Layer, H: Layer>(
         });
     }
     m.check_batch("training data", data, sizes[0])?;
+    check_labelled(m, data, config.labels, "training data")?;
     if let Some(h) = held_out {
         m.check_batch("held-out data", h, sizes[0])?;
+        check_labelled(m, h, config.labels, "held-out data")?;
         if h.ncols() == 0 {
             return Err(Error::Empty {
                 what: "held-out data",
@@ -817,6 +888,7 @@ pub(crate) fn run<V: Layer, H: Layer>(
     let mut negative = zeros(chains);
 
     let batches = n / batch;
+    let (discriminative, generative) = config.objective.weights();
     let mut history = Vec::with_capacity(config.epochs);
     for epoch in run.epoch + 1..=config.epochs {
         let start = Instant::now();
@@ -840,15 +912,23 @@ pub(crate) fn run<V: Layer, H: Layer>(
                     binarize_in_place(positive[0].as_mut_slice(), stream(seed, draw).next_u64())?;
                 }
                 let (v, h) = positive.split_at_mut(1);
-                let data_hidden_done = run.sampler.run(m, scale, &v[0], k, &mut h[0])?;
+                let data_hidden_done =
+                    generative > 0.0 && run.sampler.run(m, scale, &v[0], k, &mut h[0])?;
                 if !data_hidden_done {
                     positive_phase(m, scale, &config.mean_field, &mut positive)?;
                 }
-                negative_statistics(m, scale, run.sampler.chains(), &mut negative)?;
-                run.optimiser
-                    .update(m, &positive, &negative, (lr, momentum), config);
-                run.sampler
-                    .learn_fast(&positive, &negative, &config.negative);
+                if generative > 0.0 {
+                    negative_statistics(m, scale, run.sampler.chains(), &mut negative)?;
+                }
+                let expected = (discriminative > 0.0)
+                    .then(|| expected_given_inputs(m, &positive[0], config.labels));
+                let gradient = Gradient {
+                    positive: (discriminative + generative, &positive),
+                    chains: (generative > 0.0).then_some((generative, &negative[..])),
+                    expected: expected.as_ref(),
+                };
+                run.optimiser.update(m, &gradient, (lr, momentum), config);
+                run.sampler.learn_fast(&gradient, &config.negative);
             }
             Ok(())
         })?;
@@ -958,6 +1038,14 @@ fn measure<V: Layer, H: Layer>(
             train_lb = Some(lp_train.mean() - log_z);
         }
     }
+    let classification = (config.labels > 0).then(|| {
+        let (train_log_likelihood, train_error) = classification_score(m, train, config.labels);
+        Classification {
+            train_log_likelihood,
+            train_error,
+            held_out_error: held_out.map(|h| classification_score(m, h, config.labels).1),
+        }
+    });
     Ok(EpochMetrics {
         epoch: 0,
         learning_rate: 0.0,
@@ -972,6 +1060,7 @@ fn measure<V: Layer, H: Layer>(
         seconds: 0.0,
         swap_rates: None,
         trajectory,
+        classification,
     })
 }
 

@@ -130,7 +130,7 @@ pub fn pretraining_scale(l: usize, layers: usize) -> InputScale {
 /// [`pretraining_scale`] says, and the stack composes into a DBM with the RBMs' weights.
 /// `hidden` gives the hidden layer sizes; `monitor(l, metrics)` is called after every epoch of
 /// RBM `l`.
-pub fn pretrain<V: Layer>(
+pub fn pretrain<V: crate::layer::FromBias>(
     data: &DMatrix<f32>,
     hidden: &[usize],
     configs: &[TrainConfig],

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use boltzmann::random::{fill_normal, stream};
-use boltzmann::{Layer, Rbm};
+use boltzmann::{FromBias, Layer, Rbm};
 use nalgebra::{DMatrix, DVector};
 
 /// Random normal values scaled by `scale`.
@@ -13,7 +13,12 @@ pub fn normal(n: usize, scale: f32, seed: u64) -> Vec<f32> {
 }
 
 /// An RBM with N(0, scale²) weights and biases.
-pub fn random_rbm<V: Layer, H: Layer>(nv: usize, nh: usize, scale: f32, seed: u64) -> Rbm<V, H> {
+pub fn random_rbm<V: FromBias, H: FromBias>(
+    nv: usize,
+    nh: usize,
+    scale: f32,
+    seed: u64,
+) -> Rbm<V, H> {
     let w = DMatrix::from_vec(nv, nh, normal(nv * nh, scale, seed));
     let bv = DVector::from_vec(normal(nv, scale, seed + 1));
     let bh = DVector::from_vec(normal(nh, scale, seed + 2));
