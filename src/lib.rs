@@ -75,26 +75,23 @@
 //! - [`random`]: the seeded random streams (the hot products, transposes, tables and
 //!   non-linearities of the crate's kernels are internal).
 
-pub mod centering;
-pub mod classify;
 pub mod data;
-pub mod dbm;
-pub mod diagnostics;
 pub mod error;
-pub mod gibbs;
 pub mod image;
 pub mod io;
 mod kernels;
-pub mod layer;
+mod models;
 pub mod partition;
+mod sampling;
 /// The random streams every stochastic routine draws from: one xoshiro256++ stream per (seed,
 /// index), so that work split into fixed blocks gives the same bits on any number of threads.
 pub mod random {
-    pub use crate::kernels::{ChainRng, fill_normal, fill_uniform, stream, uniform};
+    pub use crate::kernels::{CHAIN_BLOCK, ChainRng, fill_normal, fill_uniform, stream, uniform};
 }
-pub mod rbm;
-pub mod tempering;
 pub mod train;
+
+pub use models::{centering, classify, dbm, layer, rbm};
+pub use sampling::{diagnostics, gibbs, tempering};
 
 pub use dbm::Dbm;
 pub use error::{Error, Result};

@@ -6,9 +6,9 @@
 //! analytically.
 
 use crate::error::{Error, Result, check_finite};
-use crate::gibbs::Machine;
 use crate::kernels::{ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, stream};
 use crate::layer::{Bernoulli, FromBias, Layer};
+use crate::models::Machine;
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -537,7 +537,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     /// weights into every layer that has a layer above (it will receive top-down input too),
     /// then updated layer by layer, `μ_l = σ(W_lᵀ μ_{l−1} + W_{l+1} μ_{l+1} + b_l)`, until a
     /// pass changes no mean by more than the tolerance, in each block of
-    /// [`CHAIN_BLOCK`](crate::gibbs::CHAIN_BLOCK) columns on its own. The results do not depend
+    /// [`CHAIN_BLOCK`](crate::kernels::CHAIN_BLOCK) columns on its own. The results do not depend
     /// on the thread count.
     pub fn mean_field(&self, v: &DMatrix<f32>, settings: &MeanField) -> Result<Vec<DMatrix<f32>>> {
         self.check()?;
@@ -551,7 +551,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         // block is a group of its own, as it would be at any thread count (products of few
         // columns take another path).
         let sizes = self.layer_sizes();
-        let (n, block) = (v.ncols(), crate::gibbs::CHAIN_BLOCK);
+        let (n, block) = (v.ncols(), crate::kernels::CHAIN_BLOCK);
         let full = n / block;
         let groups = rayon::current_num_threads().clamp(1, full.max(1));
         let mut starts: Vec<usize> = (0..=groups).map(|g| g * full / groups * block).collect();
@@ -572,7 +572,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
             .collect())
     }
 
-    /// [`Dbm::mean_field`] of blocks of [`CHAIN_BLOCK`](crate::gibbs::CHAIN_BLOCK) columns of `v`
+    /// [`Dbm::mean_field`] of blocks of [`CHAIN_BLOCK`](crate::kernels::CHAIN_BLOCK) columns of `v`
     /// (full ones, or one short one), on this thread. Each block stops on its own once a pass
     /// changes none of its means by more than the tolerance; a column's products do not depend on
     /// the columns beside it, so each block gets the means it would get alone, and the grouping
@@ -580,7 +580,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     fn mean_field_group(&self, v: &DMatrix<f32>, settings: &MeanField) -> Vec<DMatrix<f32>> {
         let sizes = self.layer_sizes();
         let (n, top) = (v.ncols(), self.hidden.len());
-        let block = crate::gibbs::CHAIN_BLOCK;
+        let block = crate::kernels::CHAIN_BLOCK;
         // The data's input to h₁, W₁ᵀv, stays the same in every iteration.
         let mut from_data = vec![0f32; sizes[1] * n];
         coupling_up(&self.weights[0], None, v.as_slice(), &mut from_data, false);

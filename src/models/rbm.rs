@@ -2,9 +2,9 @@
 
 use crate::dbm::Dbm;
 use crate::error::{Error, Result, check_finite};
-use crate::gibbs::Machine;
 use crate::kernels::ChainRng;
 use crate::layer::{FromBias, Layer};
+use crate::models::Machine;
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
