@@ -13,21 +13,7 @@ pub struct Bernoulli {
 super::from_bias!(Bernoulli);
 
 impl Layer for Bernoulli {
-    fn kind() -> String {
-        "bernoulli".into()
-    }
-
-    fn with_bias(&self, bias: DVector<f32>) -> Self {
-        Bernoulli { bias }
-    }
-
-    fn bias(&self) -> &DVector<f32> {
-        &self.bias
-    }
-
-    fn bias_mut(&mut self) -> &mut DVector<f32> {
-        &mut self.bias
-    }
+    super::bias_only!("bernoulli");
 
     fn mean(&self, x: &mut [f32]) {
         sigmoid_columns(x, self.bias.as_slice());

@@ -18,21 +18,7 @@ pub struct Gaussian {
 super::from_bias!(Gaussian);
 
 impl Layer for Gaussian {
-    fn kind() -> String {
-        "gaussian".into()
-    }
-
-    fn with_bias(&self, bias: DVector<f32>) -> Self {
-        Gaussian { bias }
-    }
-
-    fn bias(&self) -> &DVector<f32> {
-        &self.bias
-    }
-
-    fn bias_mut(&mut self) -> &mut DVector<f32> {
-        &mut self.bias
-    }
+    super::bias_only!("gaussian");
 
     fn mean(&self, x: &mut [f32]) {
         for col in columns_mut(x, self.len()) {

@@ -160,6 +160,28 @@ macro_rules! from_bias {
 }
 use from_bias;
 
+/// The [`Layer`] items of a layer type that holds only its biases, named `kind`.
+macro_rules! bias_only {
+    ($kind:literal) => {
+        fn kind() -> String {
+            $kind.into()
+        }
+
+        fn with_bias(&self, bias: DVector<f32>) -> Self {
+            Self { bias }
+        }
+
+        fn bias(&self) -> &DVector<f32> {
+            &self.bias
+        }
+
+        fn bias_mut(&mut self) -> &mut DVector<f32> {
+            &mut self.bias
+        }
+    };
+}
+use bias_only;
+
 /// The columns (one state or input vector each) of a column-major `units × n` buffer.
 pub(crate) fn columns_mut(x: &mut [f32], units: usize) -> std::slice::ChunksExactMut<'_, f32> {
     x.chunks_exact_mut(units.max(1))

@@ -11,6 +11,8 @@ pub struct Softmax {
     bias: DVector<f32>,
 }
 
+super::from_bias!(Softmax);
+
 impl Softmax {
     /// Turns the column `a + b` into probabilities in place; returns `logsumexp(a + b)` in f64.
     fn normalise(col: &mut [f32], bias: &DVector<f32>) -> f64 {
@@ -31,24 +33,8 @@ impl Softmax {
     }
 }
 
-super::from_bias!(Softmax);
-
 impl Layer for Softmax {
-    fn kind() -> String {
-        "softmax".into()
-    }
-
-    fn with_bias(&self, bias: DVector<f32>) -> Self {
-        Softmax { bias }
-    }
-
-    fn bias(&self) -> &DVector<f32> {
-        &self.bias
-    }
-
-    fn bias_mut(&mut self) -> &mut DVector<f32> {
-        &mut self.bias
-    }
+    super::bias_only!("softmax");
 
     fn mean(&self, x: &mut [f32]) {
         for col in columns_mut(x, self.len()) {
