@@ -3,7 +3,7 @@
 //! exact `ln Z` of small models.
 //!
 //! ```text
-//! cargo run --release --example mnist_ais -- --model out/mnist_rbm/model.bin --json
+//! cargo run --release --example mnist_ais -- --model out/mnist_rbm/model.safetensors --json
 //! ```
 
 mod common;
@@ -23,7 +23,7 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The model: a model file (`.bin`) or NumPy parameters (`.npz` with W, b_visible, b_hidden).
+    /// The model: a model file (`.safetensors`) or NumPy parameters (`.npz` with W, b_visible, b_hidden).
     #[arg(long)]
     model: PathBuf,
     /// An .npz with uint8 0/1 arrays `train` and `test` (examples × 784); default: the shipped

@@ -1,5 +1,5 @@
 //! Trains a classification RBM (Larochelle & Bengio 2008) on MNIST, reports the test error and
-//! writes `model.bin` and `samples.png` (one row of class-conditional samples per digit).
+//! writes `model.safetensors` and `samples.png` (one row of class-conditional samples per digit).
 //!
 //! ```text
 //! cargo run --release --example mnist_classify -- --objective hybrid --json
@@ -139,7 +139,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     bar.finish_and_clear();
     let test_error = model.error_rate(&test, &test_labels)?;
     println!("test error {:.2} %", 100.0 * test_error);
-    model.save(args.out.join("model.bin"))?;
+    model.save(args.out.join("model.safetensors"))?;
 
     // Ten samples of each digit: chains of the joint machine with the label units clamped.
     let classes: Vec<usize> = (0..100).map(|c| c / 10).collect();
@@ -158,7 +158,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         10,
         Scale::Unit,
     )?;
-    println!("wrote model.bin and samples.png to {}", args.out.display());
+    println!("wrote model.safetensors and samples.png to {}", args.out.display());
 
     if args.json {
         let last = history.last().and_then(|m| m.classification.as_ref());

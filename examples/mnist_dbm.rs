@@ -1,5 +1,5 @@
 //! Pretrains, jointly trains and evaluates a deep Boltzmann machine on MNIST (Salakhutdinov &
-//! Hinton 2009), and writes `model.bin`, `model.npz`, `samples.png`, the per-epoch metrics of
+//! Hinton 2009), and writes `model.safetensors`, `model.npz`, `samples.png`, the per-epoch metrics of
 //! joint training `metrics.jsonl` and their curves `metrics.png`, a checkpoint of joint
 //! training `checkpoint.bin` and the run's settings `args.json`.
 //!
@@ -464,7 +464,7 @@ fn finish(
     train_seconds: f64,
     started: Instant,
 ) -> boltzmann::Result<()> {
-    dbm.save(out.join("model.bin"))?;
+    dbm.save(out.join("model.safetensors"))?;
     dbm.save_npz(out.join("model.npz"))?;
     let mut chains = Chains::random(dbm, args.sample_chains, args.seed)?;
     chains.sweep(dbm, args.sample_sweeps)?;
@@ -482,7 +482,7 @@ fn finish(
         Scale::Unit,
     )?;
     println!(
-        "wrote model.bin, model.npz and samples.png to {}",
+        "wrote model.safetensors, model.npz and samples.png to {}",
         out.display()
     );
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example mnist_rbm -- --out out/mnist_rbm
-//! cargo run --release --example mnist_inpaint -- --model out/mnist_rbm/model.bin --json
+//! cargo run --release --example mnist_inpaint -- --model out/mnist_rbm/model.safetensors --json
 //! ```
 
 mod common;
@@ -34,7 +34,7 @@ enum Mask {
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// A model file written by `mnist_rbm` or `mnist_dbm` (`model.bin`).
+    /// A model file written by `mnist_rbm` or `mnist_dbm` (`model.safetensors`).
     #[arg(long)]
     model: PathBuf,
     /// Which pixels to hide.

@@ -1,4 +1,4 @@
-//! Trains a Bernoulli RBM on MNIST and writes `model.bin`, `model.npz`, `samples.png`,
+//! Trains a Bernoulli RBM on MNIST and writes `model.safetensors`, `model.npz`, `samples.png`,
 //! `filters.png`, the per-epoch metrics `metrics.jsonl` and their curves `metrics.png`, a
 //! training checkpoint `checkpoint.bin` and the run's settings `args.json`.
 //!
@@ -474,7 +474,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     metrics.finish()?;
     let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
 
-    rbm.save(out.join("model.bin"))?;
+    rbm.save(out.join("model.safetensors"))?;
     rbm.save_npz(out.join("model.npz"))?;
     // Samples, with the free energy of the chains recorded along the second half of the sweeps
     // to measure how well plain Gibbs mixes on the trained model.
@@ -512,7 +512,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Scale::PerTile,
     )?;
     println!(
-        "wrote model.bin, model.npz, samples.png and filters.png to {}",
+        "wrote model.safetensors, model.npz, samples.png and filters.png to {}",
         out.display()
     );
 

@@ -157,10 +157,10 @@ fn bad_checkpoints_are_rejected() {
     assert!(matches!(err, Error::Truncated { .. }), "{err}");
 
     // A model file is not a checkpoint.
-    let model = dir.join("model.bin");
+    let model = dir.join("model.safetensors");
     rbm.save(&model).unwrap();
     let err = resume_from(&model, &cfg, &data);
-    assert!(matches!(err, Error::Kind { .. }), "{err}");
+    assert!(matches!(err, Error::Format { .. }), "{err}");
 
     // Other settings, or other data, than the run that wrote it.
     let other = TrainConfig {

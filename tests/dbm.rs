@@ -4,7 +4,7 @@ mod common;
 
 use boltzmann::dbm::{MeanField, Parity};
 use boltzmann::partition::{log_partition_exact, log_unnormalised_exact};
-use boltzmann::{Bernoulli, Chains, Dbm, Layer};
+use boltzmann::{Bernoulli, Chains, Dbm, Gaussian, Layer, Rbm};
 use common::*;
 use nalgebra::{DMatrix, DVector};
 
@@ -199,21 +199,123 @@ fn mean_field_reaches_a_fixed_point_and_bounds_the_log_likelihood() {
 }
 
 #[test]
-fn dbm_files_round_trip_and_reject_rbm_files() {
+fn model_files_round_trip_in_one_schema_for_any_depth() {
     let dir = TempDir::new("dbm");
     let dbm = random_dbm(0.5, 7);
-    dbm.save(dir.join("d.bin")).unwrap();
-    assert_eq!(Dbm::<Bernoulli>::load(dir.join("d.bin")).unwrap(), dbm);
+    dbm.save(dir.join("d.safetensors")).unwrap();
+    assert_eq!(
+        Dbm::<Bernoulli>::load(dir.join("d.safetensors")).unwrap(),
+        dbm
+    );
     dbm.save_npz(dir.join("d.npz")).unwrap();
     assert_eq!(Dbm::<Bernoulli>::load_npz(dir.join("d.npz")).unwrap(), dbm);
+    // An RBM's file is the layered machine's: it loads as a DBM of one hidden layer, and a
+    // deeper machine's file does not load as an RBM.
     let rbm = random_rbm::<Bernoulli, Bernoulli>(6, 4, 0.5, 8);
-    rbm.save(dir.join("r.bin")).unwrap();
+    rbm.save(dir.join("r.safetensors")).unwrap();
+    let machine = Dbm::<Bernoulli>::load(dir.join("r.safetensors")).unwrap();
+    assert_eq!(machine, rbm.clone().into_machine());
+    assert!(Rbm::<Bernoulli, Bernoulli>::load(dir.join("d.safetensors")).is_err());
     assert!(matches!(
-        Dbm::<Bernoulli>::load(dir.join("r.bin")),
+        Rbm::<Gaussian, Bernoulli>::load(dir.join("r.safetensors")),
         Err(boltzmann::Error::Kind { .. })
     ));
     assert!(Dbm::<Bernoulli>::init(&[5], 1).is_err());
     assert!(Dbm::<Bernoulli>::init(&[5, 0, 3], 1).is_err());
+}
+
+/// The model file read without this crate, as any safetensors reader sees it: an 8-byte
+/// header length, a JSON header with the documented metadata and each tensor's dtype, shape
+/// and byte range, then row-major f32 tensors whose CRC-32 the metadata holds.
+#[test]
+fn model_files_are_plain_safetensors() {
+    let dir = TempDir::new("safetensors");
+    let dbm = random_dbm(0.5, 11);
+    let path = dir.join("m.safetensors");
+    dbm.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let meta = &header["__metadata__"];
+    assert_eq!(meta["format"], "boltzmann-model");
+    assert_eq!(meta["format_version"], "1");
+    assert_eq!(meta["machine"], "dbm");
+    let layers: serde_json::Value = serde_json::from_str(meta["layers"].as_str().unwrap()).unwrap();
+    let sizes = dbm.layer_sizes();
+    for (l, layer) in layers.as_array().unwrap().iter().enumerate() {
+        assert_eq!(layer["kind"], "bernoulli");
+        assert_eq!(layer["units"], serde_json::json!([sizes[l]]));
+    }
+    let tensor = |name: &str| -> (Vec<u64>, Vec<f32>) {
+        let t = &header[name];
+        assert_eq!(t["dtype"], "F32");
+        let shape = t["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect();
+        let range = t["data_offsets"].as_array().unwrap();
+        let (a, b) = (
+            range[0].as_u64().unwrap() as usize,
+            range[1].as_u64().unwrap() as usize,
+        );
+        let values = data[a..b]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        (shape, values)
+    };
+    let mut names: Vec<String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    names.sort();
+    assert_eq!(names, ["W1", "W2", "b0", "b1", "b2"]);
+    for l in 1..sizes.len() {
+        let (shape, values) = tensor(&format!("W{l}"));
+        assert_eq!(shape, [sizes[l - 1] as u64, sizes[l] as u64]);
+        let w = dbm.weights(l).unwrap();
+        // Row-major: element (i, j) at i·cols + j.
+        for i in 0..sizes[l - 1] {
+            for j in 0..sizes[l] {
+                assert_eq!(values[i * sizes[l] + j], w[(i, j)]);
+            }
+        }
+    }
+    let (_, b0) = tensor("b0");
+    assert_eq!(b0, dbm.visible().bias().as_slice());
+    let mut crc_input = Vec::new();
+    for name in &names {
+        let t = &header[name.as_str()]["data_offsets"];
+        let (a, b) = (
+            t[0].as_u64().unwrap() as usize,
+            t[1].as_u64().unwrap() as usize,
+        );
+        crc_input.extend_from_slice(&data[a..b]);
+    }
+    let crc = format!("{:08x}", crc32(&crc_input));
+    assert_eq!(meta["crc32"], crc.as_str());
+}
+
+/// CRC-32 (IEEE, reflected, as zlib), bit by bit: an independent check of the stored one.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
 /// A DBM of the given sizes with N(0, scale²) weights and biases.

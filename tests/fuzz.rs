@@ -177,6 +177,109 @@ fn repair_model_file(bytes: &mut [u8]) {
     bytes[len_at + 8..payload].copy_from_slice(&sum.to_le_bytes());
 }
 
+/// The header length and JSON header of a safetensors file, if it has them.
+fn safetensors_header(bytes: &[u8]) -> Option<(usize, serde_json::Value)> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    Some((n, header))
+}
+
+/// The number of numeric leaves of `v`, counting those inside strings that hold JSON (the
+/// `layers` metadata); with `set = Some((k, x))`, leaf `k` becomes `x` instead.
+fn numbers(v: &mut serde_json::Value, set: &mut Option<(usize, u64)>) -> usize {
+    use serde_json::Value;
+    match v {
+        Value::Number(_) => {
+            if let Some((k, x)) = set {
+                if *k == 0 {
+                    *v = (*x).into();
+                    *set = None;
+                } else {
+                    *k -= 1;
+                }
+            }
+            1
+        }
+        Value::Array(a) => a.iter_mut().map(|x| numbers(x, set)).sum(),
+        Value::Object(o) => o.values_mut().map(|x| numbers(x, set)).sum(),
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(mut inner) if inner.is_array() || inner.is_object() => {
+                let count = numbers(&mut inner, set);
+                *text = inner.to_string();
+                count
+            }
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// A safetensors file with its header length and `crc32` metadata made to fit its header and
+/// tensor bytes again, so that a mutation reaches the checks behind them.
+fn repair_safetensors(bytes: &mut Vec<u8>) {
+    let Some((n, mut header)) = safetensors_header(bytes) else {
+        return;
+    };
+    let data = bytes[8 + n..].to_vec();
+    let mut ranges: Vec<(String, usize, usize)> = header
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(k, t)| {
+            let r = t.get("data_offsets")?.as_array()?;
+            let (a, b) = (r.first()?.as_u64()? as usize, r.get(1)?.as_u64()? as usize);
+            Some((k.clone(), a, b))
+        })
+        .collect();
+    ranges.sort();
+    let mut crc = Vec::new();
+    for (_, a, b) in ranges {
+        crc.extend_from_slice(data.get(a..b).unwrap_or_default());
+    }
+    let sum = format!("{:08x}", crc32fast::hash(&crc));
+    if let Some(meta) = header
+        .get_mut("__metadata__")
+        .and_then(|m| m.as_object_mut())
+    {
+        meta.insert("crc32".into(), sum.into());
+    }
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&data);
+    *bytes = out;
+}
+
+/// A mutant of a safetensors seed: half the time one number of its header (a shape, a byte
+/// range, a layer's units) set to a value that breaks size arithmetic, otherwise bytes mutated;
+/// then (mostly) repaired.
+fn safetensors_mutant(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut bytes = seeds[rng.below(seeds.len())].clone();
+    if rng.chance(0.5)
+        && let Some((n, mut header)) = safetensors_header(&bytes)
+    {
+        let count = numbers(&mut header, &mut None);
+        let x = if rng.chance(0.5) {
+            INTERESTING[rng.below(INTERESTING.len())]
+        } else {
+            rng.below(40) as u64
+        };
+        numbers(&mut header, &mut Some((rng.below(count), x)));
+        let json = serde_json::to_vec(&header).unwrap();
+        let mut out = (json.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&bytes[8 + n..]);
+        bytes = out;
+    } else {
+        mutate(&mut bytes, rng, seeds);
+    }
+    if rng.chance(0.9) {
+        repair_safetensors(&mut bytes);
+    }
+    bytes
+}
+
 /// What a target saw.
 #[derive(Default)]
 struct Report {
@@ -276,8 +379,8 @@ fn model_files() {
     fuzz(
         "model-rbm",
         11,
-        |rng| mutant(rng, &seeds, |b| repair_model_file(b)),
-        "m.bin",
+        |rng| safetensors_mutant(rng, &seeds),
+        "m.safetensors",
         |p| Rbm::<Bernoulli, Bernoulli>::load(p).map(drop),
     );
     let seeds = vec![file_bytes(|p| {
@@ -288,8 +391,8 @@ fn model_files() {
     fuzz(
         "model-gaussian-softmax",
         12,
-        |rng| mutant(rng, &seeds, |b| repair_model_file(b)),
-        "m.bin",
+        |rng| safetensors_mutant(rng, &seeds),
+        "m.safetensors",
         |p| Rbm::<Gaussian, Softmax>::load(p).map(drop),
     );
     let seeds = vec![file_bytes(|p| {
@@ -301,8 +404,8 @@ fn model_files() {
     fuzz(
         "model-dbm",
         13,
-        |rng| mutant(rng, &seeds, |b| repair_model_file(b)),
-        "m.bin",
+        |rng| safetensors_mutant(rng, &seeds),
+        "m.safetensors",
         |p| Dbm::<Bernoulli>::load(p).map(drop),
     );
     let seeds = vec![file_bytes(|p| {
@@ -311,8 +414,8 @@ fn model_files() {
     fuzz(
         "model-class-rbm",
         14,
-        |rng| mutant(rng, &seeds, |b| repair_model_file(b)),
-        "m.bin",
+        |rng| safetensors_mutant(rng, &seeds),
+        "m.safetensors",
         |p| ClassRbm::load(p).map(drop),
     );
 }

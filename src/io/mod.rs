@@ -17,6 +17,7 @@
 
 pub(crate) mod checked;
 mod npz;
+pub mod tensors;
 
 pub(crate) use npz::take as take_npz;
 pub use npz::{MAX_NPY_HEADER, MAX_NPZ_ARRAYS, MAX_NPZ_BYTES, NpzArray, read_npz, write_npz};

@@ -31,7 +31,7 @@ mod dense;
 mod random;
 mod sparse;
 
-pub use approx::{log_sum_exp, sigmoid_columns, softplus, softplus_steps};
+pub use approx::{log_sum_exp, sigmoid_columns, softplus, softplus_columns, softplus_steps};
 pub use cache::{CouplingCache, coupling_down, coupling_up};
 pub use dense::correlate_into;
 pub(crate) use dense::par_zip_apply;

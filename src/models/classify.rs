@@ -259,7 +259,7 @@ impl ClassRbm {
 
     /// Saves the joint machine to a versioned, checksummed model file, atomically.
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        self.machine.save(path)
+        self.machine.save_as(path.as_ref(), "class-rbm")
     }
 
     /// Loads a model saved by [`ClassRbm::save`].
@@ -291,7 +291,7 @@ pub(crate) fn label_posterior<V: Layer, H: Layer>(
         let u = w.row(nx + k).transpose();
         o.column_iter_mut().for_each(|mut c| c += &u);
         let mut scores = vec![f64::from(d[nx + k]); n];
-        hidden.cumulant(o.as_slice(), &mut scores);
+        hidden.cumulant_fast(o.as_slice(), &mut scores);
         log_p.row_mut(k).copy_from_slice(&scores);
         if means {
             hidden.mean(o.as_mut_slice());

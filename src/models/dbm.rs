@@ -656,29 +656,104 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
     }
 }
 
-impl<V: Layer, H: Layer> crate::io::Model for Dbm<V, H> {
-    fn kind() -> String {
-        format!("dbm/{}/{}", V::kind(), H::kind())
-    }
+/// A layer as a model file records it: its kind and the units of each of its parts.
+#[derive(Serialize, Deserialize)]
+struct LayerRecord {
+    kind: String,
+    units: Vec<usize>,
+}
 
-    fn shapes(&self) -> Vec<u64> {
-        self.layer_sizes().iter().map(|&s| s as u64).collect()
-    }
-
-    fn check(&self) -> Result<()> {
-        Dbm::check(self)
+impl LayerRecord {
+    fn of<L: Layer>(layer: &L) -> Self {
+        LayerRecord {
+            kind: L::kind(),
+            units: layer.parts(),
+        }
     }
 }
 
 impl<V: Layer, H: Layer> Dbm<V, H> {
-    /// Saves the model to a versioned, checksummed model file (see [`crate::io`]), atomically.
+    /// Saves the model to a model file (safetensors, see [`crate::io`]) atomically: tensors `W1`,
+    /// `W2`, … (`W_l` of shape [units of layer `l − 1`, units of layer `l`]) and biases `b0`
+    /// (visible), `b1`, …; metadata `machine` (`dbm`) and `layers`, a JSON list of each layer's
+    /// `kind` (e.g. `"bernoulli"`) and `units` (per part: `[784, 10]` for `"bernoulli+softmax"`).
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        crate::io::save(self, path)
+        self.save_as(path.as_ref(), "dbm")
     }
 
-    /// Loads a model saved by [`Dbm::save`], with the same checks as [`crate::Rbm::load`].
+    /// [`Dbm::save`] with `machine` in the metadata.
+    pub(crate) fn save_as(&self, path: &std::path::Path, machine: &str) -> Result<()> {
+        self.check()?;
+        let layers: Vec<LayerRecord> = (0..self.num_layers())
+            .map(|l| on_layer!(self, l, |x| LayerRecord::of(x)))
+            .collect();
+        let layers = serde_json::to_string(&layers).expect("layer records are plain data");
+        let mut tensors = Vec::new();
+        for (l, w) in self.weights.iter().enumerate() {
+            let values = w.transpose().as_slice().to_vec();
+            tensors.push((format!("W{}", l + 1), vec![w.nrows(), w.ncols()], values));
+        }
+        for l in 0..self.num_layers() {
+            let b = self.layer_bias(l);
+            tensors.push((format!("b{l}"), vec![b.len()], b.as_slice().to_vec()));
+        }
+        let metadata = vec![
+            ("machine".into(), machine.into()),
+            ("layers".into(), layers),
+        ];
+        crate::io::tensors::write(path, metadata, tensors)
+    }
+
+    /// Loads a model file written by [`Dbm::save`] (or [`crate::Rbm::save`]), whose layers must
+    /// be of the kinds `V` and `H`; rejects foreign, truncated, corrupted and newer-version
+    /// files, and says how to convert files of the earlier binary format.
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        crate::io::load(path)
+        let path = path.as_ref();
+        let mut file = crate::io::tensors::read(path)?;
+        let format = |message: String| Error::Format {
+            path: path.into(),
+            expected: "boltzmann model (safetensors)",
+            message,
+        };
+        let layers: Vec<LayerRecord> = serde_json::from_str(file.get(path, "layers")?)
+            .map_err(|e| format(format!("its `layers` cannot be read: {e}")))?;
+        let found: Vec<&str> = layers.iter().map(|r| r.kind.as_str()).collect();
+        let expected: Vec<String> = (0..layers.len().max(2))
+            .map(|l| if l == 0 { V::kind() } else { H::kind() })
+            .collect();
+        if layers.len() < 2 || found != expected {
+            return Err(Error::Kind {
+                path: path.into(),
+                found: found.join("/"),
+                expected: expected.join("/"),
+            });
+        }
+        let sizes = layers
+            .iter()
+            .map(|r| r.units.iter().try_fold(0usize, |n, &u| n.checked_add(u)))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| format("its layer sizes overflow".into()))?;
+        let mut weights = Vec::new();
+        for l in 1..layers.len() {
+            let (rows, cols) = (sizes[l - 1], sizes[l]);
+            let values = file.take(path, &format!("W{l}"), &[rows, cols])?;
+            weights.push(DMatrix::from_row_slice(rows, cols, &values));
+        }
+        let mut bias = |l: usize| -> Result<DVector<f32>> {
+            let values = file.take(path, &format!("b{l}"), &[sizes[l]])?;
+            Ok(DVector::from_vec(values))
+        };
+        let visible = V::from_parts(bias(0)?, &layers[0].units)?;
+        let hidden = (1..layers.len())
+            .map(|l| H::from_parts(bias(l)?, &layers[l].units))
+            .collect::<Result<Vec<H>>>()?;
+        if let Some(extra) = file.tensors.keys().next() {
+            return Err(format(format!(
+                "tensor `{extra}` does not belong to a machine of {} layers",
+                layers.len()
+            )));
+        }
+        Dbm::new(visible, hidden, weights)
     }
 
     /// Exports the parameters as NumPy `.npz`: float32 `W1`, `W2`, … (layer below × layer

@@ -239,41 +239,21 @@ pub(crate) fn free_energy<A: Layer, B: Layer>(
     f - c
 }
 
-impl<V: Layer, H: Layer> crate::io::Model for Rbm<V, H> {
-    fn kind() -> String {
-        format!("rbm/{}/{}", V::kind(), H::kind())
-    }
-
-    fn shapes(&self) -> Vec<u64> {
-        vec![self.num_visible() as u64, self.num_hidden() as u64]
-    }
-
-    fn check(&self) -> Result<()> {
-        self.machine.check()
-    }
-}
-
 impl<V: Layer, H: Layer> Rbm<V, H> {
-    /// Saves the model to a versioned, checksummed model file (see [`crate::io`]), atomically.
+    /// Saves the model to a model file, atomically: the layered machine's file
+    /// ([`Dbm::save`]) with `machine` `rbm`.
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        crate::io::save(self, path)
+        self.machine.save_as(path.as_ref(), "rbm")
     }
 
-    /// Loads a model saved by [`Rbm::save`]; rejects foreign, truncated, corrupted and
-    /// newer-version files and files holding another kind of model.
+    /// Loads a model file of a machine with one hidden layer ([`Dbm::load`]).
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        crate::io::load(path)
+        Rbm::try_from(Dbm::load(path)?)
     }
 
-    /// Loads a model file of either kind as the layered machine: a DBM as it is, an RBM as its
-    /// one-hidden-layer machine.
+    /// Loads a model file of any depth as the layered machine ([`Dbm::load`]).
     pub fn load_machine(path: impl AsRef<std::path::Path>) -> Result<Dbm<V, H>> {
-        let path = path.as_ref();
-        match Rbm::load(path) {
-            Ok(rbm) => Ok(rbm.into_machine()),
-            Err(Error::Kind { .. }) => Dbm::load(path),
-            Err(e) => Err(e),
-        }
+        Dbm::load(path)
     }
 
     /// Exports the parameters as NumPy `.npz`: float32 arrays `W` (visible × hidden),

@@ -1,6 +1,8 @@
 use super::{Layer, linear_energy};
 use crate::error::{Error, Result};
-use crate::kernels::{ChainRng, fill_uniform, sigmoid_columns, softplus, softplus_steps};
+use crate::kernels::{
+    ChainRng, fill_uniform, sigmoid_columns, softplus, softplus_columns, softplus_steps,
+};
 use nalgebra::DVector;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,10 @@ impl Layer for Bernoulli {
                 .map(|(a, b)| softplus(f64::from(*a) + f64::from(*b)))
                 .sum::<f64>();
         }
+    }
+
+    fn cumulant_fast(&self, inputs: &[f32], out: &mut [f64]) {
+        softplus_columns(inputs, self.bias.as_slice(), out);
     }
 
     fn mean_field_entropy(&self, mu: &[f32], out: &mut [f64]) {

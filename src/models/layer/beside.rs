@@ -127,6 +127,24 @@ impl<A: FromBias, B: FromBias> Layer for Beside<A, B> {
         &self.bias
     }
 
+    fn parts(&self) -> Vec<usize> {
+        vec![self.split, self.len() - self.split]
+    }
+
+    fn from_parts(bias: DVector<f32>, parts: &[usize]) -> Result<Self> {
+        match parts {
+            &[a, b] if a.checked_add(b) == Some(bias.len()) => Beside::try_from(Parts {
+                bias,
+                split: a as u64,
+            }),
+            _ => Err(Error::shape(
+                "parts of layers side by side",
+                format!("two that add up to {}", bias.len()),
+                format!("{parts:?}"),
+            )),
+        }
+    }
+
     fn bias_mut(&mut self) -> &mut DVector<f32> {
         &mut self.bias
     }

@@ -1,0 +1,178 @@
+//! Model files: [safetensors](https://huggingface.co/docs/safetensors) (an 8-byte header length,
+//! a JSON header naming each tensor's type, shape and byte range, then the tensors' bytes),
+//! readable from any language. Every tensor is f32, row-major (NumPy's order). The header's
+//! `__metadata__` holds strings:
+//!
+//! | key | value |
+//! |---|---|
+//! | `format` | `boltzmann-model` |
+//! | `format_version` | `1` |
+//! | `crate_version` | the version of `boltzmann` that wrote the file |
+//! | `crc32` | CRC-32 (IEEE, as `zlib.crc32`) of the tensors' bytes, in the order of their names, 8 hex digits |
+//! | … | what the model adds (for machines: `machine` and `layers`, see [`Dbm::save`](crate::Dbm::save)) |
+//!
+//! Files are written atomically ([`write_atomic`](super::write_atomic)) and read whole, up to
+//! [`MAX_MODEL_BYTES`](super::MAX_MODEL_BYTES); every size is checked against the bytes present
+//! before anything is allocated.
+
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// The `format` of every model file.
+pub const MODEL_FORMAT: &str = "boltzmann-model";
+/// The format version written by this build, and the newest it reads.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// The tensors of a model file by name (shape, then the values in row-major order), and its
+/// metadata.
+pub(crate) struct TensorFile {
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// The CRC-32 of the tensors' bytes (little-endian f32) in the order of their names.
+fn crc32<'a>(tensors: impl Iterator<Item = &'a [u8]>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    tensors.for_each(|t| h.update(t));
+    h.finalize()
+}
+
+/// Writes `tensors` (name, shape, row-major values) and `metadata` as a model file at `path`.
+pub(crate) fn write(
+    path: &Path,
+    metadata: Vec<(String, String)>,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+) -> Result<()> {
+    let bytes: BTreeMap<String, (Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, values)| {
+            let b = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, (shape, b))
+        })
+        .collect();
+    let mut info: HashMap<String, String> = metadata.into_iter().collect();
+    info.insert("format".into(), MODEL_FORMAT.into());
+    info.insert("format_version".into(), MODEL_FORMAT_VERSION.to_string());
+    info.insert("crate_version".into(), env!("CARGO_PKG_VERSION").into());
+    let crc = crc32(bytes.values().map(|(_, b)| b.as_slice()));
+    info.insert("crc32".into(), format!("{crc:08x}"));
+    let views = bytes
+        .iter()
+        .map(|(name, (shape, b))| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), b)
+                .map_err(|e| Error::invalid("model tensors", e.to_string()))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let out = safetensors::serialize(views, Some(info))
+        .map_err(|e| Error::invalid("model file", e.to_string()))?;
+    super::write_atomic(path, &out)
+}
+
+/// Reads the model file at `path`: checks the safetensors layout, the format, its version and
+/// the checksum; every tensor must be f32.
+pub(crate) fn read(path: &Path) -> Result<TensorFile> {
+    let bytes = super::read_bounded(path, super::MAX_MODEL_BYTES)?;
+    let format = |message: String| Error::Format {
+        path: path.into(),
+        expected: "boltzmann model (safetensors)",
+        message,
+    };
+    if bytes.starts_with(&super::MAGIC) {
+        return Err(format(
+            "it is a model file of the earlier binary format (`BOLTZMN` magic), which this \
+             version no longer reads: load it with the version that wrote it and export it with \
+             `save_npz`, then import the `.npz` with `load_npz` and save it again"
+                .into(),
+        ));
+    }
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format(e.to_string()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let get = |key: &str| {
+        metadata
+            .get(key)
+            .ok_or_else(|| format(format!("its metadata has no `{key}`")))
+    };
+    if get("format")? != MODEL_FORMAT {
+        return Err(format(format!(
+            "its format is `{}`, expected `{MODEL_FORMAT}`",
+            get("format")?
+        )));
+    }
+    match get("format_version")?.parse::<u32>() {
+        Ok(v) if (1..=MODEL_FORMAT_VERSION).contains(&v) => {}
+        Ok(found) => {
+            return Err(Error::Version {
+                path: path.into(),
+                found,
+                supported: MODEL_FORMAT_VERSION,
+            });
+        }
+        Err(_) => return Err(format("its format_version is not a number".into())),
+    }
+    let mut names = file.names();
+    names.sort_unstable();
+    let views = names
+        .iter()
+        .map(|&n| file.tensor(n).map_err(|e| format(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let stored = u32::from_str_radix(get("crc32")?, 16)
+        .map_err(|_| format("its crc32 is not 8 hex digits".into()))?;
+    let computed = crc32(views.iter().map(|v| v.data()));
+    if stored != computed {
+        return Err(Error::Checksum {
+            path: path.into(),
+            stored: stored.into(),
+            computed: computed.into(),
+        });
+    }
+    let mut tensors = BTreeMap::new();
+    for (name, view) in names.iter().zip(&views) {
+        if view.dtype() != Dtype::F32 {
+            return Err(format(format!(
+                "tensor `{name}` is {:?}; every tensor must be F32",
+                view.dtype()
+            )));
+        }
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.insert(name.to_string(), (view.shape().to_vec(), values));
+    }
+    Ok(TensorFile { tensors, metadata })
+}
+
+impl TensorFile {
+    /// The metadata value of `key`, or a format error naming the file.
+    pub(crate) fn get(&self, path: &Path, key: &str) -> Result<&str> {
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::Format {
+                path: path.into(),
+                expected: "boltzmann model (safetensors)",
+                message: format!("its metadata has no `{key}`"),
+            })
+    }
+
+    /// Removes and returns tensor `name`, which must have `shape`.
+    pub(crate) fn take(&mut self, path: &Path, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let format = |message: String| Error::Format {
+            path: path.into(),
+            expected: "boltzmann model (safetensors)",
+            message,
+        };
+        match self.tensors.remove(name) {
+            Some((s, values)) if s == shape => Ok(values),
+            Some((s, _)) => Err(format(format!(
+                "tensor `{name}` has shape {s:?}, expected {shape:?}"
+            ))),
+            None => Err(format(format!("it has no tensor `{name}`"))),
+        }
+    }
+}
