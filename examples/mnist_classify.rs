@@ -158,7 +158,10 @@ fn run(args: Args) -> boltzmann::Result<()> {
         10,
         Scale::Unit,
     )?;
-    println!("wrote model.safetensors and samples.png to {}", args.out.display());
+    println!(
+        "wrote model.safetensors and samples.png to {}",
+        args.out.display()
+    );
 
     if args.json {
         let last = history.last().and_then(|m| m.classification.as_ref());

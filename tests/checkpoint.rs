@@ -169,6 +169,8 @@ fn bad_checkpoints_are_rejected() {
     };
     let err = resume_from(&path, &other, &data);
     assert!(err.to_string().contains("configuration"), "{err}");
+    // The error names the setting that differs, with both values.
+    assert!(err.to_string().contains("`seed` is 1, but"), "{err}");
     let fewer = data.columns(0, 60).into_owned();
     let err = resume_from(&path, &cfg, &fewer);
     assert!(matches!(err, Error::Shape { .. }), "{err}");

@@ -120,6 +120,15 @@ fn crafted_checkpoints_are_refused_on_resume() {
         |_| (),
     ));
     assert_says(&m, "ask for at least as many");
+    // Recorded settings claiming 2^60 bytes: read byte by byte, they end with the file.
+    let m = message(resume::<Bernoulli, Bernoulli>(
+        input("checkpoint-settings-claim-2e60.bin"),
+        &data(),
+        None,
+        &pcd(2),
+        |_| (),
+    ));
+    assert_says(&m, "cannot be decoded");
     // A DBM checkpoint whose example order names example 200 of 24.
     let config = TrainConfig {
         epochs: 2,

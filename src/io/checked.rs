@@ -52,3 +52,18 @@ pub(crate) mod matrices {
         Ok(checked.into_iter().map(|c| c.0).collect())
     }
 }
+
+/// Text stored as its UTF-8 bytes: a sequence, which decoders read value by value, where a
+/// string's claimed length would be allocated at once.
+pub(crate) mod text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(t: &str, s: S) -> Result<S::Ok, S::Error> {
+        t.as_bytes().to_vec().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let bytes: Vec<u8> = Deserialize::deserialize(d)?;
+        String::from_utf8(bytes).map_err(D::Error::custom)
+    }
+}

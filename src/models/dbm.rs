@@ -498,7 +498,7 @@ impl<V: Layer, H: Layer> Machine for Dbm<V, H> {
 }
 
 /// Settings of mean-field inference.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeanField {
     /// At most this many passes over the hidden layers (Salakhutdinov & Hinton: 10).
     pub iterations: usize,

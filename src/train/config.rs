@@ -3,10 +3,11 @@
 
 use crate::dbm::MeanField;
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// The number of Gibbs sweeps `k` per update, fixed or growing linearly over epochs (as in
 /// Salakhutdinov & Murray's CD schedule that grew from 1 to 25).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Steps {
     /// The same `k` in every epoch.
     Constant(usize),
@@ -52,7 +53,7 @@ impl Steps {
 }
 
 /// How the negative (model) statistics are estimated.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum NegativePhase {
     /// Contrastive divergence: chains start at the minibatch and run `k` sweeps.
     Cd { k: Steps },
@@ -80,7 +81,7 @@ pub enum NegativePhase {
 }
 
 /// Fast weights of [`NegativePhase::FastPcd`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FastWeights {
     /// The fast weights' learning rate (constant; the paper uses the regular initial rate).
     pub learning_rate: f32,
@@ -141,14 +142,14 @@ impl NegativePhase {
 /// Centering (Melchior et al. 2016): gradient steps are taken in the centered parameterisation
 /// around offsets that follow the data means of the visible units and the data-driven means of
 /// the hidden units; the trained RBM is always returned in plain form.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Centering {
     /// The fraction by which the offsets move towards each minibatch's means (the paper: 0.01).
     pub rate: f32,
 }
 
 /// Where and how often [`train`](super::train) saves a checkpoint.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Checkpointing {
     /// The checkpoint file, replaced atomically at every save.
     pub path: std::path::PathBuf,
@@ -164,7 +165,7 @@ impl Checkpointing {
 }
 
 /// The learning rate as a function of the epoch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LearningRate {
     /// The same rate in every epoch.
     Constant(f32),
@@ -228,7 +229,7 @@ impl LearningRate {
 }
 
 /// Momentum `initial` for the first epochs, then `later` from epoch `switch_epoch` (from 1).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Momentum {
     pub initial: f32,
     pub later: f32,
@@ -260,7 +261,7 @@ impl Momentum {
 /// A sparsity target for the hidden units (Hinton's guide, section 11): the estimate
 /// `q ← decay·q + (1 − decay)·mean activation` is pulled towards `target` with strength `cost`,
 /// through the hidden biases and the weights.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sparsity {
     pub target: f32,
     pub cost: f32,
@@ -268,7 +269,7 @@ pub struct Sparsity {
 }
 
 /// What training maximises.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub enum Objective {
     /// `ln p(v)`: the log-likelihood of the data, every visible unit modelled.
     #[default]
@@ -295,7 +296,7 @@ impl Objective {
 pub const MAX_EPOCHS: usize = 1_000_000;
 
 /// Everything that controls [`train`](super::train).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Passes over the training data.
     pub epochs: usize,
@@ -519,13 +520,14 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// A fingerprint of every setting that shapes the run except `epochs` and `checkpoint`: a
-    /// checkpoint only resumes under the settings that wrote it.
-    pub(crate) fn digest(&self) -> u64 {
-        super::digest_of(&TrainConfig {
-            epochs: 0,
-            checkpoint: None,
-            ..self.clone()
-        })
+    /// Every setting that shapes the run, as JSON (all but `epochs` and `checkpoint`): a
+    /// checkpoint records it, and only resumes under the same.
+    pub(crate) fn shaping_settings(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("settings are plain data");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("epochs");
+            o.remove("checkpoint");
+        }
+        v.to_string()
     }
 }

@@ -209,10 +209,13 @@ fn check_resumable<V: Layer, H: Layer>(
             ),
         ));
     }
-    if saved.config_digest != config.digest() {
+    if let Some((setting, was, now)) = first_difference(&saved.settings, &config.shaping_settings())
+    {
         return Err(Error::invalid(
             "training configuration",
-            "differs from the one that wrote the checkpoint (only `epochs` and `checkpoint` may change)",
+            format!(
+                "`{setting}` is {now}, but the run that wrote the checkpoint had {was} (only `epochs` and `checkpoint` may change)"
+            ),
         ));
     }
     if saved.order.len() != data.ncols() {
@@ -233,9 +236,19 @@ fn is_permutation(order: &[usize]) -> bool {
         .all(|&i| i < seen.len() && !std::mem::replace(&mut seen[i], true))
 }
 
-/// A fingerprint of a settings value (through its `Debug` form).
-fn digest_of(settings: &impl std::fmt::Debug) -> u64 {
-    crate::io::fnv1a(format!("{settings:?}").as_bytes())
+/// The first setting that differs between two JSON objects of settings (a top-level key,
+/// then its value in the first and in the second), or `None` if they agree.
+fn first_difference(saved: &str, now: &str) -> Option<(String, String, String)> {
+    let parse = |s: &str| match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(o)) => o,
+        _ => serde_json::Map::new(),
+    };
+    let (a, b) = (parse(saved), parse(now));
+    let shown = |v: Option<&serde_json::Value>| v.map_or("nothing".into(), |v| v.to_string());
+    a.keys()
+        .chain(b.keys())
+        .find(|k| a.get(*k) != b.get(*k))
+        .map(|k| (k.clone(), shown(a.get(k)), shown(b.get(k))))
 }
 
 /// Everything a training run carries from one epoch to the next, saved by [`train`] and read
@@ -246,7 +259,9 @@ fn digest_of(settings: &impl std::fmt::Debug) -> u64 {
 pub struct Checkpoint<V: Layer, H: Layer> {
     machine: Dbm<V, H>,
     epoch: usize,
-    config_digest: u64,
+    /// [`TrainConfig::shaping_settings`] of the run that wrote it.
+    #[serde(with = "crate::io::checked::text")]
+    settings: String,
     optimiser: Optimiser,
     sampler: Sampler<V, H>,
     order: Vec<usize>,
@@ -875,7 +890,7 @@ pub(crate) fn run<V: Layer, H: Layer>(
             Checkpoint {
                 machine: m.clone(),
                 epoch: 0,
-                config_digest: config.digest(),
+                settings: config.shaping_settings(),
                 optimiser: Optimiser::new(&sizes, config, offsets),
                 sampler: Sampler::new(m, config, data)?,
                 order: (0..n).collect(),
