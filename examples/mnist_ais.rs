@@ -154,6 +154,6 @@ fn load_data(path: Option<&PathBuf>, seed: u64) -> boltzmann::Result<(DMatrix<f3
             load_npz_examples(p, "train")?,
             load_npz_examples(p, "test")?,
         )),
-        None => Mnist::load(Mnist::shipped_dir())?.binarized(seed),
+        None => Mnist::load(Mnist::default_dir()?)?.binarized(seed),
     }
 }

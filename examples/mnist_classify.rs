@@ -97,7 +97,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let config = args.config();
     config.validate()?;
     common::count_in("--hidden", args.hidden, 1, common::MAX_UNITS)?;
-    let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
+    let mnist = Mnist::load(args.data.clone().map_or_else(Mnist::default_dir, Ok)?)?;
     let (train_all, test) = mnist.binarized(args.seed)?;
     let labels = |l: &[u8]| l.iter().map(|&y| usize::from(y)).collect::<Vec<_>>();
     let (train_labels_all, test_labels) = (labels(&mnist.train_labels), labels(&mnist.test_labels));

@@ -372,7 +372,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let config = args.joint_config(&args.run.out_path("mnist_dbm"));
     args.validate(&config)?;
     let out = args.run.out_dir("mnist_dbm")?;
-    let mnist = Mnist::load(Mnist::shipped_dir())?;
+    let mnist = Mnist::load(Mnist::default_dir()?)?;
     common::save_args(&out, &args)?;
     let mut metrics = common::MetricsLog::start(
         &out,

@@ -91,7 +91,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     } else {
         "dbm"
     };
-    let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
+    let mnist = Mnist::load(args.data.clone().map_or_else(Mnist::default_dir, Ok)?)?;
     let (_, test) = mnist.binarized(args.seed)?;
     if args.examples > test.ncols() {
         return Err(Error::invalid(

@@ -417,7 +417,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         }
     }
     let out = args.run.out_dir("mnist_rbm")?;
-    let mnist = Mnist::load(args.data.clone().unwrap_or_else(Mnist::shipped_dir))?;
+    let mnist = Mnist::load(args.data.clone().map_or_else(Mnist::default_dir, Ok)?)?;
     let phase = args.negative_phase()?.0;
     let lr = args.lr();
     common::save_args(&out, &args)?;

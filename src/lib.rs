@@ -97,6 +97,9 @@ pub use dbm::Dbm;
 pub use error::{Error, Result};
 pub use gibbs::{Chains, Machine};
 pub use layer::{Bernoulli, Beside, FromBias, Gaussian, Layer, Softmax};
+/// The linear algebra of the API (`DMatrix`, `DVector`), re-exported so that users need not pin
+/// its version.
+pub use nalgebra;
 pub use rbm::Rbm;
 
 /// The README's code, compiled as a doctest so that it cannot go stale.

@@ -24,6 +24,24 @@ impl Mnist {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/mnist")
     }
 
+    /// Where to find MNIST when no directory is given: `$BOLTZMANN_MNIST` if set, else the copy
+    /// in the source tree ([`Mnist::shipped_dir`]; the published crate does not include it).
+    pub fn default_dir() -> Result<PathBuf> {
+        let dir =
+            std::env::var_os("BOLTZMANN_MNIST").map_or_else(Mnist::shipped_dir, PathBuf::from);
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(Error::invalid(
+                "MNIST directory",
+                format!(
+                    "{} does not exist; pass --data DIR or set BOLTZMANN_MNIST to the directory of the four IDX files (the source repository ships them in datasets/mnist)",
+                    dir.display()
+                ),
+            ))
+        }
+    }
+
     /// Loads the four files `{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]` from `dir`.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
