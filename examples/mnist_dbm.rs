@@ -1,7 +1,7 @@
 //! Pretrains, jointly trains and evaluates a deep Boltzmann machine on MNIST (Salakhutdinov &
 //! Hinton 2009), and writes `model.safetensors`, `model.npz`, `samples.png`, the per-epoch metrics of
 //! joint training `metrics.jsonl` and their curves `metrics.png`, a checkpoint of joint
-//! training `checkpoint.bin` and the run's settings `args.json`.
+//! training `checkpoint.safetensors` and the run's settings `args.json`.
 //!
 //! ```text
 //! cargo run --release --example mnist_dbm -- --layers 500,1000 --json
@@ -405,7 +405,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Some(dir) => {
             let progress = common::bar(args.epochs, "joint epoch");
             let resumed = resume(
-                dir.join("checkpoint.bin"),
+                dir.join("checkpoint.safetensors"),
                 &mnist.train_images,
                 None,
                 &config,

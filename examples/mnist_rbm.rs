@@ -1,6 +1,6 @@
 //! Trains a Bernoulli RBM on MNIST and writes `model.safetensors`, `model.npz`, `samples.png`,
 //! `filters.png`, the per-epoch metrics `metrics.jsonl` and their curves `metrics.png`, a
-//! training checkpoint `checkpoint.bin` and the run's settings `args.json`.
+//! training checkpoint `checkpoint.safetensors` and the run's settings `args.json`.
 //!
 //! ```text
 //! cargo run --release --example mnist_rbm -- --hidden 500 --epochs 10 --cd 1 --json
@@ -401,8 +401,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let config = args.validate(&args.run.out_path("mnist_rbm"))?;
     if let Some(dir) = &args.run.resume {
         // The checkpoint's model must be the one the settings describe.
-        let saved: Checkpoint<Bernoulli, Bernoulli> =
-            boltzmann::io::load(dir.join("checkpoint.bin"))?;
+        let saved = Checkpoint::<Bernoulli, Bernoulli>::load(dir.join("checkpoint.safetensors"))?;
         let hidden = saved.machine().layer_sizes()[1..].to_vec();
         if hidden != [args.hidden] {
             return Err(boltzmann::Error::shape(
@@ -459,7 +458,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     let history = match &args.run.resume {
         Some(dir) => {
             let (machine, history) = resume(
-                dir.join("checkpoint.bin"),
+                dir.join("checkpoint.safetensors"),
                 train_images,
                 test_images,
                 &config,

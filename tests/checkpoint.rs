@@ -4,7 +4,6 @@
 
 mod common;
 
-use boltzmann::io::load;
 use boltzmann::train::{
     Centering, Checkpoint, Checkpointing, FastWeights, NegativePhase, Sparsity, Steps, TrainConfig,
     resume, train,
@@ -101,7 +100,7 @@ fn resuming_is_bit_identical_to_an_unbroken_run() {
             |_| {},
         )
         .unwrap();
-        let saved: Checkpoint<Bernoulli, Bernoulli> = load(&broken).unwrap();
+        let saved = Checkpoint::<Bernoulli, Bernoulli>::load(&broken).unwrap();
         assert_eq!((saved.epoch(), saved.machine()), (4, &*first));
         // The checkpoint supplies everything, the model included.
         let mut epochs = Vec::new();
@@ -116,8 +115,8 @@ fn resuming_is_bit_identical_to_an_unbroken_run() {
         assert_eq!(epochs, [5, 6, 7], "{negative:?}");
         assert_eq!(resumed, *straight, "{negative:?}");
         // Chains, streams, velocities and example order agree too.
-        let a: Checkpoint<Bernoulli, Bernoulli> = load(&whole).unwrap();
-        let b: Checkpoint<Bernoulli, Bernoulli> = load(&broken).unwrap();
+        let a = Checkpoint::<Bernoulli, Bernoulli>::load(&whole).unwrap();
+        let b = Checkpoint::<Bernoulli, Bernoulli>::load(&broken).unwrap();
         assert_eq!(a, b, "{negative:?}");
     }
 }
@@ -154,13 +153,13 @@ fn bad_checkpoints_are_rejected() {
     let cut = dir.join("cut.ckpt");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = resume_from(&cut, &cfg, &data);
-    assert!(matches!(err, Error::Truncated { .. }), "{err}");
+    assert!(matches!(err, Error::Format { .. }), "{err}");
 
     // A model file is not a checkpoint.
     let model = dir.join("model.safetensors");
     rbm.save(&model).unwrap();
     let err = resume_from(&model, &cfg, &data);
-    assert!(matches!(err, Error::Format { .. }), "{err}");
+    assert!(err.to_string().contains("`kind`"), "{err}");
 
     // Other settings, or other data, than the run that wrote it.
     let other = TrainConfig {

@@ -4,7 +4,6 @@
 mod common;
 
 use boltzmann::data::bars_and_stripes;
-use boltzmann::io::load;
 use boltzmann::partition::{log_partition_exact, log_unnormalised_exact};
 use boltzmann::train::{
     Centering, Checkpoint, Checkpointing, InputScale, LearningRate, Momentum, NegativePhase,
@@ -244,7 +243,7 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
         |_| {},
     )
     .unwrap();
-    let saved: Checkpoint<Bernoulli, Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
+    let saved = Checkpoint::<Bernoulli, Bernoulli>::load(dir.join("broken.ckpt")).unwrap();
     assert_eq!((saved.epoch(), saved.machine()), (3, &broken));
     let mut epochs = Vec::new();
     let (resumed, _) = resume::<Bernoulli, Bernoulli>(
@@ -257,8 +256,8 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
     .unwrap();
     assert_eq!(epochs, [4, 5, 6, 7]);
     assert_eq!(resumed, straight);
-    let a: Checkpoint<Bernoulli, Bernoulli> = load(dir.join("whole.ckpt")).unwrap();
-    let b: Checkpoint<Bernoulli, Bernoulli> = load(dir.join("broken.ckpt")).unwrap();
+    let a = Checkpoint::<Bernoulli, Bernoulli>::load(dir.join("whole.ckpt")).unwrap();
+    let b = Checkpoint::<Bernoulli, Bernoulli>::load(dir.join("broken.ckpt")).unwrap();
     assert_eq!(a, b);
 
     // A damaged file and other settings are rejected.

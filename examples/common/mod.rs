@@ -315,7 +315,7 @@ pub struct RunOptions {
     /// Output directory [default: the `--resume` directory, else out/<example>].
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
-    /// Save a training checkpoint every N epochs (and after the last) to `checkpoint.bin`.
+    /// Save a training checkpoint every N epochs (and after the last) to `checkpoint.safetensors`.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub checkpoint_every: usize,
     /// Continue the run checkpointed in DIR (with its settings, read from DIR/args.json) up to
@@ -359,10 +359,10 @@ impl RunOptions {
         Ok(out)
     }
 
-    /// Checkpoints into `out/checkpoint.bin` at the chosen interval.
+    /// Checkpoints into `out/checkpoint.safetensors` at the chosen interval.
     pub fn checkpointing(&self, out: &Path) -> boltzmann::train::Checkpointing {
         boltzmann::train::Checkpointing {
-            path: out.join("checkpoint.bin"),
+            path: out.join("checkpoint.safetensors"),
             every: self.checkpoint_every,
         }
     }

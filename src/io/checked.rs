@@ -17,15 +17,39 @@ fn assemble(data: Vec<f32>, rows: usize, cols: usize) -> Result<DMatrix<f32>, St
     }
 }
 
-/// One matrix, in nalgebra's layout (values, rows, columns).
+/// A matrix of a state file: the name of the tensor that holds it, and its sizes.
+#[derive(Serialize, Deserialize)]
+struct TensorRef {
+    tensor: String,
+    rows: usize,
+    cols: usize,
+}
+
+/// One matrix: within a state file a reference to its tensor ([`crate::io::tensors`]),
+/// elsewhere nalgebra's layout (values, rows, columns).
 pub(crate) mod matrix {
     use super::*;
+    use crate::io::tensors::{fetch, reading_state, stash};
 
     pub fn serialize<S: Serializer>(m: &DMatrix<f32>, s: S) -> Result<S::Ok, S::Error> {
-        m.serialize(s)
+        match stash(m) {
+            Some(tensor) => TensorRef {
+                tensor,
+                rows: m.nrows(),
+                cols: m.ncols(),
+            }
+            .serialize(s),
+            None => m.serialize(s),
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DMatrix<f32>, D::Error> {
+        if reading_state() {
+            let r = TensorRef::deserialize(d)?;
+            return fetch(&r.tensor, r.rows, r.cols)
+                .unwrap_or_else(|| Err("no state is being read".into()))
+                .map_err(D::Error::custom);
+        }
         let (data, rows, cols): (Vec<f32>, usize, usize) = Deserialize::deserialize(d)?;
         assemble(data, rows, cols).map_err(D::Error::custom)
     }
@@ -37,6 +61,14 @@ pub(crate) mod matrices {
 
     struct Checked(DMatrix<f32>);
 
+    struct Each<'a>(&'a DMatrix<f32>);
+
+    impl Serialize for Each<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            matrix::serialize(self.0, s)
+        }
+    }
+
     impl<'de> Deserialize<'de> for Checked {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             matrix::deserialize(d).map(Checked)
@@ -44,26 +76,11 @@ pub(crate) mod matrices {
     }
 
     pub fn serialize<S: Serializer>(m: &[DMatrix<f32>], s: S) -> Result<S::Ok, S::Error> {
-        m.serialize(s)
+        s.collect_seq(m.iter().map(Each))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DMatrix<f32>>, D::Error> {
         let checked: Vec<Checked> = Deserialize::deserialize(d)?;
         Ok(checked.into_iter().map(|c| c.0).collect())
-    }
-}
-
-/// Text stored as its UTF-8 bytes: a sequence, which decoders read value by value, where a
-/// string's claimed length would be allocated at once.
-pub(crate) mod text {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(t: &str, s: S) -> Result<S::Ok, S::Error> {
-        t.as_bytes().to_vec().serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        let bytes: Vec<u8> = Deserialize::deserialize(d)?;
-        String::from_utf8(bytes).map_err(D::Error::custom)
     }
 }

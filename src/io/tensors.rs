@@ -9,14 +9,17 @@
 //! | `format_version` | `1` |
 //! | `crate_version` | the version of `boltzmann` that wrote the file |
 //! | `crc32` | CRC-32 (IEEE, as `zlib.crc32`) of the tensors' bytes, in the order of their names, 8 hex digits |
-//! | … | what the model adds (for machines: `machine` and `layers`, see [`Dbm::save`](crate::Dbm::save)) |
+//! | … | what the model adds (for machines `machine` and `layers`, see [`Dbm::save`](crate::Dbm::save); for checkpoints `kind` and `state`, see `train::Checkpoint`) |
 //!
 //! Files are written atomically ([`write_atomic`](super::write_atomic)) and read whole, up to
 //! [`MAX_MODEL_BYTES`](super::MAX_MODEL_BYTES); every size is checked against the bytes present
 //! before anything is allocated.
 
 use crate::error::{Error, Result};
+use nalgebra::DMatrix;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Serialize, de::DeserializeOwned};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -25,10 +28,12 @@ pub const MODEL_FORMAT: &str = "boltzmann-model";
 /// The format version written by this build, and the newest it reads.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
 
-/// The tensors of a model file by name (shape, then the values in row-major order), and its
-/// metadata.
+/// A tensor: its shape, then its values in row-major order.
+type Tensor = (Vec<usize>, Vec<f32>);
+
+/// The tensors of a model file by name, and its metadata.
 pub(crate) struct TensorFile {
-    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub tensors: BTreeMap<String, Tensor>,
     pub metadata: HashMap<String, String>,
 }
 
@@ -174,5 +179,108 @@ impl TensorFile {
             ))),
             None => Err(format(format!("it has no tensor `{name}`"))),
         }
+    }
+}
+
+thread_local! {
+    /// While a state is written: the matrices met so far, each to become a tensor.
+    static SINK: RefCell<Option<Vec<Tensor>>> = const { RefCell::new(None) };
+    /// While a state is read: the file's tensors, taken as the matrices ask for them.
+    static SOURCE: RefCell<Option<BTreeMap<String, Tensor>>> = const { RefCell::new(None) };
+}
+
+/// The name of the `k`-th matrix of a state.
+fn matrix_name(k: usize) -> String {
+    format!("m{k:04}")
+}
+
+/// While a state is written ([`write_state`]): stores `m` as a tensor of shape [columns, rows]
+/// (its column-major values, row-major) and returns the tensor's name; otherwise `None`.
+pub(crate) fn stash(m: &DMatrix<f32>) -> Option<String> {
+    SINK.with_borrow_mut(|sink| {
+        let sink = sink.as_mut()?;
+        sink.push((vec![m.ncols(), m.nrows()], m.as_slice().to_vec()));
+        Some(matrix_name(sink.len() - 1))
+    })
+}
+
+/// Whether a state is being read on this thread.
+pub(crate) fn reading_state() -> bool {
+    SOURCE.with_borrow(Option::is_some)
+}
+
+/// While a state is read ([`read_state`]): the matrix stored as tensor `name`, which must be
+/// `rows × cols`; `None` when no state is being read.
+pub(crate) fn fetch(name: &str, rows: usize, cols: usize) -> Option<Result<DMatrix<f32>, String>> {
+    SOURCE.with_borrow_mut(|source| {
+        let source = source.as_mut()?;
+        Some(match source.remove(name) {
+            Some((shape, values)) if shape == [cols, rows] => {
+                Ok(DMatrix::from_vec(rows, cols, values))
+            }
+            Some((shape, _)) => Err(format!(
+                "tensor `{name}` has shape {shape:?}, but a {rows}×{cols} matrix is stored there"
+            )),
+            None => Err(format!("no tensor `{name}` (or it is used twice)")),
+        })
+    })
+}
+
+/// Clears a thread-local slot when dropped, also when serde panics or fails midway.
+struct Clear<T: 'static>(&'static std::thread::LocalKey<RefCell<Option<T>>>);
+
+impl<T> Drop for Clear<T> {
+    fn drop(&mut self) {
+        self.0.with_borrow_mut(|x| *x = None);
+    }
+}
+
+/// Writes `state` as a model file: its matrices as tensors `m0000`, `m0001`, … (each of shape
+/// [columns, rows]: the column-major values) and everything else as JSON in the metadata key
+/// `state`, in which each matrix is `{"tensor": name, "rows": r, "cols": c}`; `kind` goes to
+/// the metadata key `kind`.
+pub(crate) fn write_state<T: Serialize>(path: &Path, kind: &str, state: &T) -> Result<()> {
+    SINK.with_borrow_mut(|s| *s = Some(Vec::new()));
+    let clear = Clear(&SINK);
+    let json = serde_json::to_string(state)
+        .map_err(|e| Error::invalid("state", format!("cannot be written: {e}")))?;
+    let matrices = SINK.with_borrow_mut(|s| s.take()).unwrap_or_default();
+    drop(clear);
+    let tensors = matrices
+        .into_iter()
+        .enumerate()
+        .map(|(k, (shape, values))| (matrix_name(k), shape, values))
+        .collect();
+    let metadata = vec![("kind".into(), kind.into()), ("state".into(), json)];
+    write(path, metadata, tensors)
+}
+
+/// Reads a state written by [`write_state`] with this `kind`; every tensor must be used.
+pub(crate) fn read_state<T: DeserializeOwned>(path: &Path, kind: &str) -> Result<T> {
+    let file = read(path)?;
+    let format = |message: String| Error::Format {
+        path: path.into(),
+        expected: "boltzmann model (safetensors)",
+        message,
+    };
+    let found = file.get(path, "kind")?;
+    if found != kind {
+        return Err(Error::Kind {
+            path: path.into(),
+            found: found.into(),
+            expected: kind.into(),
+        });
+    }
+    let json = file.get(path, "state")?;
+    SOURCE.with_borrow_mut(|s| *s = Some(file.tensors.clone()));
+    let _clear = Clear(&SOURCE);
+    let state =
+        serde_json::from_str(json).map_err(|e| format(format!("its state cannot be read: {e}")))?;
+    let left = SOURCE.with_borrow(|s| s.as_ref().and_then(|s| s.keys().next().cloned()));
+    match left {
+        Some(name) => Err(format(format!(
+            "tensor `{name}` belongs to nothing in the state"
+        ))),
+        None => Ok(state),
     }
 }

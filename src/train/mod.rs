@@ -151,7 +151,7 @@ pub fn resume<V: Layer, H: Layer>(
     config: &TrainConfig,
     monitor: impl FnMut(&EpochMetrics),
 ) -> Result<(Dbm<V, H>, Vec<EpochMetrics>)> {
-    let saved: Checkpoint<V, H> = crate::io::load(checkpoint)?;
+    let saved: Checkpoint<V, H> = Checkpoint::load(checkpoint.as_ref())?;
     config.validate()?;
     check_resumable(&saved, config, data)?;
     saved.fits(config)?;
@@ -260,7 +260,6 @@ pub struct Checkpoint<V: Layer, H: Layer> {
     machine: Dbm<V, H>,
     epoch: usize,
     /// [`TrainConfig::shaping_settings`] of the run that wrote it.
-    #[serde(with = "crate::io::checked::text")]
     settings: String,
     optimiser: Optimiser,
     sampler: Sampler<V, H>,
@@ -280,17 +279,25 @@ impl<V: Layer, H: Layer> Checkpoint<V, H> {
     }
 }
 
-impl<V: Layer, H: Layer> crate::io::Model for Checkpoint<V, H> {
+impl<V: Layer, H: Layer> Checkpoint<V, H> {
+    /// The kind of checkpoint file, by the machine's layer kinds.
     fn kind() -> String {
         format!("checkpoint/{}/{}", V::kind(), H::kind())
     }
 
-    fn shapes(&self) -> Vec<u64> {
-        self.machine
-            .layer_sizes()
-            .iter()
-            .map(|&s| s as u64)
-            .collect()
+    /// Saves the checkpoint, atomically, as a model file of its kind: the matrices as tensors,
+    /// the rest (epoch, settings, chains' random streams, example order, …) as JSON.
+    fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.check()?;
+        crate::io::tensors::write_state(path, &Self::kind(), self)
+    }
+
+    /// Loads a checkpoint file written by training and checks it.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let saved: Self = crate::io::tensors::read_state(path, &Self::kind())?;
+        saved.check()?;
+        Ok(saved)
     }
 
     fn check(&self) -> Result<()> {
@@ -979,7 +986,7 @@ pub(crate) fn run<V: Layer, H: Layer>(
             && c.due(epoch, config.epochs)
         {
             run.machine.clone_from(m);
-            crate::io::save(&run, &c.path)?;
+            run.save(&c.path)?;
         }
         monitor(&metrics);
         history.push(metrics);
