@@ -62,15 +62,16 @@
 //!   bit-identically; greedy DBM pretraining.
 //! - [`tempering`]: parallel tempering for any machine, with swap rates and ladder tuning.
 //! - [`centering`]: centered RBMs and their conversion to plain ones.
-//! - [`classify`]: the classification RBM: exact `p(y | x)`, generative, discriminative and
-//!   hybrid training.
+//! - [`classify`]: the classification RBM, the machine with inputs and labels side by side:
+//!   exact `p(y | x)`; its objectives train through [`train`].
 //! - [`partition`]: exact `ln Z`, `ln p*(v)` and samples by enumeration, AIS and reverse AIS,
 //!   `evaluate`, trajectory AIS, log-likelihoods and exact conditional log-likelihoods of missing
 //!   units, for any machine.
 //! - [`diagnostics`]: autocorrelation times and effective sample sizes of chains and of
 //!   importance weights.
 //! - [`data`]: IDX files, MNIST, binarisation, bars-and-stripes.
-//! - [`io`]: versioned, checksummed model files and NumPy `.npz`.
+//! - [`io`]: model and checkpoint files (safetensors with documented metadata), atomic saves,
+//!   and NumPy `.npz`.
 //! - [`image`]: PNG grids of samples and filters.
 //! - [`random`]: the seeded random streams (the hot products, transposes, tables and
 //!   non-linearities of the crate's kernels are internal).
