@@ -72,12 +72,13 @@
 //! - [`data`]: IDX files, MNIST, binarisation, bars-and-stripes.
 //! - [`io`]: model and checkpoint files (safetensors with documented metadata), atomic saves,
 //!   and NumPy `.npz`.
-//! - [`image`]: PNG grids of samples and filters.
+//! - [`image`] (feature `png`, on by default): PNG grids of samples and filters, curves.
 //! - [`random`]: the seeded random streams (the hot products, transposes, tables and
 //!   non-linearities of the crate's kernels are internal).
 
 pub mod data;
 pub mod error;
+#[cfg(feature = "png")]
 pub mod image;
 pub mod io;
 mod kernels;
