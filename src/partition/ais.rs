@@ -24,7 +24,7 @@ use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
 /// An increasing sequence of inverse temperatures from 0 to 1.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Betas(Vec<f64>);
 
 /// The three stages of Salakhutdinov & Murray's schedule: (end of stage, step).
@@ -260,7 +260,7 @@ impl<V: Layer> Start<V, Bernoulli> {
 }
 
 /// Settings of an AIS run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AisConfig {
     /// Independent annealing runs (the paper: 100).
     pub runs: usize,
@@ -280,7 +280,7 @@ impl Default for AisConfig {
 }
 
 /// The result of forward or reverse AIS.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AisEstimate {
     /// The estimate of `ln Z`.
     pub log_z: f64,

@@ -24,7 +24,7 @@ use crate::layer::Layer;
 use nalgebra::{DMatrix, DVector};
 
 /// An average log-probability over a dataset, in nats, with its standard error over examples.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct LogLikelihood {
     /// `(1/N) Σₙ ln p(vₙ)`.
     pub mean: f64,
@@ -64,7 +64,7 @@ pub fn log_likelihood_exact<V: Layer, H: Layer>(
 }
 
 /// Settings of [`evaluate`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EvaluationConfig {
     /// Forward AIS (and reverse AIS, if asked for) with these runs, schedule and seed.
     pub ais: AisConfig,
@@ -91,14 +91,14 @@ impl Default for EvaluationConfig {
 /// Where reverse AIS starts: the first `runs` examples of the training or test data, after
 /// `sweeps` blocked Gibbs sweeps (at least one for machines with more than one hidden layer,
 /// whose annealed hidden states must be drawn).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct ReverseStart {
     pub from_test: bool,
     pub sweeps: usize,
 }
 
 /// `ln Ẑ` by AIS and the average log-probabilities it gives.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Evaluation {
     pub forward: AisEstimate,
     pub reverse: Option<AisEstimate>,
