@@ -378,27 +378,25 @@ pub(crate) fn expected_given_inputs<V: Layer, H: Layer>(
     let (log_p, sigmas) = label_posterior(m, v, classes, true);
     let p = log_p.map(|l| l.exp() as f32);
     let mut mixture = DMatrix::<f32>::zeros(sigmas[0].nrows(), n);
-    let mut w = DMatrix::zeros(v.nrows(), mixture.nrows());
+    let mut label_rows = Vec::with_capacity(classes);
     for (k, sigma) in sigmas.iter().enumerate() {
-        let mut label_row = DVector::<f32>::zeros(mixture.nrows());
+        let mut row = DVector::<f32>::zeros(mixture.nrows());
         for (c, s) in sigma.column_iter().enumerate() {
             mixture.column_mut(c).axpy(p[(k, c)], &s, 1.0);
-            label_row.axpy(p[(k, c)] / n as f32, &s, 1.0);
+            row.axpy(p[(k, c)] / n as f32, &s, 1.0);
         }
-        w.row_mut(nx + k).copy_from(&label_row.transpose());
+        label_rows.push(row);
     }
+    // The input rows: x (Σ_k p_k σ_k)ᵀ, with the label units zero; then the label rows.
     let mut x = v.clone();
+    x.rows_mut(nx, classes).fill(0.0);
+    let mut w = DMatrix::zeros(v.nrows(), mixture.nrows());
+    let terms = [(1.0 / n as f32, x.as_slice(), mixture.as_slice())];
+    correlate_into(w.as_mut_slice(), v.nrows(), 0.0, &terms);
+    for (k, row) in label_rows.iter().enumerate() {
+        w.row_mut(nx + k).copy_from(&row.transpose());
+    }
     x.rows_mut(nx, classes).copy_from(&p);
-    let scale = 1.0 / n as f32;
-    let mut inputs = DMatrix::zeros(nx, mixture.nrows());
-    let xs = x.rows(0, nx).into_owned();
-    correlate_into(
-        inputs.as_mut_slice(),
-        nx,
-        0.0,
-        &[(scale, xs.as_slice(), mixture.as_slice())],
-    );
-    w.rows_mut(0, nx).copy_from(&inputs);
     Statistics {
         weights: vec![w],
         biases: vec![x.column_mean(), mixture.column_mean()],
