@@ -4,7 +4,8 @@ mod common;
 
 use boltzmann::data::{Mnist, binarize_stochastic};
 use boltzmann::partition::{
-    AisConfig, AisEstimate, Betas, Start, ais, exact_samples, log_partition_exact, reverse_ais,
+    AisConfig, AisEstimate, AisShard, Betas, Start, ais, ais_shard, exact_samples,
+    log_partition_exact, reverse_ais, reverse_ais_shard,
 };
 use boltzmann::train::{TrainConfig, train};
 use boltzmann::{Bernoulli, Gaussian, Layer, Rbm};
@@ -245,6 +246,41 @@ fn ais_is_bit_identical_for_any_thread_count() {
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
+}
+
+#[test]
+fn ais_shards_merge_into_the_bits_of_one_run() {
+    // 230 runs are blocks 0..5 (the last of 30 runs). Shards computed apart and merged in any
+    // order give the estimate of one process annealing every run, forward and reverse.
+    let rbm = random_rbm::<Bernoulli, Bernoulli>(12, 6, 1.0, 16);
+    let start = Start::uniform(&rbm);
+    let config = AisConfig {
+        runs: 230,
+        betas: Betas::three_stage(300).unwrap(),
+        seed: 17,
+    };
+    let whole = ais(&rbm, &start, &config, |_, _| {}).unwrap();
+    let shard = |blocks| ais_shard(&rbm, &start, &config, blocks, |_, _| {}).unwrap();
+    let (a, b, c) = (shard(3..5), shard(0..1), shard(1..3));
+    assert_eq!(c.log_weights.len(), 100);
+    assert_eq!(a.log_weights.len(), 80);
+    assert_eq!(AisShard::merge(&[a.clone(), b.clone(), c.clone()]).unwrap(), whole);
+    // Missing, repeated or foreign blocks are refused.
+    assert!(AisShard::merge(&[a.clone(), b.clone()]).is_err());
+    assert!(AisShard::merge(&[a.clone(), b.clone(), c.clone(), b.clone()]).is_err());
+    assert!(AisShard::merge(&[]).is_err());
+    let mut foreign = c.clone();
+    foreign.runs = 231;
+    assert!(AisShard::merge(&[a.clone(), b.clone(), foreign]).is_err());
+    for bad in [0..0, 4..6, 3..2] {
+        assert!(ais_shard(&rbm, &start, &config, bad, |_, _| {}).is_err());
+    }
+    let samples = exact_samples(&rbm, 230, 18).unwrap();
+    let whole = reverse_ais(&rbm, &start, &samples, &config, |_, _| {}).unwrap();
+    let shard = |blocks| reverse_ais_shard(&rbm, &start, &samples, &config, blocks, |_, _| {});
+    let parts = [shard(2..5).unwrap(), shard(0..2).unwrap()];
+    assert_eq!(AisShard::merge(&parts).unwrap(), whole);
+    assert!(AisShard::merge(&[parts[0].clone(), a]).is_err());
 }
 
 #[test]

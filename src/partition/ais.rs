@@ -22,6 +22,7 @@ use crate::kernels::{log_sum_exp, stream};
 use crate::layer::{Bernoulli, Layer, set_tempered_bias};
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// An increasing sequence of inverse temperatures from 0 to 1.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -321,9 +322,26 @@ pub fn ais<V: Layer, H: Layer>(
     config: &AisConfig,
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<AisEstimate> {
+    let all = 0..config.runs.div_ceil(CHAIN_BLOCK);
+    AisShard::merge(&[ais_shard(machine, start, config, all, progress)?])
+}
+
+/// Forward AIS for the runs of blocks `blocks` alone (block `b` holds runs
+/// `b·CHAIN_BLOCK … (b+1)·CHAIN_BLOCK − 1` of `config.runs`). Each block draws from its own
+/// stream, so shards computed apart — on other threads, processes or machines — and merged by
+/// [`AisShard::merge`] give the bits of one [`ais`] over every run.
+pub fn ais_shard<V: Layer, H: Layer>(
+    machine: &Dbm<V, H>,
+    start: &Start<V, H>,
+    config: &AisConfig,
+    blocks: Range<usize>,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<AisShard> {
     check(machine, start, config.runs)?;
-    machine.expect_sweeps(config.runs.saturating_mul(config.betas.len()));
-    // The annealed layers start as exact samples of the start model.
+    let runs = check_blocks(&blocks, config.runs)?;
+    machine.expect_sweeps(runs.saturating_mul(config.betas.len()));
+    // The annealed layers start as exact samples of the start model, drawn for every run in
+    // order so that a shard's starts are those of the whole set.
     let sizes = machine.layer_sizes();
     let mut rng = stream(config.seed, u64::MAX);
     let initial: Vec<DMatrix<f32>> = annealed(sizes.len())
@@ -336,9 +354,9 @@ pub fn ais<V: Layer, H: Layer>(
             x
         })
         .collect();
-    let blocks = Block::split(machine, start, &initial, config.seed);
-    let log_w = anneal(blocks, config.runs, config.betas.as_slice(), &progress);
-    Ok(estimate(log_w, start.log_partition(), false))
+    let blocks_of = Block::split(machine, start, &initial, config.seed, blocks.clone());
+    let log_w = anneal(blocks_of, runs, config.betas.as_slice(), &progress);
+    Ok(AisShard::new(config.runs, blocks, log_w, start, false))
 }
 
 /// Reverse AIS: runs start at `initial`, ideally exact samples of the machine, and anneal back
@@ -357,6 +375,23 @@ pub fn reverse_ais<V: Layer, H: Layer>(
     config: &AisConfig,
     progress: impl Fn(usize, usize) + Sync,
 ) -> Result<AisEstimate> {
+    let runs = initial.first().map_or(0, |x| x.ncols());
+    let all = 0..runs.div_ceil(CHAIN_BLOCK);
+    AisShard::merge(&[reverse_ais_shard(
+        machine, start, initial, config, all, progress,
+    )?])
+}
+
+/// Reverse AIS for the runs of blocks `blocks` of the columns of `initial` alone; see
+/// [`ais_shard`] and [`reverse_ais`].
+pub fn reverse_ais_shard<V: Layer, H: Layer>(
+    machine: &Dbm<V, H>,
+    start: &Start<V, H>,
+    initial: &[DMatrix<f32>],
+    config: &AisConfig,
+    blocks: Range<usize>,
+    progress: impl Fn(usize, usize) + Sync,
+) -> Result<AisShard> {
     let sizes = machine.layer_sizes();
     let layers: Vec<usize> = annealed(sizes.len()).collect();
     let chosen: Vec<DMatrix<f32>> = if initial.len() == sizes.len() {
@@ -388,11 +423,100 @@ pub fn reverse_ais<V: Layer, H: Layer>(
         crate::error::check_finite("initial states of reverse AIS", x.as_slice())?;
         machine.check_layer_state(l, x.as_slice())?;
     }
-    machine.expect_sweeps(runs.saturating_mul(config.betas.len()));
+    let shard_runs = check_blocks(&blocks, runs)?;
+    machine.expect_sweeps(shard_runs.saturating_mul(config.betas.len()));
     let betas: Vec<f64> = config.betas.as_slice().iter().rev().copied().collect();
-    let blocks = Block::split(machine, start, &chosen, config.seed);
-    let log_w = anneal(blocks, runs, &betas, &progress);
-    Ok(estimate(log_w, start.log_partition(), true))
+    let blocks_of = Block::split(machine, start, &chosen, config.seed, blocks.clone());
+    let log_w = anneal(blocks_of, shard_runs, &betas, &progress);
+    Ok(AisShard::new(runs, blocks, log_w, start, true))
+}
+
+/// Checks that `blocks` is a non-empty range of the blocks of `runs` runs and returns the
+/// number of runs it holds.
+fn check_blocks(blocks: &Range<usize>, runs: usize) -> Result<usize> {
+    let count = runs.div_ceil(CHAIN_BLOCK);
+    if blocks.start >= blocks.end || blocks.end > count {
+        return Err(Error::invalid(
+            "AIS blocks",
+            format!(
+                "{blocks:?}; {runs} runs make blocks 0..{count} of {CHAIN_BLOCK} runs each"
+            ),
+        ));
+    }
+    Ok((blocks.end * CHAIN_BLOCK).min(runs) - blocks.start * CHAIN_BLOCK)
+}
+
+/// The log weights of some blocks of an AIS run set ([`ais_shard`], [`reverse_ais_shard`]):
+/// shards that together hold every block merge into the estimate of the whole set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AisShard {
+    /// Runs in the whole set.
+    pub runs: usize,
+    /// The blocks of [`CHAIN_BLOCK`] runs this shard holds.
+    pub blocks: Range<usize>,
+    /// The log importance weight of each of its runs, in order.
+    pub log_weights: Vec<f64>,
+    /// The exact `ln Z₀` of the start model.
+    pub log_z_start: f64,
+    /// Whether the runs annealed from the machine back to the start model.
+    pub reverse: bool,
+}
+
+impl AisShard {
+    fn new<V: Layer, H: Layer>(
+        runs: usize,
+        blocks: Range<usize>,
+        log_weights: Vec<f64>,
+        start: &Start<V, H>,
+        reverse: bool,
+    ) -> Self {
+        AisShard {
+            runs,
+            blocks,
+            log_weights,
+            log_z_start: start.log_partition(),
+            reverse,
+        }
+    }
+
+    /// The estimate of `ln Z` from shards that hold every block of one run set once (in any
+    /// order), the same bits as one process annealing every run.
+    pub fn merge(shards: &[AisShard]) -> Result<AisEstimate> {
+        let first = shards.first().ok_or(Error::Empty { what: "AIS shards" })?;
+        let mut order: Vec<&AisShard> = shards.iter().collect();
+        order.sort_by_key(|s| s.blocks.start);
+        let mut next = 0;
+        for s in &order {
+            let runs = (s.blocks.end * CHAIN_BLOCK).min(s.runs);
+            let fits = s.runs == first.runs
+                && s.reverse == first.reverse
+                && s.log_z_start.to_bits() == first.log_z_start.to_bits()
+                && s.blocks.start == next
+                && s.blocks.start < s.blocks.end
+                && s.log_weights.len() == runs.saturating_sub(s.blocks.start * CHAIN_BLOCK);
+            if !fits {
+                return Err(Error::invalid(
+                    "AIS shards",
+                    format!(
+                        "blocks {:?} of {} runs do not continue blocks 0..{next} of one run set",
+                        s.blocks, s.runs
+                    ),
+                ));
+            }
+            next = s.blocks.end;
+        }
+        if next != first.runs.div_ceil(CHAIN_BLOCK) {
+            return Err(Error::invalid(
+                "AIS shards",
+                format!(
+                    "blocks 0..{next} of {} runs; every block is needed",
+                    first.runs
+                ),
+            ));
+        }
+        let log_w: Vec<f64> = order.iter().flat_map(|s| s.log_weights.iter().copied()).collect();
+        Ok(estimate(log_w, first.log_z_start, first.reverse))
+    }
 }
 
 /// The annealed layers of a machine of `layers` layers.
@@ -487,10 +611,12 @@ impl<'a, V: Layer, H: Layer> Block<'a, V, H> {
         start: &Start<V, H>,
         initial: &[DMatrix<f32>],
         seed: u64,
+        blocks: Range<usize>,
     ) -> Vec<Self> {
         let sizes = machine.layer_sizes();
         let annealed = annealed_parity(sizes.len());
         let runs = initial[0].ncols();
+        debug_assert!(runs.div_ceil(CHAIN_BLOCK) >= blocks.end);
         let starts: Vec<Vec<f32>> = (0..sizes.len()).map(|l| start.bias(l).to_vec()).collect();
         let bias_gap: Vec<Vec<f64>> = (0..sizes.len())
             .map(|l| {
@@ -500,7 +626,7 @@ impl<'a, V: Layer, H: Layer> Block<'a, V, H> {
                     .collect()
             })
             .collect();
-        (0..runs.div_ceil(CHAIN_BLOCK))
+        blocks
             .map(|b| {
                 let first = b * CHAIN_BLOCK;
                 let n = CHAIN_BLOCK.min(runs - first);

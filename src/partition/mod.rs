@@ -7,8 +7,8 @@ mod trajectory;
 
 pub use crate::kernels::log_sum_exp;
 pub use ais::{
-    AisConfig, AisEstimate, Betas, MAX_BETAS, Start, ais, annealed_parity, base_rate_layer,
-    reverse_ais,
+    AisConfig, AisEstimate, AisShard, Betas, MAX_BETAS, Start, ais, ais_shard, annealed_parity,
+    base_rate_layer, reverse_ais, reverse_ais_shard,
 };
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
 pub use exact::{
