@@ -13,6 +13,7 @@ use boltzmann::train::{
 use boltzmann::{Bernoulli, Error, Layer, Rbm};
 use common::*;
 use nalgebra::{DMatrix, DVector};
+use std::ops::ControlFlow;
 
 #[test]
 fn cd_with_many_steps_estimates_the_exact_gradient() {
@@ -191,6 +192,39 @@ fn fast_pcd_without_fast_learning_is_pcd() {
     };
     assert_eq!(pcd, fast(0.0));
     assert_ne!(pcd, fast(0.01));
+}
+
+#[test]
+fn a_monitor_that_breaks_stops_training_after_that_epoch() {
+    let data = DMatrix::from_vec(12, 60, normal(12 * 60, 1.0, 74)).map(|x| f32::from(x > 0.3));
+    let run = |epochs: usize, stop_after: usize| {
+        let config = TrainConfig {
+            epochs,
+            batch_size: 20,
+            seed: 75,
+            momentum: Momentum {
+                initial: 0.5,
+                later: 0.9,
+                switch_epoch: 2,
+            },
+            ..TrainConfig::default()
+        };
+        let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(12, 7, 76).unwrap();
+        let history = train(&mut rbm, &data, None, &config, |m| {
+            if m.epoch == stop_after {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        (rbm, history.len())
+    };
+    // Stopped at epoch 3 of 10, the model is the one of a 3-epoch run, bit for bit.
+    let (stopped, epochs) = run(10, 3);
+    assert_eq!(epochs, 3);
+    assert_eq!(stopped, run(3, 0).0);
+    assert_eq!(run(4, 0).1, 4);
 }
 
 #[test]

@@ -33,6 +33,7 @@ use nalgebra::{DMatrix, DVector};
 use pretrain::Scaled;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Machines with at most this many joint states to enumerate (in the cheaper parity) are
@@ -115,19 +116,20 @@ const STREAM_CHAIN_STARTS: u64 = 6 << 40;
 const STREAM_TRAJECTORY: u64 = 9 << 40;
 
 /// Trains `machine` (an [`Rbm`](crate::Rbm) or a [`Dbm`]) on the columns of `data`
-/// (`visible × N`), calling `monitor` after every epoch. `held_out` (optional) feeds the
+/// (`visible × N`), calling `monitor` after every epoch (it may stop training by
+/// returning [`ControlFlow::Break`]; see [`Flow`]). `held_out` (optional) feeds the
 /// free-energy gap and held-out log-likelihood.
 ///
 /// The configuration is validated and the data checked before any work. If the parameters
 /// become non-finite, training stops with [`Error::Diverged`] and `machine` is left as it was
 /// after the last good epoch. With [`TrainConfig::checkpoint`] set, a [`Checkpoint`] is saved as
 /// configured, from which [`resume`] continues.
-pub fn train<V: Layer, H: Layer>(
+pub fn train<V: Layer, H: Layer, R: Flow>(
     machine: &mut Dbm<V, H>,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
-    monitor: impl FnMut(&EpochMetrics),
+    monitor: impl FnMut(&EpochMetrics) -> R,
 ) -> Result<Vec<EpochMetrics>> {
     run(
         machine,
@@ -144,12 +146,12 @@ pub fn train<V: Layer, H: Layer>(
 /// total, and returns the model with the metrics of the epochs run. The result is
 /// bit-identical to a run without a break. The configuration must be the one that wrote the
 /// checkpoint (apart from `epochs` and `checkpoint`), and `data` the same training set.
-pub fn resume<V: Layer, H: Layer>(
+pub fn resume<V: Layer, H: Layer, R: Flow>(
     checkpoint: impl AsRef<std::path::Path>,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
-    monitor: impl FnMut(&EpochMetrics),
+    monitor: impl FnMut(&EpochMetrics) -> R,
 ) -> Result<(Dbm<V, H>, Vec<EpochMetrics>)> {
     let saved: Checkpoint<V, H> = Checkpoint::load(checkpoint.as_ref())?;
     config.validate()?;
@@ -172,12 +174,12 @@ pub fn resume<V: Layer, H: Layer>(
 /// `held_out` every epoch): [`train`] on the joint machine with the labels beside the inputs,
 /// `config.labels` set to the model's classes and the objective of `config`
 /// ([`TrainConfig::classifier`] for Larochelle & Bengio's).
-pub fn train_classifier(
+pub fn train_classifier<R: Flow>(
     model: &mut ClassRbm,
     (x, labels): (&DMatrix<f32>, &[usize]),
     held_out: Option<(&DMatrix<f32>, &[usize])>,
     config: &TrainConfig,
-    monitor: impl FnMut(&EpochMetrics),
+    monitor: impl FnMut(&EpochMetrics) -> R,
 ) -> Result<Vec<EpochMetrics>> {
     let data = model.joint(x, Some(labels))?;
     let held_out = held_out.map(|(x, y)| model.joint(x, Some(y))).transpose()?;
@@ -806,14 +808,14 @@ fn negative_statistics<V: Layer, H: Layer>(
 /// [`train`] for a machine whose inputs may be scaled (greedy DBM pretraining), optionally
 /// continuing from a checkpoint. Exact log-likelihoods and trajectory AIS are for unscaled
 /// machines only.
-pub(crate) fn run<V: Layer, H: Layer>(
+pub(crate) fn run<V: Layer, H: Layer, R: Flow>(
     m: &mut Dbm<V, H>,
     scale: InputScale,
     data: &DMatrix<f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
     resumed: Option<Checkpoint<V, H>>,
-    mut monitor: impl FnMut(&EpochMetrics),
+    mut monitor: impl FnMut(&EpochMetrics) -> R,
 ) -> Result<Vec<EpochMetrics>> {
     config.validate()?;
     m.check()?;
@@ -988,10 +990,31 @@ pub(crate) fn run<V: Layer, H: Layer>(
             run.machine.clone_from(m);
             run.save(&c.path)?;
         }
-        monitor(&metrics);
+        let stop = monitor(&metrics).stops();
         history.push(metrics);
+        if stop {
+            break;
+        }
     }
     Ok(history)
+}
+
+/// What a training monitor returns: `()` to go on, or a [`ControlFlow`] whose `Break` stops
+/// training after the epoch just reported (the machine keeps that epoch's parameters).
+pub trait Flow {
+    fn stops(self) -> bool;
+}
+
+impl Flow for () {
+    fn stops(self) -> bool {
+        false
+    }
+}
+
+impl Flow for ControlFlow<()> {
+    fn stops(self) -> bool {
+        self.is_break()
+    }
 }
 
 /// Fisher–Yates shuffle.
