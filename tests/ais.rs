@@ -264,7 +264,10 @@ fn ais_shards_merge_into_the_bits_of_one_run() {
     let (a, b, c) = (shard(3..5), shard(0..1), shard(1..3));
     assert_eq!(c.log_weights.len(), 100);
     assert_eq!(a.log_weights.len(), 80);
-    assert_eq!(AisShard::merge(&[a.clone(), b.clone(), c.clone()]).unwrap(), whole);
+    assert_eq!(
+        AisShard::merge(&[a.clone(), b.clone(), c.clone()]).unwrap(),
+        whole
+    );
     // Missing, repeated or foreign blocks are refused.
     assert!(AisShard::merge(&[a.clone(), b.clone()]).is_err());
     assert!(AisShard::merge(&[a.clone(), b.clone(), c.clone(), b.clone()]).is_err());

@@ -438,9 +438,7 @@ fn check_blocks(blocks: &Range<usize>, runs: usize) -> Result<usize> {
     if blocks.start >= blocks.end || blocks.end > count {
         return Err(Error::invalid(
             "AIS blocks",
-            format!(
-                "{blocks:?}; {runs} runs make blocks 0..{count} of {CHAIN_BLOCK} runs each"
-            ),
+            format!("{blocks:?}; {runs} runs make blocks 0..{count} of {CHAIN_BLOCK} runs each"),
         ));
     }
     Ok((blocks.end * CHAIN_BLOCK).min(runs) - blocks.start * CHAIN_BLOCK)
@@ -514,7 +512,10 @@ impl AisShard {
                 ),
             ));
         }
-        let log_w: Vec<f64> = order.iter().flat_map(|s| s.log_weights.iter().copied()).collect();
+        let log_w: Vec<f64> = order
+            .iter()
+            .flat_map(|s| s.log_weights.iter().copied())
+            .collect();
         Ok(estimate(log_w, first.log_z_start, first.reverse))
     }
 }
