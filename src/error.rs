@@ -77,6 +77,31 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// A long computation stopped because its progress callback asked it to (see [`Flow`]).
+    #[error("{what} was stopped by its progress callback")]
+    Stopped { what: &'static str },
+}
+
+/// What a monitor or progress callback returns: `()` to go on, or a [`ControlFlow`] whose
+/// `Break` stops the computation (training keeps the epoch just reported; an estimate that
+/// cannot be finished returns [`Error::Stopped`]).
+///
+/// [`ControlFlow`]: std::ops::ControlFlow
+pub trait Flow {
+    fn stops(self) -> bool;
+}
+
+impl Flow for () {
+    fn stops(self) -> bool {
+        false
+    }
+}
+
+impl Flow for std::ops::ControlFlow<()> {
+    fn stops(self) -> bool {
+        self.is_break()
+    }
 }
 
 /// `Result` with [`Error`].

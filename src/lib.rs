@@ -96,7 +96,7 @@ pub use models::{centering, classify, dbm, layer, rbm};
 pub use sampling::{diagnostics, gibbs, tempering};
 
 pub use dbm::Dbm;
-pub use error::{Error, Result};
+pub use error::{Error, Flow, Result};
 pub use gibbs::{Chains, Machine};
 pub use layer::{Bernoulli, Beside, FromBias, Gaussian, Layer, Softmax};
 /// The linear algebra of the API (`DMatrix`, `DVector`), re-exported so that users need not pin

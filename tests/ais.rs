@@ -275,6 +275,7 @@ fn ais_shards_merge_into_the_bits_of_one_run() {
     let mut foreign = c.clone();
     foreign.runs = 231;
     assert!(AisShard::merge(&[a.clone(), b.clone(), foreign]).is_err());
+    #[allow(clippy::reversed_empty_ranges)] // a reversed range is one of the bad inputs
     for bad in [0..0, 4..6, 3..2] {
         assert!(ais_shard(&rbm, &start, &config, bad, |_, _| {}).is_err());
     }
@@ -284,6 +285,35 @@ fn ais_shards_merge_into_the_bits_of_one_run() {
     let parts = [shard(2..5).unwrap(), shard(0..2).unwrap()];
     assert_eq!(AisShard::merge(&parts).unwrap(), whole);
     assert!(AisShard::merge(&[parts[0].clone(), a]).is_err());
+}
+
+#[test]
+fn a_progress_callback_that_breaks_stops_ais() {
+    let rbm = random_rbm::<Bernoulli, Bernoulli>(10, 5, 1.0, 19);
+    let config = AisConfig {
+        runs: 60,
+        betas: Betas::three_stage(2000).unwrap(),
+        seed: 20,
+    };
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let stop_at_second = |_, _| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    };
+    let result = ais(&rbm, &Start::uniform(&rbm), &config, stop_at_second);
+    assert!(matches!(result, Err(boltzmann::Error::Stopped { .. })));
+    assert_eq!(calls.into_inner(), 2);
+    // Going on to the end is the plain estimate.
+    let on = ais(&rbm, &Start::uniform(&rbm), &config, |_, _| {
+        std::ops::ControlFlow::Continue(())
+    });
+    assert_eq!(
+        on.unwrap(),
+        ais(&rbm, &Start::uniform(&rbm), &config, |_, _| {}).unwrap()
+    );
 }
 
 #[test]

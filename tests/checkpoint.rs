@@ -104,7 +104,7 @@ fn resuming_is_bit_identical_to_an_unbroken_run() {
         assert_eq!((saved.epoch(), saved.machine()), (4, &*first));
         // The checkpoint supplies everything, the model included.
         let mut epochs = Vec::new();
-        let (resumed, _) = resume::<Bernoulli, Bernoulli>(
+        let (resumed, _) = resume::<Bernoulli, Bernoulli, _>(
             &broken,
             &data,
             None,
@@ -138,7 +138,7 @@ fn bad_checkpoints_are_rejected() {
     .unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let resume_from = |p: &Path, cfg: &TrainConfig, data: &DMatrix<f32>| {
-        resume::<Bernoulli, Bernoulli>(p, data, None, cfg, |_| {}).unwrap_err()
+        resume::<Bernoulli, Bernoulli, _>(p, data, None, cfg, |_| {}).unwrap_err()
     };
     let cfg = config(negative.clone(), 3, &path);
 

@@ -246,7 +246,7 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
     let saved = Checkpoint::<Bernoulli, Bernoulli>::load(dir.join("broken.ckpt")).unwrap();
     assert_eq!((saved.epoch(), saved.machine()), (3, &broken));
     let mut epochs = Vec::new();
-    let (resumed, _) = resume::<Bernoulli, Bernoulli>(
+    let (resumed, _) = resume::<Bernoulli, Bernoulli, _>(
         dir.join("broken.ckpt"),
         &data(),
         None,
@@ -265,7 +265,7 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
     let last = bytes.len() - 3;
     bytes[last] ^= 1;
     std::fs::write(dir.join("damaged.ckpt"), &bytes).unwrap();
-    let err = resume::<Bernoulli, Bernoulli>(
+    let err = resume::<Bernoulli, Bernoulli, _>(
         dir.join("damaged.ckpt"),
         &data(),
         None,
@@ -278,8 +278,9 @@ fn dbm_resume_is_bit_identical_and_checks_its_file() {
         seed: 1,
         ..config(8, "x")
     };
-    let err = resume::<Bernoulli, Bernoulli>(dir.join("whole.ckpt"), &data(), None, &other, |_| {})
-        .unwrap_err();
+    let err =
+        resume::<Bernoulli, Bernoulli, _>(dir.join("whole.ckpt"), &data(), None, &other, |_| {})
+            .unwrap_err();
     assert!(err.to_string().contains("configuration"), "{err}");
 }
 

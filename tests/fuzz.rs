@@ -656,7 +656,7 @@ fn rbm_checkpoints_on_resume() {
             41 + i as u64,
             |rng| safetensors_mutant(rng, &seeds),
             "c.bin",
-            |p| resume::<Bernoulli, Bernoulli>(p, &data, None, &config, |_| ()).map(drop),
+            |p| resume::<Bernoulli, Bernoulli, _>(p, &data, None, &config, |_| ()).map(drop),
         );
     }
 }
@@ -690,6 +690,6 @@ fn dbm_checkpoints_on_resume() {
         51,
         |rng| safetensors_mutant(rng, &seeds),
         "c.bin",
-        |p| resume::<Bernoulli, Bernoulli>(p, &data, None, &resumed, |_| ()).map(drop),
+        |p| resume::<Bernoulli, Bernoulli, _>(p, &data, None, &resumed, |_| ()).map(drop),
     );
 }

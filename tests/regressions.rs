@@ -103,7 +103,7 @@ fn pcd(epochs: usize) -> TrainConfig {
 #[test]
 fn crafted_checkpoints_are_refused_on_resume() {
     // Persistent chains claiming 10 + 2^60 columns (16 · that wraps to the 160 values held).
-    let m = message(resume::<Bernoulli, Bernoulli>(
+    let m = message(resume::<Bernoulli, Bernoulli, _>(
         input("checkpoint-chains-wrap.safetensors"),
         &data(),
         None,
@@ -112,7 +112,7 @@ fn crafted_checkpoints_are_refused_on_resume() {
     ));
     assert_says(&m, "but a 16×1152921504606846986 matrix is stored there");
     // An epoch count of usize::MAX, which wrapped and trained again.
-    let m = message(resume::<Bernoulli, Bernoulli>(
+    let m = message(resume::<Bernoulli, Bernoulli, _>(
         input("checkpoint-epoch-max.safetensors"),
         &data(),
         None,
@@ -132,7 +132,7 @@ fn crafted_checkpoints_are_refused_on_resume() {
         monitor_examples: 8,
         ..TrainConfig::joint()
     };
-    let m = message(resume::<Bernoulli, Bernoulli>(
+    let m = message(resume::<Bernoulli, Bernoulli, _>(
         input("checkpoint-dbm-order-out-of-range.safetensors"),
         &data(),
         None,

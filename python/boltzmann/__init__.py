@@ -575,10 +575,12 @@ class RBM(_Layered):
 
     @property
     def n_visible(self) -> int:
+        """The number of visible units."""
         return self.layer_sizes[0]
 
     @property
     def n_hidden(self) -> int:
+        """The number of hidden units."""
         return self.layer_sizes[1]
 
     @property
@@ -592,6 +594,7 @@ class RBM(_Layered):
 
     @property
     def b_visible(self) -> np.ndarray:
+        """The visible biases, ``(n_visible,)`` float32 (a copy; assign to change)."""
         return self._machine.bias(0)
 
     @b_visible.setter
@@ -600,6 +603,7 @@ class RBM(_Layered):
 
     @property
     def b_hidden(self) -> np.ndarray:
+        """The hidden biases, ``(n_hidden,)`` float32 (a copy; assign to change)."""
         return self._machine.bias(1)
 
     @b_hidden.setter
@@ -700,6 +704,7 @@ class DBM(_Layered):
 
     @classmethod
     def load_npz(cls, path, visible: str = "bernoulli", hidden: str = "bernoulli") -> "DBM":
+        """Reads ``W1, W2, …`` and ``b0, b1, …`` from a NumPy ``.npz``."""
         dbm = cls.__new__(cls)
         dbm._machine = _core.Machine.load_npz(_unit(visible, "visible"),
                                               _unit(hidden, "hidden"), str(path))
@@ -779,6 +784,7 @@ class ClassRBM:
 
     @classmethod
     def load(cls, path) -> "ClassRBM":
+        """Reads a classification RBM's model file written by ``save``."""
         c = cls.__new__(cls)
         c._model = _core.Classifier.load(str(path))
         return c
@@ -794,6 +800,7 @@ class ClassRBM:
 
     @property
     def classes_(self) -> np.ndarray:
+        """The class labels, ``0 … n_classes − 1`` (as scikit-learn's classifiers)."""
         return np.arange(self.sizes[2])
 
     def _params(self, i):
@@ -801,9 +808,9 @@ class ClassRBM:
 
     W = property(lambda self: self._params(0), doc="Input weights, (n_inputs, n_hidden).")
     U = property(lambda self: self._params(1), doc="Label weights, (n_classes, n_hidden).")
-    b_input = property(lambda self: self._params(2))
-    b_label = property(lambda self: self._params(3))
-    b_hidden = property(lambda self: self._params(4))
+    b_input = property(lambda self: self._params(2), doc="Input biases, (n_inputs,).")
+    b_label = property(lambda self: self._params(3), doc="Label biases, (n_classes,).")
+    b_hidden = property(lambda self: self._params(4), doc="Hidden biases, (n_hidden,).")
 
     def _labels(self, y, n: int) -> list:
         y = np.asarray(y)
@@ -846,6 +853,7 @@ class ClassRBM:
         return self._model.class_log_probabilities(_rows(X, self.sizes[0]))
 
     def predict_proba(self, X) -> np.ndarray:
+        """``p(y | x)`` of every class for each row, ``(n, n_classes)``."""
         return np.exp(self.predict_log_proba(X))
 
     def predict(self, X) -> np.ndarray:

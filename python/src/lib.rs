@@ -14,13 +14,14 @@ use boltzmann::partition::{
 };
 use boltzmann::random::CHAIN_BLOCK;
 use boltzmann::train::{EpochMetrics, TrainConfig, pretrain, train, train_classifier};
-use boltzmann::{Bernoulli, Chains, Dbm, Error, Gaussian, Layer, Softmax};
+use boltzmann::{Bernoulli, Chains, Dbm, Error, Gaussian, Layer, Machine as _, Softmax};
 use numpy::{
     PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 
 pyo3::create_exception!(
     _core,
@@ -140,6 +141,30 @@ macro_rules! of_kinds {
             ))),
         }
     }};
+}
+
+/// Sweeps per piece of a long sampling run, between which Ctrl-C is heard.
+const SAMPLE_PIECE: usize = 50;
+
+/// A progress callback for long estimates: hears Ctrl-C (or any pending signal's exception),
+/// keeps the exception and stops the computation.
+fn interrupted(failure: &Mutex<Option<PyErr>>, _done: usize, _total: usize) -> ControlFlow<()> {
+    Python::attach(|py| match py.check_signals() {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            ControlFlow::Break(())
+        }
+    })
+}
+
+/// The result of a computation that a callback may have stopped: the callback's exception
+/// (such as `KeyboardInterrupt`) if it raised one, else the crate's result.
+fn finish<T>(result: boltzmann::Result<T>, failure: Mutex<Option<PyErr>>) -> PyResult<T> {
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => result.or_raise(),
+    }
 }
 
 /// What training's monitor does between epochs: hands the metrics to the Python callback (as
@@ -410,21 +435,34 @@ impl Machine {
     ) -> PyResult<Vec<Bound<'py, PyArray2<f32>>>> {
         let start = start.map(|s| batch(&s)).transpose()?;
         let values = values.map(|s| batch(&s)).transpose()?;
-        let layers: Vec<DMatrix<f32>> = py
-            .detach(|| -> boltzmann::Result<_> {
-                each!(&self.any, m => {
-                    let mut c = match start {
-                        Some(v0) => Chains::from_visible(m, v0, seed)?,
-                        None => Chains::random(m, chains, seed)?,
-                    };
-                    if let (Some(mask), Some(values)) = (&mask, &values) {
-                        c.clamp(mask, values)?;
+        let failure = Mutex::new(None);
+        let layers = py.detach(|| -> boltzmann::Result<Vec<DMatrix<f32>>> {
+            each!(&self.any, m => {
+                let mut c = match start {
+                    Some(v0) => Chains::from_visible(m, v0, seed)?,
+                    None => Chains::random(m, chains, seed)?,
+                };
+                if let (Some(mask), Some(values)) = (&mask, &values) {
+                    c.clamp(mask, values)?;
+                }
+                // Long runs go in pieces between which Ctrl-C is heard. Announced whole
+                // first, so that the products take the path one call would take.
+                let total = sweeps.saturating_mul(c.len());
+                let piece = if total >= 1000 { SAMPLE_PIECE } else { sweeps.max(1) };
+                m.expect_sweeps(total);
+                let mut done = 0;
+                while done < sweeps {
+                    let n = piece.min(sweeps - done);
+                    c.sweep(m, n)?;
+                    done += n;
+                    if done < sweeps && interrupted(&failure, 0, 0).is_break() {
+                        return Err(Error::Stopped { what: "sampling" });
                     }
-                    c.sweep(m, sweeps)?;
-                    Ok(c.layers().to_vec())
-                })
+                }
+                Ok(c.layers().to_vec())
             })
-            .or_raise()?;
+        });
+        let layers = finish(layers, failure)?;
         layers.into_iter().map(|l| rows(py, l)).collect()
     }
 
@@ -455,20 +493,21 @@ impl Machine {
             seed,
         };
         let blocks = blocks.map_or(0..config.runs.div_ceil(CHAIN_BLOCK), |(a, b)| a..b);
-        let shard = py
-            .detach(|| {
-                each!(&self.any, m => {
-                    let start = match &data {
-                        Some(d) => Start::base_rate_default(m, d)?,
-                        None => Start::uniform(m),
-                    };
-                    match &initial {
-                        Some(x) => reverse_ais_shard(m, &start, x, &config, blocks, |_, _| {}),
-                        None => ais_shard(m, &start, &config, blocks, |_, _| {}),
-                    }
-                })
+        let failure = Mutex::new(None);
+        let progress = |d, t| interrupted(&failure, d, t);
+        let shard = py.detach(|| {
+            each!(&self.any, m => {
+                let start = match &data {
+                    Some(d) => Start::base_rate_default(m, d)?,
+                    None => Start::uniform(m),
+                };
+                match &initial {
+                    Some(x) => reverse_ais_shard(m, &start, x, &config, blocks, progress),
+                    None => ais_shard(m, &start, &config, blocks, progress),
+                }
             })
-            .or_raise()?;
+        });
+        let shard = finish(shard, failure)?;
         Ok(serde_json::to_string(&shard).expect("shards serialise"))
     }
 
@@ -500,14 +539,15 @@ impl Machine {
             }),
             ..EvaluationConfig::default()
         };
-        let result = py
-            .detach(|| {
-                each!(&self.any, m => {
-                    let start = Start::base_rate_default(m, &train)?;
-                    evaluate(m, &start, &config, &train, &test, |_, _, _| {})
-                })
+        let failure = Mutex::new(None);
+        let progress = |_, d, t| interrupted(&failure, d, t);
+        let result = py.detach(|| {
+            each!(&self.any, m => {
+                let start = Start::base_rate_default(m, &train)?;
+                evaluate(m, &start, &config, &train, &test, progress)
             })
-            .or_raise()?;
+        });
+        let result = finish(result, failure)?;
         Ok(serde_json::to_string(&result).expect("evaluations serialise"))
     }
 

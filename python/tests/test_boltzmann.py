@@ -231,6 +231,29 @@ def test_ctrl_c_stops_training_and_keeps_a_valid_model():
     assert np.isfinite(rbm.score(X))
 
 
+def test_ctrl_c_stops_long_ais_and_sampling():
+    import os
+    import threading
+    import time
+
+    rbm = random_rbm(100, 50, 0.1, 19)
+
+    def interrupt_soon():
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    for long_call in [
+        lambda: rbm.log_partition(method="ais", runs=2000, betas=14_501),  # minutes
+        lambda: rbm.sample(2000, sweeps=1_000_000),                         # hours
+    ]:
+        threading.Thread(target=interrupt_soon).start()
+        started = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            long_call()
+        assert time.perf_counter() - started < 20
+    assert np.isfinite(rbm.log_partition(method="ais", runs=10, betas=100).log_z)
+
+
 def test_dbm_pretraining_and_joint_training_run():
     # The crate's own test: pretraining, then joint training raises the exact log-likelihood.
     X = bars_and_stripes(3)

@@ -15,7 +15,7 @@
 
 use crate::dbm::{Dbm, MeanField, Parity};
 use crate::diagnostics::{importance_effective_sample_size, sample_variance};
-use crate::error::{Error, Result};
+use crate::error::{Error, Flow, Result};
 use crate::gibbs::{CHAIN_BLOCK, Machine};
 use crate::kernels::ChainRng;
 use crate::kernels::{log_sum_exp, stream};
@@ -315,12 +315,13 @@ pub fn annealed_parity(layers: usize) -> Parity {
 /// from the start's to the machine's. The estimate `ln Ẑ = ln Z₀ + ln mean(w)` is unbiased in
 /// `Z` and so, by Jensen's inequality, tends to *under*estimate `ln Z`.
 ///
-/// `progress(done, total)` is called between segments of the schedule.
-pub fn ais<V: Layer, H: Layer>(
+/// `progress(done, total)` is called between segments of the schedule; it may stop the runs
+/// (see [`Flow`]).
+pub fn ais<V: Layer, H: Layer, R: Flow>(
     machine: &Dbm<V, H>,
     start: &Start<V, H>,
     config: &AisConfig,
-    progress: impl Fn(usize, usize) + Sync,
+    progress: impl Fn(usize, usize) -> R + Sync,
 ) -> Result<AisEstimate> {
     let all = 0..config.runs.div_ceil(CHAIN_BLOCK);
     AisShard::merge(&[ais_shard(machine, start, config, all, progress)?])
@@ -330,12 +331,12 @@ pub fn ais<V: Layer, H: Layer>(
 /// `b·CHAIN_BLOCK … (b+1)·CHAIN_BLOCK − 1` of `config.runs`). Each block draws from its own
 /// stream, so shards computed apart — on other threads, processes or machines — and merged by
 /// [`AisShard::merge`] give the bits of one [`ais`] over every run.
-pub fn ais_shard<V: Layer, H: Layer>(
+pub fn ais_shard<V: Layer, H: Layer, R: Flow>(
     machine: &Dbm<V, H>,
     start: &Start<V, H>,
     config: &AisConfig,
     blocks: Range<usize>,
-    progress: impl Fn(usize, usize) + Sync,
+    progress: impl Fn(usize, usize) -> R + Sync,
 ) -> Result<AisShard> {
     check(machine, start, config.runs)?;
     let runs = check_blocks(&blocks, config.runs)?;
@@ -355,7 +356,7 @@ pub fn ais_shard<V: Layer, H: Layer>(
         })
         .collect();
     let blocks_of = Block::split(machine, start, &initial, config.seed, blocks.clone());
-    let log_w = anneal(blocks_of, runs, config.betas.as_slice(), &progress);
+    let log_w = anneal(blocks_of, runs, config.betas.as_slice(), &progress)?;
     Ok(AisShard::new(config.runs, blocks, log_w, start, false))
 }
 
@@ -368,12 +369,12 @@ pub fn ais_shard<V: Layer, H: Layer>(
 /// [`Chains::layer`](crate::Chains::layer) give them; one column per run) or only those of the
 /// annealed layers ([`annealed_parity`]: for an RBM the visible states alone); the other
 /// layers are not read.
-pub fn reverse_ais<V: Layer, H: Layer>(
+pub fn reverse_ais<V: Layer, H: Layer, R: Flow>(
     machine: &Dbm<V, H>,
     start: &Start<V, H>,
     initial: &[DMatrix<f32>],
     config: &AisConfig,
-    progress: impl Fn(usize, usize) + Sync,
+    progress: impl Fn(usize, usize) -> R + Sync,
 ) -> Result<AisEstimate> {
     let runs = initial.first().map_or(0, |x| x.ncols());
     let all = 0..runs.div_ceil(CHAIN_BLOCK);
@@ -384,13 +385,13 @@ pub fn reverse_ais<V: Layer, H: Layer>(
 
 /// Reverse AIS for the runs of blocks `blocks` of the columns of `initial` alone; see
 /// [`ais_shard`] and [`reverse_ais`].
-pub fn reverse_ais_shard<V: Layer, H: Layer>(
+pub fn reverse_ais_shard<V: Layer, H: Layer, R: Flow>(
     machine: &Dbm<V, H>,
     start: &Start<V, H>,
     initial: &[DMatrix<f32>],
     config: &AisConfig,
     blocks: Range<usize>,
-    progress: impl Fn(usize, usize) + Sync,
+    progress: impl Fn(usize, usize) -> R + Sync,
 ) -> Result<AisShard> {
     let sizes = machine.layer_sizes();
     let layers: Vec<usize> = annealed(sizes.len()).collect();
@@ -427,7 +428,7 @@ pub fn reverse_ais_shard<V: Layer, H: Layer>(
     machine.expect_sweeps(shard_runs.saturating_mul(config.betas.len()));
     let betas: Vec<f64> = config.betas.as_slice().iter().rev().copied().collect();
     let blocks_of = Block::split(machine, start, &chosen, config.seed, blocks.clone());
-    let log_w = anneal(blocks_of, shard_runs, &betas, &progress);
+    let log_w = anneal(blocks_of, shard_runs, &betas, &progress)?;
     Ok(AisShard::new(runs, blocks, log_w, start, true))
 }
 
@@ -561,13 +562,14 @@ pub(crate) trait Annealing: Send {
 }
 
 /// Runs every block along `betas` (blocks hold [`CHAIN_BLOCK`] runs each, in order), in
-/// parallel; returns each run's log importance weight. The final state needs no transition.
-pub(crate) fn anneal<B: Annealing>(
+/// parallel; returns each run's log importance weight, or [`Error::Stopped`] if `progress`
+/// stops the runs. The final state needs no transition.
+pub(crate) fn anneal<B: Annealing, R: Flow>(
     mut blocks: Vec<B>,
     runs: usize,
     betas: &[f64],
-    progress: &(impl Fn(usize, usize) + Sync),
-) -> Vec<f64> {
+    progress: &(impl Fn(usize, usize) -> R + Sync),
+) -> Result<Vec<f64>> {
     let mut log_w = vec![0f64; runs];
     let steps = betas.len() - 1;
     let mut done = 0;
@@ -582,9 +584,11 @@ pub(crate) fn anneal<B: Annealing>(
                 }
             });
         done = end;
-        progress(done, steps);
+        if progress(done, steps).stops() && done < steps {
+            return Err(Error::Stopped { what: "AIS" });
+        }
     }
-    log_w
+    Ok(log_w)
 }
 
 /// A block of AIS runs: states of every layer (the annealed ones carry the runs; the summed

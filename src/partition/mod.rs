@@ -18,7 +18,7 @@ pub use exact::{
 pub use trajectory::{TrajectoryAis, TrajectorySettings};
 
 use crate::dbm::{Dbm, MeanField, Parity};
-use crate::error::Result;
+use crate::error::{Flow, Result};
 use crate::gibbs::Chains;
 use crate::layer::Layer;
 use nalgebra::{DMatrix, DVector};
@@ -147,13 +147,13 @@ pub fn log_unnormalised<V: Layer, H: Layer>(
 /// reverse AIS if asked), and the average log-probabilities of `train` and `test` (one example
 /// per column) that it gives — exact given `ln Ẑ` for an RBM, variational lower bounds for
 /// deeper machines. `progress(what, done, total)` reports each annealing run.
-pub fn evaluate<V: Layer, H: Layer>(
+pub fn evaluate<V: Layer, H: Layer, R: Flow>(
     m: &Dbm<V, H>,
     start: &Start<V, H>,
     config: &EvaluationConfig,
     train: &DMatrix<f32>,
     test: &DMatrix<f32>,
-    progress: impl Fn(&'static str, usize, usize) + Sync,
+    progress: impl Fn(&'static str, usize, usize) -> R + Sync,
 ) -> Result<Evaluation> {
     for (what, x) in [("training data", train), ("test data", test)] {
         if x.ncols() == 0 {

@@ -21,6 +21,7 @@ use crate::centering::{center_gradients, plain_bias_steps, track};
 use crate::classify::{ClassRbm, check_labelled, classification_score, expected_given_inputs};
 use crate::data::binarize_in_place;
 use crate::dbm::{Dbm, MeanField, Statistics};
+pub use crate::error::Flow;
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
 use crate::kernels::{correlate_into, par_zip_apply, stream};
@@ -33,7 +34,6 @@ use nalgebra::{DMatrix, DVector};
 use pretrain::Scaled;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Machines with at most this many joint states to enumerate (in the cheaper parity) are
@@ -117,7 +117,7 @@ const STREAM_TRAJECTORY: u64 = 9 << 40;
 
 /// Trains `machine` (an [`Rbm`](crate::Rbm) or a [`Dbm`]) on the columns of `data`
 /// (`visible × N`), calling `monitor` after every epoch (it may stop training by
-/// returning [`ControlFlow::Break`]; see [`Flow`]). `held_out` (optional) feeds the
+/// returning `ControlFlow::Break`; see [`Flow`]). `held_out` (optional) feeds the
 /// free-energy gap and held-out log-likelihood.
 ///
 /// The configuration is validated and the data checked before any work. If the parameters
@@ -997,24 +997,6 @@ pub(crate) fn run<V: Layer, H: Layer, R: Flow>(
         }
     }
     Ok(history)
-}
-
-/// What a training monitor returns: `()` to go on, or a [`ControlFlow`] whose `Break` stops
-/// training after the epoch just reported (the machine keeps that epoch's parameters).
-pub trait Flow {
-    fn stops(self) -> bool;
-}
-
-impl Flow for () {
-    fn stops(self) -> bool {
-        false
-    }
-}
-
-impl Flow for ControlFlow<()> {
-    fn stops(self) -> bool {
-        self.is_break()
-    }
 }
 
 /// Fisher–Yates shuffle.
