@@ -525,6 +525,7 @@ _FIT_DOC = """
         centering: True (rate 0.01) or the offsets' rate: centered training.
         sparsity: ``(target, cost, decay)``; max_norm: bound on each hidden unit's weights.
         binarize: binarise grey levels in [0, 1] afresh for every minibatch.
+        monitor_examples: training (and held-out) rows of the per-epoch metrics.
         X_val: held-out rows for the free-energy gap and held-out log-likelihood.
         seed: master seed of the run (default: the number of earlier fits).
         callback: called after every epoch with its metrics (a dict); return False to stop.
@@ -613,8 +614,8 @@ class RBM(_Layered):
     def fit(self, X, method: str = "cd", k=1, epochs: int = 10, learning_rate: float = 0.002,
             momentum=None, weight_decay: float = 2e-4, centering=None, batch_size: int = 100,
             chains: int = 100, fast_learning_rate=None, betas=None, sparsity=None,
-            max_norm=None, binarize: bool = False, X_val=None, seed=None,
-            callback: Optional[Callable] = None, verbose: bool = False) -> "RBM":
+            max_norm=None, binarize: bool = False, monitor_examples: int = 1000, X_val=None,
+            seed=None, callback: Optional[Callable] = None, verbose: bool = False) -> "RBM":
         """Trains on the rows of ``X`` (``(n, n_visible)``) from the current parameters and
         returns ``self``. The first fit sets Bernoulli visible biases from the data's means.
         """
@@ -622,7 +623,8 @@ class RBM(_Layered):
                         momentum=momentum, weight_decay=weight_decay, centering=centering,
                         batch_size=batch_size, chains=chains,
                         fast_learning_rate=fast_learning_rate, betas=betas, sparsity=sparsity,
-                        max_norm=max_norm, binarize=binarize, seed=seed)
+                        max_norm=max_norm, binarize=binarize, seed=seed,
+                        monitor_examples=monitor_examples)
         return self._fit(X, _core.default_train_config(), X_val, callback, verbose, settings)
 
     fit.__doc__ += _FIT_DOC
@@ -742,8 +744,9 @@ class DBM(_Layered):
     def fit(self, X, method: str = "pcd", k=5, epochs: int = 20, learning_rate=None,
             momentum=None, weight_decay=None, centering=None, batch_size: int = 100,
             chains: int = 100, fast_learning_rate=None, betas=None, sparsity=None,
-            max_norm=None, binarize: bool = False, mean_field_iterations: int = 10, X_val=None,
-            seed=None, callback: Optional[Callable] = None, verbose: bool = False) -> "DBM":
+            max_norm=None, binarize: bool = False, mean_field_iterations: int = 10,
+            monitor_examples: int = 1000, X_val=None, seed=None,
+            callback: Optional[Callable] = None, verbose: bool = False) -> "DBM":
         """Joint training (mean-field positive phase, persistent chains started at the data;
         Salakhutdinov & Hinton's settings by default: PCD-5 with 100 chains, a rate from 0.001
         decaying geometrically to 1e-4, 20 epochs) from the current parameters."""
@@ -752,7 +755,8 @@ class DBM(_Layered):
                         batch_size=batch_size, chains=chains,
                         fast_learning_rate=fast_learning_rate, betas=betas, sparsity=sparsity,
                         max_norm=max_norm, binarize=binarize, seed=seed,
-                        mean_field_iterations=mean_field_iterations, init_visible_bias=False)
+                        mean_field_iterations=mean_field_iterations, init_visible_bias=False,
+                        monitor_examples=monitor_examples)
         return self._fit(X, _core.joint_train_config(), X_val, callback, verbose, settings)
 
     fit.__doc__ += _FIT_DOC

@@ -217,7 +217,19 @@ def test_callback_sees_metrics_and_stops_training():
         boltzmann.RBM(9, 4).fit(X, epochs=5, batch_size=7, callback=broken)
 
 
-def test_ctrl_c_stops_training_and_keeps_a_valid_model():
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler, as in an interactive session.
+
+    A process started in the background (CI runners, `nohup`, `cmd &`) inherits SIGINT as
+    ignored, and then Python installs no handler; the tests below need the usual one.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_training_and_keeps_a_valid_model(ctrl_c_raises):
     X = bars_and_stripes(3)
     rbm = boltzmann.RBM(9, 4)
 
@@ -231,7 +243,7 @@ def test_ctrl_c_stops_training_and_keeps_a_valid_model():
     assert np.isfinite(rbm.score(X))
 
 
-def test_ctrl_c_stops_long_ais_and_sampling():
+def test_ctrl_c_stops_long_ais_and_sampling(ctrl_c_raises):
     import os
     import threading
     import time
