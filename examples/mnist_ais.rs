@@ -20,7 +20,7 @@ use std::time::Instant;
 
 /// Estimate ln Z of a Bernoulli RBM by AIS (Salakhutdinov & Murray 2008) and report average
 /// log-probabilities of MNIST in nats.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Args {
     /// The model: a model file (`.safetensors`) or NumPy parameters (`.npz` with W, b_visible, b_hidden).
@@ -122,27 +122,15 @@ fn run(args: Args) -> boltzmann::Result<()> {
         None
     };
     if args.json {
-        let mut json = serde_json::json!({
-            "model": args.model,
-            "runs": args.runs,
+        let json = serde_json::json!({
+            "example": "mnist_ais",
+            "settings": &args,
+            "seed": args.seed,
             "betas": config.ais.betas.len(),
-            "log_z": forward.log_z,
-            "log_z_lower": forward.log_z_lower,
-            "log_z_upper": forward.log_z_upper,
-            "ais_ess": forward.effective_sample_size,
-            "ais_log_weight_variance": forward.log_weight_variance,
-            "test_log_prob": estimate.test.mean,
-            "test_log_prob_stderr": estimate.test.stderr,
-            "train_log_prob": estimate.train.mean,
-            "train_log_prob_stderr": estimate.train.stderr,
+            "log_z_exact": exact,
             "seconds": started.elapsed().as_secs_f64(),
         });
-        if let Some(r) = &estimate.reverse {
-            json["log_z_reverse"] = r.log_z.into();
-        }
-        if let Some(z) = exact {
-            json["log_z_exact"] = z.into();
-        }
+        let json = common::json_line(json, &[common::evaluation_json(Some(&estimate))]);
         println!("{json}");
     }
     Ok(())

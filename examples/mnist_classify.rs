@@ -17,7 +17,8 @@ use nalgebra::DMatrix;
 use std::path::PathBuf;
 use std::time::Instant;
 
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Kind {
     /// ln p(x, y) by CD-1.
     Generative,
@@ -29,7 +30,7 @@ enum Kind {
 
 /// Train a classification RBM on MNIST (inputs binarised once, stochastically): 50,000 training
 /// images, the last 10,000 for validation, and the test set for the reported error.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Args {
     /// Training objective.
@@ -166,12 +167,8 @@ fn run(args: Args) -> boltzmann::Result<()> {
     if args.json {
         let last = history.last().and_then(|m| m.classification.as_ref());
         let json = serde_json::json!({
-            "objective": format!("{:?}", args.objective).to_lowercase(),
-            "alpha": args.alpha,
-            "hidden": args.hidden,
-            "epochs": args.epochs,
-            "lr": args.lr,
-            "batch": args.batch,
+            "example": "mnist_classify",
+            "settings": &args,
             "seed": args.seed,
             "test_error": test_error,
             "validation_error": last.and_then(|c| c.held_out_error),

@@ -544,59 +544,24 @@ fn finish(
     };
 
     if args.run.json {
-        let e = evaluation.as_ref();
+        let last = history.last();
         let json = serde_json::json!({
-            "layers": args.layers,
-            "pretrain_epochs": args.pretrain_epochs,
-            "epochs": args.epochs,
-            "chains": args.chains,
-            "pt": args.pt,
-            "pt_rungs": args.pt.map(|_| args.pt_rungs),
-            "swap_rates": history.last().and_then(|m| m.swap_rates.clone()),
-            "recipe": args.recipe,
-            "mf_iters": args.mf_iters,
-            "mf_tolerance": args.mf_tolerance,
-            "eval_mf_iters": args.eval_mf_iters,
-            "lr_schedule": args.lr_schedule,
-            "momentum_initial": args.momentum_initial,
-            "momentum_switch": args.momentum_switch,
-            "sample_class_fractions": class_fractions,
-            "centering": args.centering,
-            "max_norm": args.max_norm,
-            "chains_from_data": !args.random_chains,
-            "momentum": args.momentum,
-            "pretrain_lr": args.pretrain_lr,
-            "pretrain_decay": args.pretrain_decay,
-            "lr": args.lr,
-            "lr_factor": args.lr_factor,
-            "lr_floor": args.lr_floor,
-            "decay": args.decay,
-            "sparsity_target": args.sparsity_target,
+            "example": "mnist_dbm",
+            "settings": &args,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
             "joint_seconds_per_epoch": train_seconds / history.len().max(1) as f64,
             "epochs_run": history.len(),
             "resumed": args.run.resume.is_some(),
-            "ais_ess": e.map(|e| e.forward.effective_sample_size),
-            "ais_log_weight_variance": e.map(|e| e.forward.log_weight_variance),
-            "log_z": e.map(|e| e.forward.log_z),
-            "log_z_lower": e.map(|e| e.forward.log_z_lower),
-            "log_z_upper": e.map(|e| e.forward.log_z_upper),
-            "test_lower_bound": e.map(|e| e.test.mean),
-            "test_lower_bound_stderr": e.map(|e| e.test.stderr),
-            "train_lower_bound": e.map(|e| e.train.mean),
-            "log_z_floor": e.map(|e| e.log_z_floor),
-            "log_z_reverse": e.and_then(|e| e.reverse.as_ref().map(|r| r.log_z)),
-            "log_z_reverse_ess": e.and_then(|e| e.reverse.as_ref().map(|r| r.effective_sample_size)),
-            "trajectory_log_z": history.last().and_then(|m| m.trajectory.as_ref()).map(|t| t.log_z),
-            "trajectory_log_z_error": history
-                .last()
-                .and_then(|m| m.trajectory.as_ref())
-                .zip(e)
-                .map(|(t, e)| t.log_z - e.forward.log_z),
-            "ais_start": args.ais_start,
             "out": out,
+            "last_epoch": last,
+            "sample_class_fractions": class_fractions,
+            "trajectory_log_z_error": last
+                .and_then(|m| m.trajectory.as_ref())
+                .zip(evaluation.as_ref())
+                .map(|(t, e)| t.log_z - e.forward.log_z),
         });
+        let json = common::json_line(json, &[common::evaluation_json(evaluation.as_ref())]);
         println!("{json}");
     }
     Ok(())

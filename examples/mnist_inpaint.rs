@@ -19,7 +19,8 @@ use nalgebra::DMatrix;
 use std::path::PathBuf;
 use std::time::Instant;
 
-#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Mask {
     /// The lower half of every digit.
     Bottom,
@@ -31,7 +32,7 @@ enum Mask {
 
 /// Fill in hidden parts of MNIST test digits by sampling from a trained RBM or DBM with the
 /// observed pixels clamped.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Args {
     /// A model file written by `mnist_rbm` or `mnist_dbm` (`model.safetensors`).
@@ -218,20 +219,17 @@ fn run(args: Args) -> boltzmann::Result<()> {
 
     if args.json {
         let json = serde_json::json!({
-            "model": args.model,
+            "example": "mnist_inpaint",
+            "settings": &args,
             "kind": kind,
-            "mask": format!("{:?}", args.mask).to_lowercase(),
             "hidden_pixels": hidden_pixels,
             "examples": n,
-            "burn_in": args.burn_in,
-            "average": args.average,
             "pixel_mae": mae,
             "pixel_error_rate": error_rate,
             "exact_conditional_log_likelihood": exact,
             "exact_examples": exact.map(|_| args.exact_examples.min(n)),
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
-            "out": args.out,
         });
         println!("{json}");
     }

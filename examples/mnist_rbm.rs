@@ -549,64 +549,40 @@ fn run(args: Args) -> boltzmann::Result<()> {
             e.test.stderr,
             e.train.mean
         );
-        let reverse = e.reverse.as_ref().zip(e.test_reverse()).map(|(r, test)| {
+        if let (Some(r), Some(test)) = (&e.reverse, e.test_reverse()) {
             println!(
                 "reverse AIS: ln Ẑ = {:.3}; test log-probability {test:.3} nats",
                 r.log_z
             );
-            (r.log_z, test)
-        });
-        Some((e, reverse))
+        }
+        Some(e)
     };
-    let reverse = evaluation.as_ref().and_then(|(_, r)| *r);
-    let evaluation = evaluation.map(|(e, _)| e);
 
     let last = history.last();
     if args.run.json {
         let json = serde_json::json!({
-            "hidden": args.hidden,
-            "epochs": args.epochs,
-            "recipe": args.recipe,
+            "example": "mnist_rbm",
+            "settings": &args,
             "negative_phase": phase,
-            "centering": args.centering,
             "k": config.negative.steps(args.epochs),
-            "batch": args.batch,
             "lr": lr,
-            "lr_schedule": args.lr_schedule,
-            "momentum": [args.momentum_initial, args.later_momentum()],
-            "momentum_switch": args.momentum_switch,
-            "weight_decay": args.weight_decay,
-            "max_norm": args.max_norm,
-            "sparsity_target": args.sparsity_target,
             "seed": args.seed,
             "seconds": started.elapsed().as_secs_f64(),
             "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / history.len().max(1) as f64,
-            "recon_error": last.map(|m| m.recon_error),
-            "free_energy_gap": last.and_then(|m| m.free_energy_gap),
-            "out": out,
-            "resumed": args.run.resume.is_some(),
             "epochs_run": history.len(),
-            "swap_rates": last.and_then(|m| m.swap_rates.clone()),
+            "resumed": args.run.resume.is_some(),
+            "out": out,
+            "last_epoch": last,
             "sample_autocorrelation_time": trace.integrated_autocorrelation_time(),
             "sample_ess": trace.effective_sample_size(),
             "sample_class_fractions": class_fractions,
-            "ais_ess": evaluation.as_ref().map(|e| e.forward.effective_sample_size),
-            "ais_log_weight_variance": evaluation.as_ref().map(|e| e.forward.log_weight_variance),
-            "log_z": evaluation.as_ref().map(|e| e.forward.log_z),
-            "log_z_lower": evaluation.as_ref().map(|e| e.forward.log_z_lower),
-            "log_z_upper": evaluation.as_ref().map(|e| e.forward.log_z_upper),
-            "test_log_prob": evaluation.as_ref().map(|e| e.test.mean),
-            "log_z_reverse": reverse.map(|r| r.0),
-            "test_log_prob_reverse": reverse.map(|r| r.1),
-            "test_log_prob_stderr": evaluation.as_ref().map(|e| e.test.stderr),
-            "train_log_prob": evaluation.as_ref().map(|e| e.train.mean),
-            "trajectory_log_z": last.and_then(|m| m.trajectory.as_ref()).map(|t| t.log_z),
             "trajectory_log_z_error": last
                 .and_then(|m| m.trajectory.as_ref())
                 .zip(evaluation.as_ref())
                 .map(|(t, e)| t.log_z - e.forward.log_z),
         });
+        let json = common::json_line(json, &[common::evaluation_json(evaluation.as_ref())]);
         println!("{json}");
     }
     Ok(())

@@ -154,6 +154,23 @@ pub(crate) fn check_finite(what: &'static str, values: &[f32]) -> Result<()> {
         .map_or(Ok(()), |index| Err(Error::NonFinite { what, index }))
 }
 
+/// [`check_finite`] for a column-major matrix that may be a view of borrowed memory; the index
+/// is column-major, as for an owned matrix.
+pub(crate) fn check_finite_columns(
+    what: &'static str,
+    x: nalgebra::DMatrixView<'_, f32>,
+) -> Result<()> {
+    let rows = x.nrows();
+    x.column_iter().enumerate().try_for_each(|(c, column)| {
+        first_failing(column.as_slice(), |v| v.is_finite()).map_or(Ok(()), |i| {
+            Err(Error::NonFinite {
+                what,
+                index: c * rows + i,
+            })
+        })
+    })
+}
+
 /// The index of the first value that fails `ok`. Blocks are checked without an early exit, which
 /// vectorises (datasets have millions of values); only a failing block is searched.
 pub(crate) fn first_failing(values: &[f32], ok: impl Fn(f32) -> bool) -> Option<usize> {

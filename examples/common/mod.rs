@@ -295,6 +295,44 @@ pub fn sample_classes(
     Ok(fractions)
 }
 
+/// The keys every example's JSON line gives an evaluation, one name per quantity:
+/// `log_z` (forward AIS) with `log_z_lower` / `log_z_upper`, `ais_ess`,
+/// `ais_log_weight_variance`, `log_z_reverse` and `log_z_reverse_ess` (reverse AIS, `null`
+/// without it), `test_log_prob` / `train_log_prob` with their `_stderr` and `_reverse` (the same
+/// averages with the reverse-AIS `ln Ẑ`), `log_prob_is_lower_bound` (true where the per-example
+/// values are variational bounds: more than one hidden layer) and `log_z_floor`.
+pub fn evaluation_json(e: Option<&boltzmann::partition::Evaluation>) -> serde_json::Value {
+    let reverse = e.and_then(|e| e.reverse.as_ref());
+    serde_json::json!({
+        "log_z": e.map(|e| e.forward.log_z),
+        "log_z_lower": e.map(|e| e.forward.log_z_lower),
+        "log_z_upper": e.map(|e| e.forward.log_z_upper),
+        "ais_ess": e.map(|e| e.forward.effective_sample_size),
+        "ais_log_weight_variance": e.map(|e| e.forward.log_weight_variance),
+        "log_z_reverse": reverse.map(|r| r.log_z),
+        "log_z_reverse_ess": reverse.map(|r| r.effective_sample_size),
+        "test_log_prob": e.map(|e| e.test.mean),
+        "test_log_prob_stderr": e.map(|e| e.test.stderr),
+        "test_log_prob_reverse": e.and_then(|e| e.test_reverse()),
+        "train_log_prob": e.map(|e| e.train.mean),
+        "train_log_prob_stderr": e.map(|e| e.train.stderr),
+        "train_log_prob_reverse": e.and_then(|e| e.train_reverse()),
+        "log_prob_is_lower_bound": e.map(|e| e.lower_bounds),
+        "log_z_floor": e.map(|e| e.log_z_floor),
+    })
+}
+
+/// `fields` followed by the entries of each object in `more`: one JSON line from parts.
+pub fn json_line(fields: serde_json::Value, more: &[serde_json::Value]) -> String {
+    let mut line = fields;
+    for part in more {
+        if let (Some(line), Some(part)) = (line.as_object_mut(), part.as_object()) {
+            line.extend(part.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    line.to_string()
+}
+
 /// An optional setting where 0 means "none".
 pub fn zero_is_none(value: Option<f64>) -> Option<f64> {
     value.filter(|&x| x != 0.0)

@@ -618,6 +618,8 @@ class RBM(_Layered):
             seed=None, callback: Optional[Callable] = None, verbose: bool = False) -> "RBM":
         """Trains on the rows of ``X`` (``(n, n_visible)``) from the current parameters and
         returns ``self``. The first fit sets Bernoulli visible biases from the data's means.
+        A C-contiguous float32 ``X`` is read where it lies, without a copy: do not write to it
+        from another thread (or the callback) while it trains.
         """
         settings = dict(method=method, k=k, epochs=epochs, learning_rate=learning_rate,
                         momentum=momentum, weight_decay=weight_decay, centering=centering,

@@ -7,7 +7,7 @@
 
 use boltzmann::classify::ClassRbm;
 use boltzmann::dbm::MeanField;
-use boltzmann::nalgebra::{DMatrix, DVector};
+use boltzmann::nalgebra::{DMatrix, DMatrixView, DVector};
 use boltzmann::partition::{
     AisConfig, AisShard, Betas, EvaluationConfig, ReverseStart, Start, ais_shard, evaluate,
     log_partition_exact, log_unnormalised, reverse_ais_shard,
@@ -562,13 +562,22 @@ impl Machine {
         held_out: Option<PyReadonlyArray2<f32>>,
         callback: Option<Py<PyAny>>,
     ) -> PyResult<String> {
-        let data = batch(&x)?;
+        // NumPy's rows are the columns of a column-major matrix: the training data is read
+        // where it lies, without a copy (strided arrays are copied once).
+        let copied;
+        let data = match x.as_slice() {
+            Ok(values) => DMatrixView::from_slice(values, x.shape()[1], x.shape()[0]),
+            Err(_) => {
+                copied = batch(&x)?;
+                copied.as_view()
+            }
+        };
         let held_out = held_out.map(|h| batch(&h)).transpose()?;
         let config = config(config_json)?;
         let mut failure = None;
         let history = py
             .detach(|| {
-                each!(&mut self.any, m => train(m, &data, held_out.as_ref(), &config, |e| {
+                each!(&mut self.any, m => train(m, data, held_out.as_ref(), &config, |e| {
                     monitor(&callback, &mut failure, e)
                 }))
             })

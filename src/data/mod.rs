@@ -73,6 +73,7 @@ pub fn bars_and_stripes(side: usize) -> Result<DMatrix<f32>> {
 /// Reads the 2-D array `name` (`examples × units`, any of float32, float64, uint8) of an `.npz`
 /// file as a dataset with one example per column, e.g. `train` and `test` of the binarised MNIST
 /// of Salakhutdinov & Murray.
+#[cfg(feature = "npz")]
 pub fn load_npz_examples(path: impl AsRef<std::path::Path>, name: &str) -> Result<DMatrix<f32>> {
     let path = path.as_ref();
     let mut arrays = crate::io::read_npz(path)?;

@@ -2,10 +2,13 @@
 //! saves, and NumPy `.npz` import/export.
 
 pub(crate) mod checked;
+#[cfg(feature = "npz")]
 mod npz;
 pub mod tensors;
 
+#[cfg(feature = "npz")]
 pub(crate) use npz::take as take_npz;
+#[cfg(feature = "npz")]
 pub use npz::{MAX_NPY_HEADER, MAX_NPZ_ARRAYS, MAX_NPZ_BYTES, NpzArray, read_npz, write_npz};
 
 use crate::error::{Error, Result};

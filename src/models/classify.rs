@@ -309,7 +309,7 @@ pub(crate) fn label_posterior<V: Layer, H: Layer>(
 /// `m` has the one hidden layer the label posterior sums out (nothing to check without labels).
 pub(crate) fn check_labelled<V: Layer, H: Layer>(
     m: &Dbm<V, H>,
-    v: &DMatrix<f32>,
+    v: nalgebra::DMatrixView<'_, f32>,
     classes: usize,
     what: &'static str,
 ) -> Result<()> {

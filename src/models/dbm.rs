@@ -5,11 +5,11 @@
 //! the Gibbs sampler alternates between the two parities, and either parity can be summed out
 //! analytically.
 
-use crate::error::{Error, Result, check_finite};
+use crate::error::{Error, Result, check_finite, check_finite_columns};
 use crate::kernels::{ChainRng, CouplingCache, coupling_down, coupling_up, fill_normal, stream};
 use crate::layer::{Bernoulli, FromBias, Layer};
 use crate::models::Machine;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrix, DMatrixView, DVector};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -171,8 +171,12 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
 
     /// Sets the visible biases from the mean of `data` (`visible × n`): log-odds of the pixel
     /// means for Bernoulli units, as Hinton's guide recommends.
-    pub fn set_visible_bias_from_data(&mut self, data: &DMatrix<f32>) -> Result<()> {
-        self.check_batch("data", data, self.visible.len())?;
+    pub fn set_visible_bias_from_data<'a>(
+        &mut self,
+        data: impl Into<DMatrixView<'a, f32>>,
+    ) -> Result<()> {
+        let data = data.into();
+        self.check_examples("data", data, self.visible.len())?;
         let mean = data.column_mean();
         self.visible.set_bias_from_mean(mean.as_slice());
         Ok(())
@@ -185,6 +189,16 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         x: &DMatrix<f32>,
         units: usize,
     ) -> Result<()> {
+        self.check_examples(what, x.as_view(), units)
+    }
+
+    /// [`Dbm::check_batch`] for examples that may be borrowed (a view).
+    pub(crate) fn check_examples(
+        &self,
+        what: &'static str,
+        x: DMatrixView<'_, f32>,
+        units: usize,
+    ) -> Result<()> {
         if x.nrows() != units {
             return Err(Error::shape(
                 what,
@@ -192,7 +206,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
                 format!("{} rows", x.nrows()),
             ));
         }
-        check_finite(what, x.as_slice())
+        check_finite_columns(what, x)
     }
 
     /// The layers and couplings.
@@ -758,6 +772,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
 
     /// Exports the parameters as NumPy `.npz`: float32 `W1`, `W2`, … (layer below × layer
     /// above) and biases `b0` (visible), `b1`, ….
+    #[cfg(feature = "npz")]
     pub fn save_npz(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let mut arrays = Vec::new();
         for (l, w) in self.weights.iter().enumerate() {
@@ -817,6 +832,7 @@ impl<V: FromBias, H: FromBias> Dbm<V, H> {
 
     /// Imports parameters from an `.npz` with `W1`, `W2`, … and `b0`, `b1`, … (float32 or
     /// float64), as written by [`Dbm::save_npz`].
+    #[cfg(feature = "npz")]
     pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let mut arrays = crate::io::read_npz(path)?;

@@ -258,6 +258,7 @@ impl<V: Layer, H: Layer> Rbm<V, H> {
 
     /// Exports the parameters as NumPy `.npz`: float32 arrays `W` (visible × hidden),
     /// `b_visible` and `b_hidden`.
+    #[cfg(feature = "npz")]
     pub fn save_npz(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let (nv, nh) = self.weights().shape();
         let w_rows: Vec<f32> = self.weights().transpose().as_slice().to_vec();
@@ -321,6 +322,7 @@ impl<V: FromBias, H: FromBias> Rbm<V, H> {
 
     /// Imports parameters from a NumPy `.npz` with arrays `W` (visible × hidden), `b_visible`
     /// and `b_hidden` (float32 or float64), e.g. published weights. The layer types are `V`, `H`.
+    #[cfg(feature = "npz")]
     pub fn load_npz(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let mut arrays = crate::io::read_npz(path)?;

@@ -20,7 +20,7 @@ use crate::gibbs::{CHAIN_BLOCK, Machine};
 use crate::kernels::ChainRng;
 use crate::kernels::{log_sum_exp, stream};
 use crate::layer::{Bernoulli, Layer, set_tempered_bias};
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrix, DMatrixView, DVector};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -129,13 +129,18 @@ impl Betas {
 /// `layer`'s kind at the base rates of `data` (`units × n`): unit `i` has mean
 /// `p_i = (Σ_n x_ni + α) / (N + α)`, with pseudo-count `α`. Salakhutdinov & Murray's code uses 5
 /// per minibatch of 100, `α = 0.05·N`.
-pub fn base_rate_layer<L: Layer>(layer: &L, data: &DMatrix<f32>, pseudo_count: f64) -> Result<L> {
+pub fn base_rate_layer<'a, L: Layer>(
+    layer: &L,
+    data: impl Into<DMatrixView<'a, f32>>,
+    pseudo_count: f64,
+) -> Result<L> {
+    let data = data.into();
     if data.ncols() == 0 {
         return Err(Error::Empty {
             what: "data for the base-rate model",
         });
     }
-    crate::error::check_finite("data for the base-rate model", data.as_slice())?;
+    crate::error::check_finite_columns("data for the base-rate model", data)?;
     if !(pseudo_count.is_finite() && pseudo_count >= 0.0) {
         return Err(Error::invalid(
             "pseudo-count",

@@ -30,7 +30,7 @@ use crate::partition::{
     TrajectoryAis, base_rate_layer, enumerable_within, log_partition_exact, log_unnormalised_exact,
 };
 use crate::tempering::ParallelTempering;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrix, DMatrixView, DVector};
 use pretrain::Scaled;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -124,9 +124,9 @@ const STREAM_TRAJECTORY: u64 = 9 << 40;
 /// become non-finite, training stops with [`Error::Diverged`] and `machine` is left as it was
 /// after the last good epoch. With [`TrainConfig::checkpoint`] set, a [`Checkpoint`] is saved as
 /// configured, from which [`resume`] continues.
-pub fn train<V: Layer, H: Layer, R: Flow>(
+pub fn train<'d, V: Layer, H: Layer, R: Flow>(
     machine: &mut Dbm<V, H>,
-    data: &DMatrix<f32>,
+    data: impl Into<DMatrixView<'d, f32>>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
     monitor: impl FnMut(&EpochMetrics) -> R,
@@ -134,7 +134,7 @@ pub fn train<V: Layer, H: Layer, R: Flow>(
     run(
         machine,
         InputScale::ONE,
-        data,
+        data.into(),
         held_out,
         config,
         None,
@@ -146,13 +146,14 @@ pub fn train<V: Layer, H: Layer, R: Flow>(
 /// total, and returns the model with the metrics of the epochs run. The result is
 /// bit-identical to a run without a break. The configuration must be the one that wrote the
 /// checkpoint (apart from `epochs` and `checkpoint`), and `data` the same training set.
-pub fn resume<V: Layer, H: Layer, R: Flow>(
+pub fn resume<'d, V: Layer, H: Layer, R: Flow>(
     checkpoint: impl AsRef<std::path::Path>,
-    data: &DMatrix<f32>,
+    data: impl Into<DMatrixView<'d, f32>>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
     monitor: impl FnMut(&EpochMetrics) -> R,
 ) -> Result<(Dbm<V, H>, Vec<EpochMetrics>)> {
+    let data = data.into();
     let saved: Checkpoint<V, H> = Checkpoint::load(checkpoint.as_ref())?;
     config.validate()?;
     check_resumable(&saved, config, data)?;
@@ -200,7 +201,7 @@ pub fn train_classifier<R: Flow>(
 fn check_resumable<V: Layer, H: Layer>(
     saved: &Checkpoint<V, H>,
     config: &TrainConfig,
-    data: &DMatrix<f32>,
+    data: DMatrixView<'_, f32>,
 ) -> Result<()> {
     if saved.epoch > config.epochs {
         return Err(Error::invalid(
@@ -597,7 +598,7 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
         }
     }
 
-    fn new(m: &Dbm<V, H>, config: &TrainConfig, data: &DMatrix<f32>) -> Result<Self> {
+    fn new(m: &Dbm<V, H>, config: &TrainConfig, data: DMatrixView<'_, f32>) -> Result<Self> {
         let seed = stream(config.seed, STREAM_PCD).next_u64();
         let sizes = m.layer_sizes();
         let persistent = |chains: usize| -> Result<Chains> {
@@ -746,7 +747,7 @@ impl<V: Layer, H: Layer> Sampler<V, H> {
 /// fewer; binarised if the configuration binarises), their hidden layers filled in by one sweep.
 fn chains_at_data<V: Layer, H: Layer>(
     m: &Dbm<V, H>,
-    data: &DMatrix<f32>,
+    data: DMatrixView<'_, f32>,
     chains: usize,
     config: &TrainConfig,
 ) -> Result<Chains> {
@@ -811,7 +812,7 @@ fn negative_statistics<V: Layer, H: Layer>(
 pub(crate) fn run<V: Layer, H: Layer, R: Flow>(
     m: &mut Dbm<V, H>,
     scale: InputScale,
-    data: &DMatrix<f32>,
+    data: DMatrixView<'_, f32>,
     held_out: Option<&DMatrix<f32>>,
     config: &TrainConfig,
     resumed: Option<Checkpoint<V, H>>,
@@ -832,11 +833,11 @@ pub(crate) fn run<V: Layer, H: Layer, R: Flow>(
             what: "training data",
         });
     }
-    m.check_batch("training data", data, sizes[0])?;
+    m.check_examples("training data", data, sizes[0])?;
     check_labelled(m, data, config.labels, "training data")?;
     if let Some(h) = held_out {
         m.check_batch("held-out data", h, sizes[0])?;
-        check_labelled(m, h, config.labels, "held-out data")?;
+        check_labelled(m, h.as_view(), config.labels, "held-out data")?;
         if h.ncols() == 0 {
             return Err(Error::Empty {
                 what: "held-out data",
@@ -851,7 +852,7 @@ pub(crate) fn run<V: Layer, H: Layer, R: Flow>(
         ));
     }
     let seed = config.seed;
-    let monitor_set = |x: &DMatrix<f32>| -> Result<DMatrix<f32>> {
+    let monitor_set = |x: DMatrixView<'_, f32>| -> Result<DMatrix<f32>> {
         let mut m = x
             .columns(0, config.monitor_examples.clamp(1, x.ncols()))
             .into_owned();
@@ -861,7 +862,7 @@ pub(crate) fn run<V: Layer, H: Layer, R: Flow>(
         Ok(m)
     };
     let monitor_train = monitor_set(data)?;
-    let monitor_held_out = held_out.map(monitor_set).transpose()?;
+    let monitor_held_out = held_out.map(|h| monitor_set(h.as_view())).transpose()?;
     let zeros = |cols: usize| -> Vec<DMatrix<f32>> {
         sizes.iter().map(|&s| DMatrix::zeros(s, cols)).collect()
     };

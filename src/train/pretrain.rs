@@ -152,9 +152,15 @@ pub fn pretrain<V: crate::layer::FromBias>(
     let layers = hidden.len();
     let mut first: Rbm<V, Bernoulli> = Rbm::init(data.nrows(), hidden[0], configs[0].seed)?;
     let scale = pretraining_scale(1, layers);
-    run(&mut first, scale, data, None, &configs[0], None, |m| {
-        monitor(1, m)
-    })?;
+    run(
+        &mut first,
+        scale,
+        data.as_view(),
+        None,
+        &configs[0],
+        None,
+        |m| monitor(1, m),
+    )?;
     let mut below = means(&first, scale, data);
     let mut upper: Vec<Rbm<Bernoulli, Bernoulli>> = Vec::new();
     for l in 2..=layers {
@@ -162,7 +168,7 @@ pub fn pretrain<V: crate::layer::FromBias>(
         let config = &configs[l - 1];
         let mut rbm: Rbm<Bernoulli, Bernoulli> =
             Rbm::init(hidden[l - 2], hidden[l - 1], config.seed)?;
-        run(&mut rbm, scale, &below, None, config, None, |m| {
+        run(&mut rbm, scale, below.as_view(), None, config, None, |m| {
             monitor(l, m)
         })?;
         if l < layers {
