@@ -3,7 +3,9 @@
 mod common;
 
 use boltzmann::dbm::{MeanField, Parity};
-use boltzmann::partition::{log_partition_exact, log_unnormalised_exact};
+use boltzmann::partition::{
+    enumerable_within, log_partition_exact, log_unnormalised_exact, unnormalised_enumerable_within,
+};
 use boltzmann::{Bernoulli, Chains, Dbm, Gaussian, Layer, Rbm};
 use common::*;
 use nalgebra::{DMatrix, DVector};
@@ -538,4 +540,23 @@ fn exact_samples_of_a_dbm_follow_the_enumerated_joint_distribution() {
         counts[index(k[0], k[1], k[2])] += 1;
     }
     assert_chi_square_fits(&counts, &probs);
+}
+
+#[test]
+fn per_example_enumeration_cost_counts_the_even_hidden_layers() {
+    // 784-20-20: ln Z enumerates 2^20 odd-layer states, but each example's ln p*(v) enumerates
+    // 2^20 states of layer 2, so 60,000 examples cost 6·10^10 free energies.
+    let deep = random_dbm_sized(&[784, 20, 20], 0.01, 1);
+    assert!(enumerable_within(&deep, 1 << 20));
+    assert!(!unnormalised_enumerable_within(&deep, 60_000, 1 << 20));
+    assert!(unnormalised_enumerable_within(&deep, 1, 1 << 20));
+    assert!(!unnormalised_enumerable_within(&deep, 2, 1 << 20));
+    // One hidden layer: one free energy per example.
+    let rbm = random_dbm_sized(&[784, 20], 0.01, 1);
+    assert!(unnormalised_enumerable_within(&rbm, 60_000, 1 << 20));
+    assert!(!unnormalised_enumerable_within(
+        &rbm,
+        (1 << 20) + 1,
+        1 << 20
+    ));
 }

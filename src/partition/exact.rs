@@ -129,6 +129,19 @@ pub fn enumerable_within<V: Layer, H: Layer>(m: &Dbm<V, H>, max: u64) -> bool {
         .any(|p| Enumeration::of(m, p, false, max).is_some())
 }
 
+/// Whether [`log_unnormalised_exact`] of `examples` examples would evaluate at most `max`
+/// free energies in all (the even hidden layers' joint states times the examples): a DBM
+/// whose `ln Z` is cheap can still cost `2^n` per example.
+pub fn unnormalised_enumerable_within<V: Layer, H: Layer>(
+    m: &Dbm<V, H>,
+    examples: usize,
+    max: u64,
+) -> bool {
+    Enumeration::of(m, Parity::Even, true, max)
+        .and_then(|e| e.count.checked_mul(examples as u64))
+        .is_some_and(|total| total <= max)
+}
+
 /// The exact `ln Z` of any machine (an [`crate::Rbm`] included), enumerating whichever parity
 /// of layers has fewer joint states (all its layers discrete, at most
 /// [`MAX_ENUMERATED_STATES`] joint states) and summing the other out. Sums in f64, in

@@ -13,7 +13,7 @@ pub use ais::{
 pub use conditional::{MAX_CONDITIONAL_STATES, conditional_log_likelihood_exact};
 pub use exact::{
     MAX_ENUMERATED_STATES, MAX_SAMPLED_STATES, enumerable_within, exact_samples,
-    log_partition_exact, log_unnormalised_exact,
+    log_partition_exact, log_unnormalised_exact, unnormalised_enumerable_within,
 };
 pub use trajectory::{TrajectoryAis, TrajectorySettings};
 

@@ -28,6 +28,7 @@ use crate::kernels::{correlate_into, par_zip_apply, stream};
 use crate::layer::Layer;
 use crate::partition::{
     TrajectoryAis, base_rate_layer, enumerable_within, log_partition_exact, log_unnormalised_exact,
+    unnormalised_enumerable_within,
 };
 use crate::tempering::ParallelTempering;
 use nalgebra::{DMatrix, DMatrixView, DVector};
@@ -60,7 +61,8 @@ pub struct EpochMetrics {
     /// overfits.
     pub free_energy_gap: Option<f64>,
     /// Exact average log-likelihood (nats) of the training monitor subset, for machines with at
-    /// most [`MAX_EXACT_MONITOR_STATES`] states to enumerate.
+    /// most [`MAX_EXACT_MONITOR_STATES`] states to enumerate for `ln Z`, and as many free
+    /// energies in all for the monitor examples.
     pub train_log_likelihood: Option<f64>,
     /// The same on the held-out monitor subset.
     pub held_out_log_likelihood: Option<f64>,
@@ -1056,7 +1058,11 @@ fn measure<V: Layer, H: Layer>(
         held_out_log_likelihood: lp_held_out.as_ref().map(|h| h.mean() - log_z),
     });
     let (mut train_ll, mut held_out_ll, mut train_lb) = (None, None, None);
-    if unscaled && enumerable_within(m, MAX_EXACT_MONITOR_STATES) {
+    let examples = train.ncols() + held_out.map_or(0, |h| h.ncols());
+    if unscaled
+        && enumerable_within(m, MAX_EXACT_MONITOR_STATES)
+        && unnormalised_enumerable_within(m, examples, MAX_EXACT_MONITOR_STATES)
+    {
         let log_z = log_partition_exact(m)?;
         let exact =
             |x: &DMatrix<f32>| -> Result<f64> { Ok(log_unnormalised_exact(m, x)?.mean() - log_z) };
