@@ -29,6 +29,8 @@ fn model(mnist: &Mnist, hidden: usize) -> Bb {
 }
 
 fn gibbs(c: &mut Criterion) {
+    // Every figure says where it came from.
+    eprintln!("{}", boltzmann::cpu::describe());
     let mnist = Mnist::load(Mnist::shipped_dir()).expect("shipped MNIST");
     let points: [(usize, &[usize]); 3] = [
         (500, &[1, 10, 100, 1000]),

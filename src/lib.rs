@@ -91,6 +91,14 @@ pub mod random {
     pub use crate::kernels::{CHAIN_BLOCK, ChainRng, fill_normal, fill_uniform, stream, uniform};
 }
 pub mod train;
+/// The machine the kernels run on: its name and SIMD features, and which instruction set the
+/// kernels use ([`cpu::Kernel`], chosen at run time; `$BOLTZMANN_KERNEL` or [`cpu::set_kernel`]
+/// pick another). Every kernel gives the same bits, so the choice changes speed only.
+pub mod cpu {
+    pub use crate::kernels::{
+        Caches, Kernel, caches, cpu_features, cpu_name, describe, set_kernel, table_budget,
+    };
+}
 
 pub use models::{centering, classify, dbm, layer, rbm};
 pub use sampling::{diagnostics, gibbs, tempering};

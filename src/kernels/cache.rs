@@ -31,12 +31,8 @@ fn sparse_limit(x: &[f32], rows: usize) -> f64 {
 /// costs about as much as 250 chain-sweeps save, so tables wait for work that repays them
 /// (sampling, AIS, long chains), not for a CD-1 step on weights about to change.
 const TABLE_WORK: usize = 1000;
-/// Couplings with more weights than this get no subset-sum tables: a table (four times the
-/// weights) must stay in the last-level cache, which every block of chains streams it from.
-/// Measured on one core, chain-sweeps/s with / without tables: 784×250 134,000 / 99,000,
-/// 784×1000 18,000 / 28,000 (25 MB of tables against a 32 MB L3).
-const TABLE_MAX_WEIGHTS: usize = 1 << 19;
-
+/// Bytes of a subset-sum table per weight: four table columns per column of the weights.
+const TABLE_BYTES_PER_WEIGHT: usize = 4 * std::mem::size_of::<f32>();
 /// What a coupling keeps besides `W` for fast products with 0/1 states: `Wᵀ` (for sums of
 /// selected rows of `W`) and the [`SubsetSums`] of `W` and `Wᵀ`, each made on first use; tables
 /// only once enough work is announced (see [`CouplingCache::expect`]). Whoever owns the weights
@@ -89,7 +85,7 @@ impl CouplingCache {
     /// Whether products may use subset-sum tables of the weights `w`.
     fn tables(&self, w: &nalgebra::DMatrix<f32>) -> bool {
         self.work.load(std::sync::atomic::Ordering::Relaxed) >= TABLE_WORK
-            && w.len() <= TABLE_MAX_WEIGHTS
+            && w.len().saturating_mul(TABLE_BYTES_PER_WEIGHT) <= super::cpu::table_budget()
     }
 }
 
@@ -190,19 +186,73 @@ mod tests {
     /// direct loops (dense states), with and without accumulation.
     #[test]
     fn coupling_products_agree_with_exact() {
+        coupling_products();
+    }
+
+    /// The products of every path and the non-linearities give the same bits with every kernel
+    /// this CPU runs (portable, AVX2, AVX-512): the kernels differ in speed only. Setting the
+    /// kernel is global, so other tests running meanwhile may take another path, which by this
+    /// test changes nothing of theirs.
+    #[test]
+    fn every_kernel_gives_the_same_bits() {
+        let before = Kernel::active();
+        let mut results = Vec::new();
+        for kernel in Kernel::ALL.into_iter().filter(|k| k.supported()) {
+            set_kernel(kernel).unwrap();
+            let mut bits = coupling_products();
+            let mut rng = stream(8, 0);
+            let (rows, n) = (300, 7);
+            let mut a = vec![0f32; rows * n];
+            fill_normal(&mut rng, &mut a);
+            a.iter_mut().for_each(|x| *x *= 6.0);
+            let (mut bias, mut start) = (vec![0f32; rows], vec![0f32; rows]);
+            fill_normal(&mut rng, &mut bias);
+            fill_normal(&mut rng, &mut start);
+            let mut sums = vec![0f64; n];
+            softplus_columns(&a, &bias, &mut sums);
+            softplus_steps(&a, &bias, &start, 0.3, 0.3001, &mut sums);
+            sigmoid_columns(&mut a, &bias);
+            bits.extend(a.iter().map(|x| x.to_bits()));
+            bits.extend(sums.iter().flat_map(|x| {
+                let b = x.to_bits();
+                [b as u32, (b >> 32) as u32]
+            }));
+            results.push((kernel, bits));
+        }
+        set_kernel(before).unwrap();
+        let (first, reference) = &results[0];
+        for (kernel, bits) in &results[1..] {
+            assert!(bits == reference, "{kernel} and {first} kernels differ");
+        }
+    }
+
+    /// The products of [`products_agree_with_exact`] for shapes that reach every tile, as bits.
+    fn coupling_products() -> Vec<u32> {
         // Every kind of tile takes part: of 64, of a line (16) and of 8 rows, single rows (packed
         // columns without a cache), and last tiles that reach into the padding of line-aligned
         // columns (116 = 64 + 52 rows, 29 = 16 + 13, 150 = 128 + 16 + 6, 200 = 192 + 8). Sizes
         // that are not multiples of 4 leave the last group of a subset-sum table partial.
-        for (shape, (rows, cols)) in [(150, 29), (116, 52), (64, 16), (1, 17), (33, 200)]
-            .into_iter()
-            .enumerate()
+        // With AVX-512, tiles of 128 rows come first (150 = 128 + 16 + 6, 300 = 2·128 + 32 + 12).
+        let mut bits = Vec::new();
+        for (shape, (rows, cols)) in [
+            (150, 29),
+            (116, 52),
+            (64, 16),
+            (1, 17),
+            (33, 200),
+            (300, 130),
+        ]
+        .into_iter()
+        .enumerate()
         {
-            products_agree_with_exact(rows, cols, shape as u64);
+            bits.extend(products_agree_with_exact(rows, cols, shape as u64));
         }
+        bits
     }
 
-    fn products_agree_with_exact(rows: usize, cols: usize, seed: u64) {
+    /// Checks the products of a `rows × cols` coupling on every path; returns their bits.
+    fn products_agree_with_exact(rows: usize, cols: usize, seed: u64) -> Vec<u32> {
+        let mut bits = Vec::new();
         let mut rng = stream(2, seed);
         let mut w = nalgebra::DMatrix::zeros(rows, cols);
         fill_normal(&mut rng, w.as_mut_slice());
@@ -252,7 +302,9 @@ mod tests {
                         "{rows}×{cols}: {a} vs {b}"
                     );
                 }
+                bits.extend(up.iter().chain(&down).map(|x| x.to_bits()));
             }
         }
+        bits
     }
 }

@@ -223,8 +223,8 @@ pub(crate) fn transpose_into(
     let (count8, cols8) = (count / 8 * 8, cols / 8 * 8);
     let mut blocks_done = false;
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU has AVX.
+    if super::Kernel::active() >= super::Kernel::Avx2 {
+        // SAFETY: the CPU has AVX (with AVX2: `Kernel::active` names only what it supports).
         unsafe { transpose_blocks_avx(x, rows, beta, out, stride, first) };
         blocks_done = true;
     }

@@ -2,7 +2,9 @@
 //! numbers. Everything that touches every unit of every chain goes through here, so that speed work
 //! has one place to happen.
 
-/// Compiles `$body` for baseline x86-64 and for AVX2+FMA, choosing at run time.
+/// Compiles `$body` for baseline x86-64, for AVX2+FMA and for AVX-512, running the one
+/// [`Kernel::active`] names. The body is the same source each time, so every path gives the same
+/// bits; only the vector width LLVM picks differs.
 macro_rules! dispatch {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
@@ -11,13 +13,15 @@ macro_rules! dispatch {
             fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU supports the features `avx2` was compiled for.
-                    return unsafe { avx2($($arg),*) };
+                match $crate::kernels::Kernel::active() {
+                    // SAFETY: `Kernel::active` names only kernels the CPU supports.
+                    $crate::kernels::Kernel::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::kernels::Kernel::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernels::Kernel::Portable => {}
                 }
             }
             body($($arg),*)
@@ -27,12 +31,14 @@ macro_rules! dispatch {
 
 mod approx;
 mod cache;
+mod cpu;
 mod dense;
 mod random;
 mod sparse;
 
 pub use approx::{log_sum_exp, sigmoid_columns, softplus, softplus_columns, softplus_steps};
 pub use cache::{CouplingCache, coupling_down, coupling_up};
+pub use cpu::{Caches, Kernel, caches, cpu_features, cpu_name, describe, set_kernel, table_budget};
 pub use dense::correlate_into;
 pub(crate) use dense::par_zip_apply;
 pub use random::{CHAIN_BLOCK, ChainRng, fill_normal, fill_uniform, stream, uniform};
