@@ -8,6 +8,8 @@
 //! - `gibbs/784x500/N`: one sweep of N chains (N = 1, 10, 100, 1000);
 //! - `gibbs/784xH/N`: the scaling in hidden units (H = 250, 1000) and chains (N = 100, 1000);
 //! - `train/cd1_epoch_mnist_500`: one CD-1 epoch over the 60,000 MNIST images, batch 100;
+//! - `train/dbm_epoch_mnist_500_1000`: one joint epoch (mean-field positive phase, persistent
+//!   chains; `TrainConfig::joint()`) of a 784-500-1000 DBM over the first 10,000 MNIST images;
 //! - `ais/sm2008_784x500`: AIS with the paper's 14,501 β and 100 runs.
 //!
 //! `cargo bench --bench gibbs` (set `RAYON_NUM_THREADS=1` for one thread); a filter such as
@@ -16,7 +18,7 @@
 use boltzmann::data::{Mnist, binarize_stochastic};
 use boltzmann::partition::{AisConfig, Betas, Start, ais};
 use boltzmann::train::{TrainConfig, train};
-use boltzmann::{Bernoulli, Chains, Rbm};
+use boltzmann::{Bernoulli, Chains, Dbm, Rbm};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 
@@ -70,6 +72,20 @@ fn train_epoch(c: &mut Criterion) {
             let mut rbm: Bb = Rbm::init(784, 500, 1).unwrap();
             train(&mut rbm, &mnist.train_images, None, &config, |_| {}).unwrap();
             rbm
+        })
+    });
+    let examples = mnist.train_images.columns(0, 10_000).into_owned();
+    let joint = TrainConfig {
+        epochs: 1,
+        binarize: true,
+        monitor_examples: 100,
+        ..TrainConfig::joint()
+    };
+    group.bench_function("dbm_epoch_mnist_500_1000", |b| {
+        b.iter(|| {
+            let mut dbm: Dbm<Bernoulli> = Dbm::init(&[784, 500, 1000], 1).unwrap();
+            train(&mut dbm, &examples, None, &joint, |_| {}).unwrap();
+            dbm
         })
     });
     group.finish();
