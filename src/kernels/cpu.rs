@@ -141,15 +141,23 @@ pub fn caches() -> Caches {
     *CACHES.get_or_init(read_caches)
 }
 
+/// CPUID leaf `leaf`, sub-leaf `sub`: (eax, ebx, ecx, edx). Callers read a leaf only when the
+/// highest (extended) leaf, leaf 0 or 0x80000000, says it exists.
 #[cfg(target_arch = "x86_64")]
+// `__cpuid_count` is safe from Rust 1.94 on, unsafe before (the crate builds from 1.89).
 #[allow(unused_unsafe)]
+fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
+    // SAFETY: CPUID exists on every x86-64 processor; a leaf beyond the highest returns data
+    // of the highest, never faults.
+    let r = unsafe { std::arch::x86_64::__cpuid_count(leaf, sub) };
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+#[cfg(target_arch = "x86_64")]
 fn read_caches() -> Caches {
-    use std::arch::x86_64::__cpuid_count;
-    // SAFETY (every `__cpuid_count` below): CPUID exists on every x86-64 processor, and each
-    // leaf is read only when the highest (extended) leaf says it exists.
-    let vendor = unsafe { __cpuid_count(0, 0) };
-    let amd = (vendor.ebx, vendor.edx, vendor.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
-    let (highest, highest_ext) = (vendor.eax, unsafe { __cpuid_count(0x8000_0000, 0) }.eax);
+    let (highest, vendor_b, vendor_c, vendor_d) = cpuid(0, 0);
+    let amd = (vendor_b, vendor_d, vendor_c) == (0x6874_7541, 0x6974_6e65, 0x444d_4163);
+    let highest_ext = cpuid(0x8000_0000, 0).0;
     // Leaf 4 (Intel) and 0x8000001D (AMD) describe each cache the same way.
     let leaf = if amd { 0x8000_001D } else { 4 };
     let mut caches = Caches {
@@ -160,8 +168,8 @@ fn read_caches() -> Caches {
         return caches;
     }
     for index in 0..16 {
-        let r = unsafe { __cpuid_count(leaf, index) };
-        let kind = r.eax & 0x1F;
+        let (eax, ebx, ecx, _) = cpuid(leaf, index);
+        let kind = eax & 0x1F;
         if kind == 0 {
             break;
         }
@@ -169,12 +177,12 @@ fn read_caches() -> Caches {
         if kind == 2 {
             continue;
         }
-        let level = r.eax >> 5 & 7;
-        let sharing = (r.eax >> 14 & 0xFFF) as usize + 1;
-        let ways = (r.ebx >> 22) as usize + 1;
-        let partitions = (r.ebx >> 12 & 0x3FF) as usize + 1;
-        let line = (r.ebx & 0xFFF) as usize + 1;
-        let sets = r.ecx as usize + 1;
+        let level = eax >> 5 & 7;
+        let sharing = (eax >> 14 & 0xFFF) as usize + 1;
+        let ways = (ebx >> 22) as usize + 1;
+        let partitions = (ebx >> 12 & 0x3FF) as usize + 1;
+        let line = (ebx & 0xFFF) as usize + 1;
+        let sets = ecx as usize + 1;
         let size = ways * partitions * line * sets;
         match level {
             1 => caches.l1 = size,
@@ -216,30 +224,21 @@ pub fn table_budget() -> usize {
 
 /// The processor's name (CPUID brand string on x86-64, else the architecture).
 pub fn cpu_name() -> String {
-    // `__cpuid` is safe from Rust 1.94 on, unsafe before (the crate builds from 1.89).
     #[cfg(target_arch = "x86_64")]
-    #[allow(unused_unsafe)]
-    {
-        use std::arch::x86_64::__cpuid;
-        // SAFETY: CPUID exists on every x86-64 processor; the brand leaves are read only when
-        // the highest extended leaf says they exist.
-        let highest = unsafe { __cpuid(0x8000_0000) }.eax;
-        if highest >= 0x8000_0004 {
-            let mut bytes = Vec::with_capacity(48);
-            for leaf in 0x8000_0002..=0x8000_0004u32 {
-                let r = unsafe { __cpuid(leaf) };
-                for word in [r.eax, r.ebx, r.ecx, r.edx] {
-                    bytes.extend_from_slice(&word.to_le_bytes());
-                }
+    if cpuid(0x8000_0000, 0).0 >= 0x8000_0004 {
+        let mut bytes = Vec::with_capacity(48);
+        for leaf in 0x8000_0002..=0x8000_0004u32 {
+            let (a, b, c, d) = cpuid(leaf, 0);
+            for word in [a, b, c, d] {
+                bytes.extend_from_slice(&word.to_le_bytes());
             }
-            let name = String::from_utf8_lossy(&bytes);
-            let name = name.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-            // SAFETY: leaf 1 exists on every x86-64 processor.
-            let signature = unsafe { __cpuid(1) }.eax;
-            let family = (signature >> 8 & 0xF) + (signature >> 20 & 0xFF);
-            let model = (signature >> 4 & 0xF) | (signature >> 12 & 0xF0);
-            return format!("{name} (family {family}, model {model})");
         }
+        let name = String::from_utf8_lossy(&bytes);
+        let name = name.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        let signature = cpuid(1, 0).0;
+        let family = (signature >> 8 & 0xF) + (signature >> 20 & 0xFF);
+        let model = (signature >> 4 & 0xF) | (signature >> 12 & 0xF0);
+        return format!("{name} (family {family}, model {model})");
     }
     std::env::consts::ARCH.to_string()
 }
