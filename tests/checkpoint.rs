@@ -174,3 +174,106 @@ fn bad_checkpoints_are_rejected() {
     let err = resume_from(&path, &cfg, &fewer);
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 }
+
+/// The checkpoint `bytes` as format version 1 wrote it: every set of random streams inline in
+/// the JSON state (`{"s": [four words]}` per stream; one bare stream for the swap decisions of
+/// tempering) instead of a u64 tensor. Returns the file and the number of sets moved.
+fn as_version_1(bytes: &[u8]) -> (Vec<u8>, usize) {
+    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+    use serde_json::{Value, json};
+    let file = SafeTensors::deserialize(bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut state: Value = serde_json::from_str(&meta["state"]).unwrap();
+    fn inline(v: &mut Value, single: bool, file: &SafeTensors, moved: &mut usize) {
+        let words = |name: &str| -> Vec<u64> {
+            let t = file.tensor(name).unwrap();
+            assert_eq!((t.dtype(), t.shape()[1]), (Dtype::U64, 4), "{name}");
+            let w = t.data().chunks_exact(8);
+            w.map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        };
+        match v {
+            Value::Object(o)
+                if o.get("tensor")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.starts_with('s')) =>
+            {
+                let streams: Vec<Value> = words(o["tensor"].as_str().unwrap())
+                    .chunks(4)
+                    .map(|w| json!({ "s": w }))
+                    .collect();
+                *moved += 1;
+                *v = if single {
+                    streams[0].clone()
+                } else {
+                    Value::Array(streams)
+                };
+            }
+            Value::Object(o) => o
+                .iter_mut()
+                .for_each(|(k, x)| inline(x, k == "swaps" || k == "rng", file, moved)),
+            Value::Array(a) => a.iter_mut().for_each(|x| inline(x, false, file, moved)),
+            _ => {}
+        }
+    }
+    let mut moved = 0;
+    inline(&mut state, false, &file, &mut moved);
+    let mut names: Vec<&str> = file
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with('m'))
+        .collect();
+    names.sort_unstable();
+    let tensors: Vec<(&str, TensorView)> = names
+        .iter()
+        .map(|&n| (n, file.tensor(n).unwrap()))
+        .collect();
+    let mut crc = crc32fast::Hasher::new();
+    tensors.iter().for_each(|(_, t)| crc.update(t.data()));
+    meta.insert("crc32".into(), format!("{:08x}", crc.finalize()));
+    meta.insert("format_version".into(), "1".into());
+    meta.insert("state".into(), state.to_string());
+    (safetensors::serialize(tensors, Some(meta)).unwrap(), moved)
+}
+
+#[test]
+fn checkpoints_store_random_streams_as_u64_tensors_and_version_1_files_still_resume() {
+    let dir = TempDir::new("checkpoint-v1");
+    let data = data();
+    for (p, negative) in phases().into_iter().enumerate() {
+        let path = dir.join(format!("run-{p}.ckpt"));
+        let mut rbm: Bb = Rbm::init(16, 9, 83).unwrap();
+        train(
+            &mut rbm,
+            &data,
+            None,
+            &config(negative.clone(), 2, &path),
+            |_| {},
+        )
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (old, moved) = as_version_1(&bytes);
+        // CD and PCD: the chains' streams; fast PCD the same; tempering every rung's and the swaps'.
+        let sets = if matches!(negative, NegativePhase::Tempering { .. }) {
+            4
+        } else {
+            1
+        };
+        assert_eq!(moved, sets, "{negative:?}");
+        let old_path = dir.join(format!("run-{p}-v1.ckpt"));
+        std::fs::write(&old_path, old).unwrap();
+        let resumed = |from: &Path| {
+            resume::<Bernoulli, Bernoulli, _>(
+                from,
+                &data,
+                None,
+                &config(negative.clone(), 3, from),
+                |_| {},
+            )
+            .unwrap()
+            .0
+        };
+        assert_eq!(resumed(&old_path), resumed(&path), "{negative:?}");
+    }
+}

@@ -241,7 +241,7 @@ fn model_files_are_plain_safetensors() {
     let data = &bytes[8 + n..];
     let meta = &header["__metadata__"];
     assert_eq!(meta["format"], "boltzmann-model");
-    assert_eq!(meta["format_version"], "1");
+    assert_eq!(meta["format_version"], "2");
     assert_eq!(meta["machine"], "dbm");
     let layers: serde_json::Value = serde_json::from_str(meta["layers"].as_str().unwrap()).unwrap();
     let sizes = dbm.layer_sizes();

@@ -80,8 +80,8 @@ fn bad_model_files_are_rejected_with_their_error() {
     assert!(matches!(load(&flipped), Error::Checksum { .. }));
 
     // A newer format version, another format, a missing checksum.
-    let err = load(&with_metadata(&good, "format_version", Some("2")));
-    assert!(matches!(err, Error::Version { found: 2, .. }), "{err}");
+    let err = load(&with_metadata(&good, "format_version", Some("3")));
+    assert!(matches!(err, Error::Version { found: 3, .. }), "{err}");
     let err = load(&with_metadata(&good, "format", Some("other")));
     assert!(matches!(err, Error::Format { .. }), "{err}");
     let err = load(&with_metadata(&good, "crc32", None));

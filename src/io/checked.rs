@@ -1,7 +1,8 @@
-//! Serde adapters for the matrices of model and checkpoint files. nalgebra's own decoder
-//! compares `rows × cols` with the values present using an unchecked product, so a file could
-//! claim sizes whose product wraps around to the values it holds; these refuse that.
+//! Serde adapters for the matrices and random streams of model and checkpoint files. nalgebra's
+//! own decoder compares `rows × cols` with the values present using an unchecked product, so a
+//! file could claim sizes whose product wraps around to the values it holds; these refuse that.
 
+use crate::kernels::{ChainRng, stream_from_words, stream_words};
 use nalgebra::DMatrix;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -82,5 +83,84 @@ pub(crate) mod matrices {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DMatrix<f32>>, D::Error> {
         let checked: Vec<Checked> = Deserialize::deserialize(d)?;
         Ok(checked.into_iter().map(|c| c.0).collect())
+    }
+}
+
+/// Random streams: within a state file a reference to a u64 tensor with a row of four words per
+/// stream ([`crate::io::tensors`]); elsewhere, and in files of format version 1, the streams'
+/// own serde layout.
+pub(crate) mod streams {
+    use super::*;
+    use crate::io::tensors::{fetch_words, reading_state, stash_words};
+
+    /// The stored form: a tensor reference, or (format version 1) the streams inline.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum Stored<T> {
+        Tensor(TensorRef),
+        Inline(T),
+    }
+
+    /// The streams of the tensor `r` refers to.
+    pub(super) fn fetch(r: TensorRef) -> Result<Vec<ChainRng>, String> {
+        if r.cols != 4 {
+            return Err(format!(
+                "random streams `{}` have {} words each; xoshiro256++ has 4",
+                r.tensor, r.cols
+            ));
+        }
+        let words =
+            fetch_words(&r.tensor, r.rows).unwrap_or(Err("no state is being read".into()))?;
+        let rows = words.chunks_exact(4);
+        Ok(rows
+            .map(|w| stream_from_words([w[0], w[1], w[2], w[3]]))
+            .collect())
+    }
+
+    pub fn serialize<S: Serializer>(streams: &[ChainRng], s: S) -> Result<S::Ok, S::Error> {
+        let words = streams.iter().flat_map(stream_words).collect();
+        match stash_words(streams.len(), words) {
+            Some(tensor) => TensorRef {
+                tensor,
+                rows: streams.len(),
+                cols: 4,
+            }
+            .serialize(s),
+            None => s.collect_seq(streams),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ChainRng>, D::Error> {
+        if !reading_state() {
+            return Deserialize::deserialize(d);
+        }
+        match Stored::deserialize(d)? {
+            Stored::Inline(streams) => Ok(streams),
+            Stored::Tensor(r) => fetch(r).map_err(D::Error::custom),
+        }
+    }
+}
+
+/// One random stream, stored as a set of one ([`streams`]).
+pub(crate) mod stream {
+    use super::streams::{Stored, fetch};
+    use super::*;
+    use crate::io::tensors::reading_state;
+
+    pub fn serialize<S: Serializer>(rng: &ChainRng, s: S) -> Result<S::Ok, S::Error> {
+        streams::serialize(std::slice::from_ref(rng), s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ChainRng, D::Error> {
+        if !reading_state() {
+            return Deserialize::deserialize(d);
+        }
+        match Stored::deserialize(d)? {
+            Stored::Inline(rng) => Ok(rng),
+            Stored::Tensor(r) => match fetch(r).map_err(D::Error::custom)?.as_slice() {
+                [rng] => Ok(rng.clone()),
+                _ => Err(D::Error::custom("expected exactly one random stream")),
+            },
+        }
     }
 }

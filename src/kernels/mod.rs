@@ -42,3 +42,4 @@ pub use cpu::{Caches, Kernel, caches, cpu_features, cpu_name, describe, set_kern
 pub use dense::correlate_into;
 pub(crate) use dense::par_zip_apply;
 pub use random::{CHAIN_BLOCK, ChainRng, fill_normal, fill_uniform, stream, uniform};
+pub(crate) use random::{stream_from_words, stream_words};

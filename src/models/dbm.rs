@@ -715,7 +715,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
             ("machine".into(), machine.into()),
             ("layers".into(), layers),
         ];
-        crate::io::tensors::write(path, metadata, tensors)
+        crate::io::tensors::write(path, metadata, tensors, Vec::new())
     }
 
     /// Loads a model file written by [`Dbm::save`] (or [`crate::Rbm::save`]), whose layers must
@@ -761,7 +761,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         let hidden = (1..layers.len())
             .map(|l| H::from_parts(bias(l)?, &layers[l].units))
             .collect::<Result<Vec<H>>>()?;
-        if let Some(extra) = file.tensors.keys().next() {
+        if let Some(extra) = file.tensors.keys().chain(file.words.keys()).next() {
             return Err(format(format!(
                 "tensor `{extra}` does not belong to a machine of {} layers",
                 layers.len()

@@ -118,6 +118,7 @@ pub struct TrajectoryAis {
     log_z_base: f64,
     /// Resamplings so far.
     resamplings: usize,
+    #[serde(with = "crate::io::checked::stream")]
     rng: ChainRng,
 }
 

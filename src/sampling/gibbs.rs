@@ -28,6 +28,7 @@ struct Clamp {
 pub struct Chains {
     #[serde(with = "crate::io::checked::matrices")]
     layers: Vec<DMatrix<f32>>,
+    #[serde(with = "crate::io::checked::streams")]
     streams: Vec<ChainRng>,
     clamp: Option<Clamp>,
 }

@@ -25,6 +25,7 @@ pub struct ParallelTempering {
     betas: Vec<f64>,
     base: DVector<f32>,
     rungs: Vec<Chains>,
+    #[serde(with = "crate::io::checked::stream")]
     swaps: ChainRng,
     attempted: Vec<u64>,
     accepted: Vec<u64>,

@@ -16,7 +16,7 @@ tensors = load_file(f"{out}/model.safetensors")
 with safe_open(f"{out}/model.safetensors", "np") as f:
     meta = f.metadata()
 
-assert meta["format"] == "boltzmann-model" and meta["format_version"] == "1", meta
+assert meta["format"] == "boltzmann-model" and meta["format_version"] == "2", meta
 assert meta["machine"] == "rbm", meta
 layers = json.loads(meta["layers"])
 units = [sum(layer["units"]) for layer in layers]
