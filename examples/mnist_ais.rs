@@ -1,4 +1,4 @@
-//! Evaluates a saved RBM by annealed importance sampling: `ln Ẑ` with its bounds, the average
+//! Evaluates a saved RBM (on MNIST or the data of `--data`) by annealed importance sampling: `ln Ẑ` with its bounds, the average
 //! test and train log-probabilities in nats, optionally the reverse-AIS upper estimate and the
 //! exact `ln Z` of small models.
 //!
@@ -8,28 +8,28 @@
 
 mod common;
 
-use boltzmann::data::{Mnist, load_npz_examples};
 use boltzmann::partition::{
     AisConfig, Betas, EvaluationConfig, ReverseStart, Start, evaluate, log_partition_exact,
 };
-use boltzmann::{Bernoulli, Rbm};
+use boltzmann::{Bernoulli, FromBias, Gaussian, Layer, Rbm};
 use clap::Parser;
-use nalgebra::DMatrix;
+use common::Visible;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Estimate ln Z of a Bernoulli RBM by AIS (Salakhutdinov & Murray 2008) and report average
-/// log-probabilities of MNIST in nats.
+/// Estimate ln Z of an RBM by AIS (Salakhutdinov & Murray 2008) and report average
+/// log-probabilities of MNIST (or your data) in nats.
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Args {
     /// The model: a model file (`.safetensors`) or NumPy parameters (`.npz` with W, b_visible, b_hidden).
     #[arg(long)]
     model: PathBuf,
-    /// An .npz with uint8 0/1 arrays `train` and `test` (examples × 784); default: the shipped
-    /// MNIST, binarised stochastically with a fixed seed.
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// The data evaluated on, binarised stochastically with a fixed seed for Bernoulli units
+    /// (0/1 data stays as it is).
+    #[command(flatten)]
+    #[serde(flatten)]
+    data: common::DataOptions,
     /// AIS runs.
     #[arg(long, default_value_t = 100)]
     runs: usize,
@@ -43,7 +43,7 @@ struct Args {
     /// Also compute ln Z exactly, when one layer is small enough to enumerate.
     #[arg(long)]
     exact: bool,
-    /// Seed of the AIS runs (and of the binarisation of the shipped MNIST).
+    /// Seed of the AIS runs (and of the binarisation of the data).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// End with one JSON line of results on standard output.
@@ -62,12 +62,26 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Some(n) => Betas::three_stage(n)?,
         None => Betas::paper(),
     };
-    let rbm: Rbm<Bernoulli, Bernoulli> = if args.model.extension().is_some_and(|e| e == "npz") {
+    let data = args.data.load()?;
+    match data.visible {
+        Visible::Bernoulli => evaluate_model::<Bernoulli>(&args, &data, betas, started),
+        Visible::Gaussian => evaluate_model::<Gaussian>(&args, &data, betas, started),
+    }
+}
+
+/// Evaluates the model of `args` (visible units `V`) on `data`.
+fn evaluate_model<V: Layer + FromBias>(
+    args: &Args,
+    data: &common::Data,
+    betas: Betas,
+    started: Instant,
+) -> boltzmann::Result<()> {
+    let rbm: Rbm<V, Bernoulli> = if args.model.extension().is_some_and(|e| e == "npz") {
         Rbm::load_npz(&args.model)?
     } else {
         Rbm::load(&args.model)?
     };
-    let (train, test) = load_data(args.data.as_ref(), args.seed)?;
+    let (train, test) = data.fixed(args.seed)?;
     let config = EvaluationConfig {
         ais: AisConfig {
             runs: args.runs,
@@ -134,14 +148,4 @@ fn run(args: Args) -> boltzmann::Result<()> {
         println!("{json}");
     }
     Ok(())
-}
-
-fn load_data(path: Option<&PathBuf>, seed: u64) -> boltzmann::Result<(DMatrix<f32>, DMatrix<f32>)> {
-    match path {
-        Some(p) => Ok((
-            load_npz_examples(p, "train")?,
-            load_npz_examples(p, "test")?,
-        )),
-        None => Mnist::load(Mnist::default_dir()?)?.binarized(seed),
-    }
 }

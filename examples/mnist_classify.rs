@@ -1,5 +1,6 @@
-//! Trains a classification RBM (Larochelle & Bengio 2008) on MNIST, reports the test error and
-//! writes `model.safetensors` and `samples.png` (one row of class-conditional samples per digit).
+//! Trains a classification RBM (Larochelle & Bengio 2008) on MNIST (or the labelled data of
+//! `--data`), reports the test error and writes `model.safetensors` and `samples.png` (one row
+//! of class-conditional samples per class).
 //!
 //! ```text
 //! cargo run --release --example mnist_classify -- --objective hybrid --json
@@ -9,8 +10,7 @@ mod common;
 
 use boltzmann::Chains;
 use boltzmann::classify::ClassRbm;
-use boltzmann::data::Mnist;
-use boltzmann::image::{Scale, save_tile_grid};
+use boltzmann::image::Scale;
 use boltzmann::train::{EpochMetrics, LearningRate, Objective, TrainConfig, train_classifier};
 use clap::{Parser, ValueEnum};
 use nalgebra::DMatrix;
@@ -28,8 +28,9 @@ enum Kind {
     Hybrid,
 }
 
-/// Train a classification RBM on MNIST (inputs binarised once, stochastically): 50,000 training
-/// images, the last 10,000 for validation, and the test set for the reported error.
+/// Train a classification RBM on MNIST (inputs binarised once, stochastically): the first five
+/// sixths of the training examples (MNIST: 50,000) for training, the rest for validation, and
+/// the test set for the reported error.
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Args {
@@ -54,9 +55,10 @@ struct Args {
     /// Master seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Directory of the MNIST IDX files (default: the copy shipped in `datasets/mnist`).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// The data, which must have labels (Bernoulli inputs only).
+    #[command(flatten)]
+    #[serde(flatten)]
+    data: common::DataOptions,
     /// Output directory.
     #[arg(long, default_value = "out/mnist_classify")]
     out: PathBuf,
@@ -66,7 +68,7 @@ struct Args {
 }
 
 impl Args {
-    fn config(&self) -> TrainConfig {
+    fn config(&self, classes: usize) -> TrainConfig {
         let objective = match self.objective {
             Kind::Generative => Objective::Generative,
             Kind::Discriminative => Objective::Discriminative,
@@ -84,7 +86,7 @@ impl Args {
             objective,
             seed: self.seed,
             monitor_examples: 10_000,
-            ..TrainConfig::classifier(10)
+            ..TrainConfig::classifier(classes)
         }
     }
 }
@@ -95,14 +97,26 @@ fn main() {
 
 fn run(args: Args) -> boltzmann::Result<()> {
     let started = Instant::now();
-    let config = args.config();
-    config.validate()?;
     common::count_in("--hidden", args.hidden, 1, common::MAX_UNITS)?;
-    let mnist = Mnist::load(args.data.clone().map_or_else(Mnist::default_dir, Ok)?)?;
-    let (train_all, test) = mnist.binarized(args.seed)?;
+    let data = args.data.load()?;
+    let (Some((train_labels, test_labels)), Some(classes)) = (&data.labels, data.classes()) else {
+        return Err(boltzmann::Error::invalid(
+            "--data",
+            "the data has no labels; a classifier needs `train_labels` and `test_labels`",
+        ));
+    };
+    if data.visible != common::Visible::Bernoulli {
+        return Err(boltzmann::Error::invalid(
+            "--visible",
+            "the classification RBM has Bernoulli inputs",
+        ));
+    }
+    let config = args.config(classes);
+    config.validate()?;
+    let (train_all, test) = data.fixed(args.seed)?;
     let labels = |l: &[u8]| l.iter().map(|&y| usize::from(y)).collect::<Vec<_>>();
-    let (train_labels_all, test_labels) = (labels(&mnist.train_labels), labels(&mnist.test_labels));
-    let split = 50_000.min(train_all.ncols());
+    let (train_labels_all, test_labels) = (labels(train_labels), labels(test_labels));
+    let split = train_all.ncols() - train_all.ncols() / 6;
     let train = train_all.columns(0, split).into_owned();
     let valid = train_all
         .columns(split, train_all.ncols() - split)
@@ -113,7 +127,8 @@ fn run(args: Args) -> boltzmann::Result<()> {
         source: e,
     })?;
 
-    let mut model = ClassRbm::init(Mnist::PIXELS, args.hidden, 10, args.seed)?;
+    let units = data.units();
+    let mut model = ClassRbm::init(units, args.hidden, classes, args.seed)?;
     model.set_input_bias_from_data(&train)?;
     let bar = common::bar(args.epochs, "epoch");
     let held_out = (!valid_labels.is_empty()).then_some((&valid, valid_labels));
@@ -142,23 +157,18 @@ fn run(args: Args) -> boltzmann::Result<()> {
     println!("test error {:.2} %", 100.0 * test_error);
     model.save(args.out.join("model.safetensors"))?;
 
-    // Ten samples of each digit: chains of the joint machine with the label units clamped.
-    let classes: Vec<usize> = (0..100).map(|c| c / 10).collect();
-    let clamped = model.joint(&DMatrix::zeros(Mnist::PIXELS, 100), Some(&classes))?;
-    let mask: Vec<bool> = (0..clamped.nrows()).map(|i| i >= Mnist::PIXELS).collect();
+    // Ten samples of each class: chains of the joint machine with the label units clamped.
+    let n = 10 * classes;
+    let wanted: Vec<usize> = (0..n).map(|c| c / 10).collect();
+    let clamped = model.joint(&DMatrix::zeros(units, n), Some(&wanted))?;
+    let mask: Vec<bool> = (0..clamped.nrows()).map(|i| i >= units).collect();
     let machine = model.machine();
-    let mut chains = Chains::random(machine, 100, args.seed)?;
+    let mut chains = Chains::random(machine, n, args.seed)?;
     chains.clamp(&mask, &clamped)?;
     chains.sweep(machine, 1000)?;
     let means = machine.visible_mean(chains.hidden())?;
-    let samples = means.rows(0, Mnist::PIXELS).into_owned();
-    save_tile_grid(
-        args.out.join("samples.png"),
-        &samples,
-        Mnist::SIDE,
-        10,
-        Scale::Unit,
-    )?;
+    let samples = means.rows(0, units).into_owned();
+    data.save_tiles(args.out.join("samples.png"), &samples, 10, Scale::Unit)?;
     println!(
         "wrote model.safetensors and samples.png to {}",
         args.out.display()

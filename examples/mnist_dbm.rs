@@ -1,11 +1,12 @@
 //! Pretrains, jointly trains and evaluates a deep Boltzmann machine on MNIST (Salakhutdinov &
-//! Hinton 2009), and writes `model.safetensors`, `model.npz`, `samples.png`, the per-epoch metrics of
+//! Hinton 2009) or the data of `--data`, and writes `model.safetensors`, `model.npz`, `samples.png`, the per-epoch metrics of
 //! joint training `metrics.jsonl` and their curves `metrics.png`, a checkpoint of joint
 //! training `checkpoint.safetensors` and the run's settings `args.json`.
 //!
 //! ```text
 //! cargo run --release --example mnist_dbm -- --layers 500,1000 --json
 //! cargo run --release --example mnist_dbm -- --epochs 150 --resume out/mnist_dbm
+//! cargo run --release --example mnist_dbm -- --data mine.npz --layers 50,50
 //! ```
 //!
 //! A resumed run continues joint training from the checkpoint; pretraining is not repeated.
@@ -15,18 +16,16 @@
 
 mod common;
 
-use boltzmann::data::Mnist;
 use boltzmann::dbm::MeanField;
-use boltzmann::image::{Scale, save_tile_grid};
 use boltzmann::partition::{AisConfig, Betas, EvaluationConfig, ReverseStart, Start, evaluate};
 use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
     Centering, EpochMetrics, LearningRate, Momentum, NegativePhase, Sparsity, Steps, TrainConfig,
     pretrain, resume, train,
 };
-use boltzmann::{Bernoulli, Chains, Dbm};
+use boltzmann::{Bernoulli, Chains, Dbm, FromBias, Gaussian, Layer};
 use clap::Parser;
-use common::Schedule;
+use common::{Data, Schedule, Visible};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -163,6 +162,9 @@ struct Args {
     #[serde(default)]
     ais_start: AisStart,
     #[command(flatten)]
+    #[serde(flatten)]
+    data: common::DataOptions,
+    #[command(flatten)]
     run: common::RunOptions,
 }
 
@@ -281,7 +283,7 @@ impl Args {
                 iterations: args.mf_iters,
                 tolerance: args.mf_tolerance as f32,
             },
-            binarize: true,
+            binarize: args.data.visible == Visible::Bernoulli,
             centering: args.centering.map(|rate| Centering { rate: rate as f32 }),
             max_norm: common::zero_is_none(args.max_norm).map(|c| c as f32),
             chains_from_data: !args.random_chains,
@@ -302,7 +304,8 @@ impl Args {
                 negative: NegativePhase::Cd {
                     k: Steps::Constant(1),
                 },
-                binarize: true,
+                // Gaussian data stays real-valued; the layers above read probabilities.
+                binarize: l > 0 || self.data.visible == Visible::Bernoulli,
                 seed: self.seed.wrapping_add(l as u64),
                 ..TrainConfig::default()
             })
@@ -318,8 +321,9 @@ impl Args {
         })
     }
 
-    /// Checks every setting, pretraining's, joint training's and evaluation's, before any work.
-    fn validate(&self, joint: &TrainConfig) -> boltzmann::Result<()> {
+    /// Checks every setting, pretraining's, joint training's and evaluation's, before any work;
+    /// `visible`: the data's units.
+    fn validate(&self, joint: &TrainConfig, visible: usize) -> boltzmann::Result<()> {
         use common::{MAX_CHAINS, MAX_SWEEPS, MAX_UNITS, count_in};
         self.run.validate()?;
         count_in("--layers (how many)", self.layers.len(), 1, 16)?;
@@ -330,9 +334,12 @@ impl Args {
         count_in("--eval-mf-iters", self.eval_mf_iters, 1, MAX_SWEEPS)?;
         count_in("--sample-chains", self.sample_chains, 1, MAX_CHAINS)?;
         count_in("--sample-sweeps", self.sample_sweeps, 1, MAX_SWEEPS)?;
-        let units = Mnist::PIXELS + self.layers.iter().sum::<usize>();
+        let units = self
+            .layers
+            .iter()
+            .fold(visible, |n, &l| n.saturating_add(l));
         // Weights (and their velocities) of each coupling.
-        let sizes: Vec<usize> = std::iter::once(Mnist::PIXELS)
+        let sizes: Vec<usize> = std::iter::once(visible)
             .chain(self.layers.iter().copied())
             .collect();
         for pair in sizes.windows(2) {
@@ -369,10 +376,23 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args.with_recipe(),
     };
+    let data = args.data.load()?;
+    match data.visible {
+        Visible::Bernoulli => train_and_evaluate::<Bernoulli>(args, &data, started),
+        Visible::Gaussian => train_and_evaluate::<Gaussian>(args, &data, started),
+    }
+}
+
+/// Pretrains and jointly trains a DBM with visible units `V` on `data` (or resumes joint
+/// training), then samples and evaluates it.
+fn train_and_evaluate<V: Layer + FromBias>(
+    args: Args,
+    data: &Data,
+    started: Instant,
+) -> boltzmann::Result<()> {
     let config = args.joint_config(&args.run.out_path("mnist_dbm"));
-    args.validate(&config)?;
+    args.validate(&config, data.units())?;
     let out = args.run.out_dir("mnist_dbm")?;
-    let mnist = Mnist::load(Mnist::default_dir()?)?;
     common::save_args(&out, &args)?;
     let mut metrics = common::MetricsLog::start(
         &out,
@@ -406,7 +426,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
             let progress = common::bar(args.epochs, "joint epoch");
             let resumed = resume(
                 dir.join("checkpoint.safetensors"),
-                &mnist.train_images,
+                &data.train,
                 None,
                 &config,
                 report(&progress, &mut metrics),
@@ -415,11 +435,11 @@ fn run(args: Args) -> boltzmann::Result<()> {
             resumed
         }
         None => {
-            let mut dbm = pretrain_stack(&args, &mnist)?;
+            let mut dbm = pretrain_stack::<V>(&args, data)?;
             let progress = common::bar(args.epochs, "joint epoch");
             let history = train(
                 &mut dbm,
-                &mnist.train_images,
+                &data.train,
                 None,
                 &config,
                 report(&progress, &mut metrics),
@@ -430,17 +450,20 @@ fn run(args: Args) -> boltzmann::Result<()> {
     };
     metrics.finish()?;
     let train_seconds: f64 = history.iter().map(|m| m.seconds).sum();
-    finish(&args, &out, &mnist, &dbm, &history, train_seconds, started)
+    finish(&args, &out, data, &dbm, &history, train_seconds, started)
 }
 
 /// Greedy pretraining of the stack, composed into a DBM.
-fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli>> {
+fn pretrain_stack<V: Layer + FromBias>(
+    args: &Args,
+    data: &Data,
+) -> boltzmann::Result<Dbm<V, Bernoulli>> {
     let configs = args.pretrain_configs();
     let progress = common::bar(
         args.pretrain_epochs.saturating_mul(args.layers.len()),
         "pretraining epoch",
     );
-    let pretrained = pretrain::<Bernoulli>(&mnist.train_images, &args.layers, &configs, |l, m| {
+    let pretrained = pretrain::<V>(&data.train, &args.layers, &configs, |l, m| {
         progress.suspend(|| {
             println!(
                 "pretrain RBM {l} epoch {:3}  {:6.2} s  recon error {:8.3}",
@@ -455,11 +478,11 @@ fn pretrain_stack(args: &Args, mnist: &Mnist) -> boltzmann::Result<Dbm<Bernoulli
 
 /// Saves the model and samples, evaluates it and prints the results.
 #[allow(clippy::too_many_arguments)]
-fn finish(
+fn finish<V: Layer>(
     args: &Args,
     out: &Path,
-    mnist: &Mnist,
-    dbm: &Dbm<Bernoulli>,
+    data: &Data,
+    dbm: &Dbm<V, Bernoulli>,
     history: &[EpochMetrics],
     train_seconds: f64,
     started: Instant,
@@ -473,13 +496,12 @@ fn finish(
         .filter_map(|l| chains.layer(l).cloned())
         .collect();
     let samples = dbm.conditional_mean(0, &states)?;
-    let class_fractions = common::sample_classes(&samples, mnist)?;
-    save_tile_grid(
+    let class_fractions = common::sample_classes(&samples, data)?;
+    data.save_tiles(
         out.join("samples.png"),
         &samples.columns(0, samples.ncols().min(100)).into_owned(),
-        Mnist::SIDE,
         10,
-        Scale::Unit,
+        data.scale(),
     )?;
     println!(
         "wrote model.safetensors, model.npz and samples.png to {}",
@@ -490,7 +512,7 @@ fn finish(
     let evaluation = if args.no_ais {
         None
     } else {
-        let (train_bin, test_bin) = mnist.binarized(args.seed)?;
+        let (train_bin, test_bin) = data.fixed(args.seed)?;
         let config = EvaluationConfig {
             ais: args.ais_config()?,
             // Reverse AIS from training images moved by Gibbs sweeps.
@@ -512,14 +534,16 @@ fn finish(
             &test_bin,
             common::ais_progress(),
         )?;
-        if e.forward.log_z < e.log_z_floor {
+        if let Some(floor) = e.log_z_floor
+            && e.forward.log_z < floor
+        {
             // ln p(v) ≤ 0 for binary data, so a positive lower bound means ln Ẑ is far too low.
             eprintln!(
                 "warning: AIS gives ln Ẑ = {:.2}, below {:.2}, the variational bound of one \
                  example, which ln Z cannot be below: AIS has underestimated ln Z (ESS {:.1} of \
                  {} runs); the model mixes too poorly for this schedule, and the bounds below \
                  are not valid",
-                e.forward.log_z, e.log_z_floor, e.forward.effective_sample_size, args.ais_runs
+                e.forward.log_z, floor, e.forward.effective_sample_size, args.ais_runs
             );
         }
         if let (Some(r), Some(sweeps)) = (&e.reverse, args.reverse_ais) {
@@ -530,12 +554,12 @@ fn finish(
             );
         }
         println!(
-            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}] (ln Z ≥ {:.3}); test lower bound {:.3} ± {:.3} \
-             nats, train {:.3}",
+            "AIS: ln Ẑ = {:.3} [{:.3}, {:.3}]{}; test lower bound {:.3} ± {:.3} nats, train {:.3}",
             e.forward.log_z,
             e.forward.log_z_lower,
             e.forward.log_z_upper,
-            e.log_z_floor,
+            e.log_z_floor
+                .map_or(String::new(), |f| format!(" (ln Z ≥ {f:.3})")),
             e.test.mean,
             e.test.stderr,
             e.train.mean
@@ -576,7 +600,7 @@ mod tests {
         let defaults = Args::parse_from(["mnist_dbm"]);
         common::fuzz_args_json(&defaults, |args: Args| {
             let config = args.joint_config(Path::new("out"));
-            args.validate(&config)
+            args.validate(&config, 784)
         });
     }
 }

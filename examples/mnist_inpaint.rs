@@ -1,4 +1,5 @@
-//! Inpainting: hides part of each (binarised) MNIST test digit, fills it in by Gibbs sampling
+//! Inpainting: hides part of each (binarised) MNIST test digit, or test example of `--data`,
+//! and fills it in by Gibbs sampling
 //! with the observed pixels clamped, from a trained RBM or DBM, and writes `inpaint.png`
 //! (rows of originals, masked inputs with the hidden part grey, and completions).
 //!
@@ -9,8 +10,7 @@
 
 mod common;
 
-use boltzmann::data::Mnist;
-use boltzmann::image::{Scale, save_tile_grid};
+use boltzmann::image::Scale;
 use boltzmann::partition::conditional_log_likelihood_exact;
 use boltzmann::random::{stream, uniform};
 use boltzmann::{Bernoulli, Chains, Dbm, Error, Rbm};
@@ -22,11 +22,12 @@ use std::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Mask {
-    /// The lower half of every digit.
+    /// The lower half of every digit (of the rows of `--image-shape`).
     Bottom,
-    /// The right half of every digit.
+    /// The right half of every digit (of the columns of `--image-shape`).
     Right,
-    /// A random set of pixels (`--fraction` of them), the same for every digit.
+    /// A random set of pixels (`--fraction` of them), the same for every digit (for data that
+    /// is no image, too).
     Random,
 }
 
@@ -60,9 +61,10 @@ struct Args {
     /// Master seed (binarisation, random masks, chains).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Directory of the MNIST IDX files (default: the copy shipped in `datasets/mnist`).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// The data, whose test examples are completed (Bernoulli units only).
+    #[command(flatten)]
+    #[serde(flatten)]
+    data: common::DataOptions,
     /// Output directory.
     #[arg(long, default_value = "out/mnist_inpaint")]
     out: PathBuf,
@@ -92,8 +94,15 @@ fn run(args: Args) -> boltzmann::Result<()> {
     } else {
         "dbm"
     };
-    let mnist = Mnist::load(args.data.clone().map_or_else(Mnist::default_dir, Ok)?)?;
-    let (_, test) = mnist.binarized(args.seed)?;
+    let data = args.data.load()?;
+    if data.visible != common::Visible::Bernoulli {
+        return Err(Error::invalid(
+            "--visible",
+            "inpainting completes binary units; the model has Bernoulli visible units",
+        ));
+    }
+    let (_, test) = data.fixed(args.seed)?;
+    let pixels = data.units();
     if args.examples > test.ncols() {
         return Err(Error::invalid(
             "--examples",
@@ -112,27 +121,38 @@ fn run(args: Args) -> boltzmann::Result<()> {
     })?;
 
     // observed[i]: pixel i is shown to the model and clamped.
-    let side = Mnist::SIDE;
+    let (height, width) = data.shape;
     let mut rng = stream(args.seed, 0x1a9a);
-    let observed: Vec<bool> = (0..Mnist::PIXELS)
+    let observed: Vec<bool> = (0..pixels)
         .map(|i| match args.mask {
-            Mask::Bottom => i / side < side / 2,
-            Mask::Right => i % side < side / 2,
+            Mask::Bottom => i / width < height.div_ceil(2),
+            Mask::Right => i % width < width.div_ceil(2),
             Mask::Random => f64::from(uniform(&mut rng)) >= args.fraction,
         })
         .collect();
     let hidden_pixels = observed.iter().filter(|&&o| !o).count();
+    if hidden_pixels == 0 {
+        return Err(Error::invalid(
+            "--mask",
+            format!(
+                "{:?} hides no unit of {height}×{width} examples; use --mask random or --image-shape",
+                args.mask
+            ),
+        ));
+    }
     println!(
         "{} model, {hidden_pixels} of {} pixels hidden ({:?} mask), {n} test digits",
-        kind,
-        Mnist::PIXELS,
-        args.mask
+        kind, pixels, args.mask
     );
 
     // Start the hidden pixels at 0 and let the clamped chains fill them in.
-    let masked = DMatrix::from_fn(Mnist::PIXELS, n, |i, c| {
-        if observed[i] { truth[(i, c)] } else { 0.0 }
-    });
+    let masked = DMatrix::from_fn(
+        pixels,
+        n,
+        |i, c| {
+            if observed[i] { truth[(i, c)] } else { 0.0 }
+        },
+    );
     let mut chains = Chains::from_visible(&model, masked.clone(), args.seed)?;
     chains.clamp(&observed, &truth)?;
     let bar = common::bar(args.burn_in + args.average, "sweep");
@@ -140,7 +160,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         chains.sweep(&model, 1)?;
         bar.inc(1);
     }
-    let mut completion = DMatrix::zeros(Mnist::PIXELS, n);
+    let mut completion = DMatrix::zeros(pixels, n);
     for _ in 0..args.average {
         chains.sweep(&model, 1)?;
         // E[v | neighbours] of the chains' visible layer: a Rao-Blackwellised completion.
@@ -159,7 +179,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
     // the thresholded completion.
     let (mut mae, mut wrong) = (0.0f64, 0usize);
     for c in 0..n {
-        for i in (0..Mnist::PIXELS).filter(|&i| !observed[i]) {
+        for i in (0..pixels).filter(|&i| !observed[i]) {
             let (q, x) = (completion[(i, c)], truth[(i, c)]);
             mae += f64::from((q - x).abs());
             wrong += usize::from((q >= 0.5) != (x == 1.0));
@@ -196,22 +216,20 @@ fn run(args: Args) -> boltzmann::Result<()> {
     };
 
     let shown = n.min(10);
-    let mut grid = DMatrix::from_element(Mnist::PIXELS, 3 * shown, 0.0);
+    let mut grid = DMatrix::from_element(pixels, 3 * shown, 0.0);
     for c in 0..shown {
         grid.set_column(c, &truth.column(c));
-        let grey = DMatrix::from_fn(Mnist::PIXELS, 1, |i, _| {
-            if observed[i] { truth[(i, c)] } else { 0.5 }
-        });
+        let grey = DMatrix::from_fn(
+            pixels,
+            1,
+            |i, _| {
+                if observed[i] { truth[(i, c)] } else { 0.5 }
+            },
+        );
         grid.set_column(shown + c, &grey.column(0));
         grid.set_column(2 * shown + c, &completion.column(c));
     }
-    save_tile_grid(
-        args.out.join("inpaint.png"),
-        &grid,
-        side,
-        shown,
-        Scale::Unit,
-    )?;
+    data.save_tiles(args.out.join("inpaint.png"), &grid, shown, Scale::Unit)?;
     println!(
         "wrote inpaint.png (rows: original, masked, completed) to {}",
         args.out.display()

@@ -1,32 +1,33 @@
-//! Trains a Bernoulli RBM on MNIST and writes `model.safetensors`, `model.npz`, `samples.png`,
+//! Trains an RBM on MNIST (or the data of `--data`) and writes `model.safetensors`, `model.npz`, `samples.png`,
 //! `filters.png`, the per-epoch metrics `metrics.jsonl` and their curves `metrics.png`, a
 //! training checkpoint `checkpoint.safetensors` and the run's settings `args.json`.
 //!
 //! ```text
 //! cargo run --release --example mnist_rbm -- --hidden 500 --epochs 10 --cd 1 --json
 //! cargo run --release --example mnist_rbm -- --epochs 2 --resume out/mnist_rbm
+//! cargo run --release --example mnist_rbm -- --data mine.npz --visible gaussian --hidden 50
 //! ```
 
 mod common;
 
-use boltzmann::data::Mnist;
 use boltzmann::diagnostics::Trace;
-use boltzmann::image::{Scale, save_tile_grid};
+use boltzmann::image::Scale;
 use boltzmann::partition::{AisConfig, Betas, EvaluationConfig, ReverseStart, Start, evaluate};
 use boltzmann::tempering::geometric_ladder;
 use boltzmann::train::{
     Centering, Checkpoint, EpochMetrics, FastWeights, LearningRate, Momentum, NegativePhase,
     Sparsity, Steps, TrainConfig, resume, train,
 };
-use boltzmann::{Bernoulli, Chains, Rbm};
+use boltzmann::{Bernoulli, Chains, FromBias, Gaussian, Layer, Rbm};
 use clap::Parser;
-use common::Schedule;
+use common::{Data, Schedule, Visible};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-/// Train a Bernoulli–Bernoulli RBM on MNIST (stochastically binarised, a fresh draw per
-/// minibatch) by CD-k, PCD, fast PCD or parallel tempering (PT) as the negative phase.
+/// Train an RBM with binary hidden units on MNIST (stochastically binarised, a fresh draw per
+/// minibatch) or on your own data by CD-k, PCD, fast PCD or parallel tempering (PT) as the
+/// negative phase.
 #[derive(Parser, Debug, Serialize, Deserialize)]
 #[command(version, about)]
 // Settings missing from an older run's args.json take today's defaults.
@@ -43,7 +44,7 @@ struct Args {
     /// Hidden units.
     #[arg(long, default_value_t = 500)]
     hidden: usize,
-    /// Passes over the 60,000 training images (a resumed run with the linear schedule keeps
+    /// Passes over the training examples (a resumed run with the linear schedule keeps
     /// its length).
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -125,8 +126,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Chains run from random starts after training: the first 100 draw `samples.png`, all of
-    /// them are classified (nearest mean of the test digits of each class) for the class
-    /// histogram.
+    /// them are classified (nearest mean of the test examples of each class, for labelled data)
+    /// for the class histogram.
     #[arg(long, default_value_t = 1000)]
     sample_chains: usize,
     /// Gibbs sweeps of those chains.
@@ -146,9 +147,9 @@ struct Args {
     /// paper's 14,501].
     #[arg(long)]
     ais_betas: Option<usize>,
-    /// Directory of the MNIST IDX files (default: the copy shipped in `datasets/mnist`).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    data: common::DataOptions,
     #[command(flatten)]
     run: common::RunOptions,
 }
@@ -312,7 +313,7 @@ impl Args {
                 decay: 0.9,
             }),
             negative: self.negative_phase()?.1,
-            binarize: true,
+            binarize: self.data.visible == Visible::Bernoulli,
             centering: self.centering.map(|rate| Centering { rate: rate as f32 }),
             seed: self.seed,
             checkpoint: Some(self.run.checkpointing(out)),
@@ -336,8 +337,8 @@ impl Args {
 
     /// Checks every setting before any work, so that a bad one costs nothing, and gives the
     /// training settings (checkpointing into `out`). The counts are checked before the
-    /// configuration is built from them.
-    fn validate(&self, out: &Path) -> boltzmann::Result<TrainConfig> {
+    /// configuration is built from them. `visible`: the data's units.
+    fn validate(&self, out: &Path, visible: usize) -> boltzmann::Result<TrainConfig> {
         use common::{MAX_CHAINS, MAX_SWEEPS, MAX_UNITS, count_in, number_in};
         self.run.validate()?;
         count_in("--hidden", self.hidden, 1, MAX_UNITS)?;
@@ -346,8 +347,8 @@ impl Args {
         count_in("--pt-rungs", self.pt_rungs, 2, 1000)?;
         number_in("--fast-lr", self.fast_lr(), 0.0, 1.0)?;
         count_in("--sample-sweeps", self.sample_sweeps, 2, MAX_SWEEPS)?;
-        self.trajectory.validate(Mnist::PIXELS + self.hidden)?;
-        let units = Mnist::PIXELS + self.hidden;
+        let units = visible.saturating_add(self.hidden);
+        self.trajectory.validate(units)?;
         let rungs = if self.pt.is_some() { self.pt_rungs } else { 1 };
         common::fits_memory(
             "--chains (× --pt-rungs)",
@@ -398,10 +399,23 @@ fn run(args: Args) -> boltzmann::Result<()> {
         Some(dir) => resumed_args(&dir.clone(), args)?,
         None => args,
     };
-    let config = args.validate(&args.run.out_path("mnist_rbm"))?;
+    let data = args.data.load()?;
+    match data.visible {
+        Visible::Bernoulli => train_and_evaluate::<Bernoulli>(args, &data, started),
+        Visible::Gaussian => train_and_evaluate::<Gaussian>(args, &data, started),
+    }
+}
+
+/// Trains an RBM with visible units `V` on `data`, then samples and evaluates it.
+fn train_and_evaluate<V: Layer + FromBias>(
+    args: Args,
+    data: &Data,
+    started: Instant,
+) -> boltzmann::Result<()> {
+    let config = args.validate(&args.run.out_path("mnist_rbm"), data.units())?;
     if let Some(dir) = &args.run.resume {
         // The checkpoint's model must be the one the settings describe.
-        let saved = Checkpoint::<Bernoulli, Bernoulli>::load(dir.join("checkpoint.safetensors"))?;
+        let saved = Checkpoint::<V, Bernoulli>::load(dir.join("checkpoint.safetensors"))?;
         let hidden = saved.machine().layer_sizes()[1..].to_vec();
         if hidden != [args.hidden] {
             return Err(boltzmann::Error::shape(
@@ -416,11 +430,10 @@ fn run(args: Args) -> boltzmann::Result<()> {
         }
     }
     let out = args.run.out_dir("mnist_rbm")?;
-    let mnist = Mnist::load(args.data.clone().map_or_else(Mnist::default_dir, Ok)?)?;
     let phase = args.negative_phase()?.0;
     let lr = args.lr();
     common::save_args(&out, &args)?;
-    let mut rbm: Rbm<Bernoulli, Bernoulli> = Rbm::init(Mnist::PIXELS, args.hidden, args.seed)?;
+    let mut rbm: Rbm<V, Bernoulli> = Rbm::init(data.units(), args.hidden, args.seed)?;
 
     let bar = common::bar(args.epochs, "epoch");
     let mut metrics = common::MetricsLog::start(
@@ -454,7 +467,7 @@ fn run(args: Args) -> boltzmann::Result<()> {
         });
         bar.set_position(m.epoch as u64);
     };
-    let (train_images, test_images) = (&mnist.train_images, Some(&mnist.test_images));
+    let (train_images, test_images) = (&data.train, Some(&data.test));
     let history = match &args.run.resume {
         Some(dir) => {
             let (machine, history) = resume(
@@ -491,36 +504,29 @@ fn run(args: Args) -> boltzmann::Result<()> {
         args.sample_chains
             .saturating_mul(args.sample_sweeps - burn_in)
     );
-    let class_fractions = common::sample_classes(&samples, &mnist)?;
-    save_tile_grid(
+    let class_fractions = common::sample_classes(&samples, data)?;
+    data.save_tiles(
         out.join("samples.png"),
         &samples.columns(0, samples.ncols().min(100)).into_owned(),
-        Mnist::SIDE,
         10,
-        Scale::Unit,
+        data.scale(),
     )?;
     let filters = rbm
         .weights()
         .columns(0, rbm.num_hidden().min(100))
         .into_owned();
-    save_tile_grid(
-        out.join("filters.png"),
-        &filters,
-        Mnist::SIDE,
-        10,
-        Scale::PerTile,
-    )?;
+    data.save_tiles(out.join("filters.png"), &filters, 10, Scale::PerTile)?;
     println!(
         "wrote model.safetensors, model.npz, samples.png and filters.png to {}",
         out.display()
     );
 
     // Evaluation as in Salakhutdinov & Murray (2008): AIS from a base-rate model of the
-    // training data, on one fixed binarisation of the training and test images.
+    // training data, on one fixed binarisation of the training and test examples.
     let evaluation = if args.no_ais {
         None
     } else {
-        let (train_bin, test_bin) = mnist.binarized(args.seed)?;
+        let (train_bin, test_bin) = data.fixed(args.seed)?;
         let config = EvaluationConfig {
             ais: args.ais_config()?,
             // Reverse AIS from test images: ln Ẑ from above, so the two bracket the truth when
@@ -596,7 +602,7 @@ mod tests {
     fn hostile_args_json_is_refused_with_an_error() {
         let defaults = Args::parse_from(["mnist_rbm"]);
         common::fuzz_args_json(&defaults, |args: Args| {
-            args.validate(Path::new("out")).map(drop)
+            args.validate(Path::new("out"), 784).map(drop)
         });
     }
 
@@ -606,7 +612,7 @@ mod tests {
     fn a_huge_ladder_is_refused_before_it_is_built() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/args-pt-rungs");
         let args: Args = common::load_args(&dir, "mnist_rbm settings").unwrap();
-        let err = args.validate(Path::new("out")).unwrap_err();
+        let err = args.validate(Path::new("out"), 784).unwrap_err();
         assert!(err.to_string().contains("--pt-rungs"), "{err}");
     }
 }

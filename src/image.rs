@@ -1,4 +1,4 @@
-//! Pictures written as 8-bit grey PNG: grids of square tiles (samples, filters) and curves
+//! Pictures written as 8-bit grey PNG: grids of tiles (samples, filters) and curves
 //! (training metrics against the epoch).
 
 use crate::error::{Error, Result};
@@ -14,19 +14,21 @@ pub enum Scale {
     PerTile,
 }
 
-/// Writes the columns of `tiles` (each a row-major `side × side` image) as a grid of `columns`
-/// tiles per row, with a one-pixel border, to a grey PNG at `path` (atomically).
+/// Writes the columns of `tiles` (each a row-major image of `shape` = (height, width); `(1, n)`
+/// draws a unit vector that is no image as a strip) as a grid of `columns` tiles per row, with
+/// a one-pixel border, to a grey PNG at `path` (atomically).
 pub fn save_tile_grid(
     path: impl AsRef<Path>,
     tiles: &DMatrix<f32>,
-    side: usize,
+    shape: (usize, usize),
     columns: usize,
     scale: Scale,
 ) -> Result<()> {
-    if side == 0 || tiles.nrows() != side * side {
+    let (height, width) = shape;
+    if height == 0 || height.checked_mul(width) != Some(tiles.nrows()) {
         return Err(Error::shape(
             "image tiles",
-            format!("{side}×{side} = {} rows", side * side),
+            format!("{height}×{width} rows"),
             tiles.nrows(),
         ));
     }
@@ -37,8 +39,14 @@ pub fn save_tile_grid(
         });
     }
     let rows = n.div_ceil(columns);
-    let (width, height) = (columns * (side + 1) + 1, rows * (side + 1) + 1);
-    let mut pixels = vec![0u8; width * height];
+    let (grid_width, grid_height) = (columns * (width + 1) + 1, rows * (height + 1) + 1);
+    if grid_width.saturating_mul(grid_height) > MAX_PIXELS {
+        return Err(Error::invalid(
+            "image tile grid",
+            format!("{grid_width}×{grid_height} pixels; at most {MAX_PIXELS}"),
+        ));
+    }
+    let mut pixels = vec![0u8; grid_width * grid_height];
     for (t, tile) in tiles.column_iter().enumerate() {
         let (lo, hi) = match scale {
             Scale::Unit => (0.0, 1.0),
@@ -50,16 +58,19 @@ pub fn save_tile_grid(
         };
         let range = (hi - lo).max(1e-12);
         let (x0, y0) = (
-            (t % columns) * (side + 1) + 1,
-            (t / columns) * (side + 1) + 1,
+            (t % columns) * (width + 1) + 1,
+            (t / columns) * (height + 1) + 1,
         );
         for (p, &x) in tile.iter().enumerate() {
             let grey = ((x - lo) / range).clamp(0.0, 1.0) * 255.0;
-            pixels[(y0 + p / side) * width + x0 + p % side] = grey.round() as u8;
+            pixels[(y0 + p / width) * grid_width + x0 + p % width] = grey.round() as u8;
         }
     }
-    save_grey(path.as_ref(), width, height, &pixels)
+    save_grey(path.as_ref(), grid_width, grid_height, &pixels)
 }
+
+/// The largest picture written (2^28 pixels: 256 MB of grey levels).
+const MAX_PIXELS: usize = 1 << 28;
 
 /// Writes `pixels` (row-major, `width × height`) as a grey PNG at `path`, atomically.
 fn save_grey(path: &Path, width: usize, height: usize, pixels: &[u8]) -> Result<()> {

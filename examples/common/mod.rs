@@ -2,6 +2,10 @@
 //! `--resume DIR` continues a run with the settings that started it.
 #![allow(dead_code)] // each example uses part of it
 
+mod data;
+
+pub use data::{Data, DataOptions, Visible};
+
 use boltzmann::Error;
 use serde::{Serialize, de::DeserializeOwned};
 use std::path::Path;
@@ -275,24 +279,28 @@ pub fn trajectory_note(
     })
 }
 
-/// Classifies `samples` (one image per column) by the nearest class mean of the test digits,
-/// prints the histogram and returns the ten fractions, digits 0 to 9.
+/// Classifies `samples` (one example per column) by the nearest class mean of the test
+/// examples, prints the histogram and returns the fractions per class; `None` for data without
+/// labels.
 pub fn sample_classes(
     samples: &nalgebra::DMatrix<f32>,
-    mnist: &boltzmann::data::Mnist,
-) -> boltzmann::Result<Vec<f64>> {
-    let labels: Vec<usize> = mnist.test_labels.iter().map(|&l| usize::from(l)).collect();
-    let fractions =
-        boltzmann::diagnostics::class_fractions(samples, &mnist.test_images, &labels, 10)?;
+    data: &Data,
+) -> boltzmann::Result<Option<Vec<f64>>> {
+    let (Some((_, test_labels)), Some(classes)) = (&data.labels, data.classes()) else {
+        return Ok(None);
+    };
+    let labels: Vec<usize> = test_labels.iter().map(|&l| usize::from(l)).collect();
+    let fractions = boltzmann::diagnostics::class_fractions(samples, &data.test, &labels, classes)?;
     println!(
-        "samples by digit (nearest class mean of the test images), 0–9: {}",
+        "samples by class (nearest class mean of the test examples), 0–{}: {}",
+        classes - 1,
         fractions
             .iter()
             .map(|f| format!("{:.1} %", 100.0 * f))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(fractions)
+    Ok(Some(fractions))
 }
 
 /// The keys every example's JSON line gives an evaluation, one name per quantity:
@@ -318,7 +326,7 @@ pub fn evaluation_json(e: Option<&boltzmann::partition::Evaluation>) -> serde_js
         "train_log_prob_stderr": e.map(|e| e.train.stderr),
         "train_log_prob_reverse": e.and_then(|e| e.train_reverse()),
         "log_prob_is_lower_bound": e.map(|e| e.lower_bounds),
-        "log_z_floor": e.map(|e| e.log_z_floor),
+        "log_z_floor": e.and_then(|e| e.log_z_floor),
     })
 }
 

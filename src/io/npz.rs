@@ -157,8 +157,8 @@ pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, Vec<u64>, Vec<f32>)]) 
     write_atomic(path, &bytes)
 }
 
-/// Reads every array of an `.npz` file, converting float32, float64, uint8 and bool (either
-/// byte order) to f32 in C order.
+/// Reads every array of an `.npz` file, converting float32, float64, bool and the integer types
+/// (either byte order; integers beyond 2^24 round to the nearest f32) to f32 in C order.
 ///
 /// Nothing is allocated from a size the file declares before it is checked: the total
 /// decompressed size against [`MAX_NPZ_BYTES`] and against what the compressed bytes can hold,
@@ -224,10 +224,20 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<HashMap<String, NpzArray>> {
 /// The element types read from `.npy` files.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Dtype {
-    F32 { little: bool },
-    F64 { little: bool },
+    F32 {
+        little: bool,
+    },
+    F64 {
+        little: bool,
+    },
     U8,
     Bool,
+    /// Integers of `bytes` bytes other than uint8 (class labels are often int64).
+    Int {
+        bytes: usize,
+        signed: bool,
+        little: bool,
+    },
 }
 
 impl Dtype {
@@ -243,8 +253,13 @@ impl Dtype {
             "f8" => Ok(Dtype::F64 { little }),
             "u1" => Ok(Dtype::U8),
             "b1" => Ok(Dtype::Bool),
+            "i1" | "i2" | "i4" | "i8" | "u2" | "u4" | "u8" => Ok(Dtype::Int {
+                bytes: usize::from(kind.as_bytes()[1] - b'0'),
+                signed: kind.starts_with('i'),
+                little,
+            }),
             _ => Err(format!(
-                "dtype `{descr}`; expected float32, float64, uint8 or bool"
+                "dtype `{descr}`; expected float32, float64, an integer type or bool"
             )),
         }
     }
@@ -254,6 +269,7 @@ impl Dtype {
             Dtype::F32 { .. } => 4,
             Dtype::F64 { .. } => 8,
             Dtype::U8 | Dtype::Bool => 1,
+            Dtype::Int { bytes, .. } => bytes,
         }
     }
 
@@ -281,6 +297,27 @@ impl Dtype {
                 })
                 .collect(),
             Dtype::U8 => bytes.iter().map(|&b| f32::from(b)).collect(),
+            Dtype::Int {
+                bytes: n,
+                signed,
+                little,
+            } => values
+                .map(|b| {
+                    // The value in the low `n` bytes of a little-endian u64, sign-extended.
+                    let mut word = [0u8; 8];
+                    word[..n].copy_from_slice(b);
+                    if !little {
+                        word[..n].reverse();
+                    }
+                    let shift = 64 - 8 * n as u32;
+                    let raw = u64::from_le_bytes(word) << shift;
+                    if signed {
+                        ((raw as i64) >> shift) as f32
+                    } else {
+                        (raw >> shift) as f32
+                    }
+                })
+                .collect(),
             Dtype::Bool => {
                 if let Some(b) = bytes.iter().find(|&&b| b > 1) {
                     return Err(format!("bool value {b}; expected 0 or 1"));
@@ -548,5 +585,29 @@ mod tests {
         npy.extend_from_slice(&bytes.split_off(bytes.len() - 8));
         let err = parse_npy(&npy).unwrap_err();
         assert!(err.contains("more than 2^64"), "{err}");
+    }
+
+    /// Integer arrays (labels are often int64) of either byte order become their values.
+    #[test]
+    fn integer_arrays_are_read_as_their_values() {
+        let npy = |descr: &str, n: usize, data: &[u8]| {
+            let header =
+                format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({n},), }}");
+            let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+            npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            npy.extend_from_slice(header.as_bytes());
+            npy.extend_from_slice(data);
+            parse_npy(&npy).unwrap().data
+        };
+        let i64s: Vec<u8> = [-3i64, 7, 9].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(npy("<i8", 3, &i64s), [-3.0, 7.0, 9.0]);
+        assert_eq!(npy(">u2", 2, &[1, 2, 255, 255]), [258.0, 65535.0]);
+        assert_eq!(npy("|i1", 2, &[255, 5]), [-1.0, 5.0]);
+        let i32s: Vec<u8> = [-70_000i32, 1]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        assert_eq!(npy(">i4", 2, &i32s), [-70_000.0, 1.0]);
+        assert_eq!(npy("<u8", 1, &u64::MAX.to_le_bytes()), [u64::MAX as f32]);
     }
 }
