@@ -487,7 +487,8 @@ fn npz_files() {
             .save_npz(p)
             .unwrap()
     });
-    // A dataset as NumPy writes uint8 images, and float64 weights in Fortran order.
+    // A dataset as NumPy writes uint8 images and integer labels, and float64 weights in Fortran
+    // order.
     let data_npz = zip_npys(
         &[
             (
@@ -502,6 +503,21 @@ fn npz_files() {
                 npy_with_header(
                     "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 4), }",
                     &[1, 1, 0, 0, 0, 0, 1, 1],
+                ),
+            ),
+            // Labels as NumPy writes them: int64, and big-endian uint16.
+            (
+                "train_labels.npy".into(),
+                npy_with_header(
+                    "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }",
+                    &[2i64, 0, 1].map(i64::to_le_bytes).concat(),
+                ),
+            ),
+            (
+                "test_labels.npy".into(),
+                npy_with_header(
+                    "{'descr': '>u2', 'fortran_order': False, 'shape': (2,), }",
+                    &[0, 1, 0, 2],
                 ),
             ),
         ],
