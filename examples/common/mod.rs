@@ -326,7 +326,7 @@ pub fn evaluation_json(e: Option<&boltzmann::partition::Evaluation>) -> serde_js
         "train_log_prob_stderr": e.map(|e| e.train.stderr),
         "train_log_prob_reverse": e.and_then(|e| e.train_reverse()),
         "log_prob_is_lower_bound": e.map(|e| e.lower_bounds),
-        "log_z_floor": e.and_then(|e| e.log_z_floor),
+        "log_z_floor": e.map(|e| e.log_z_floor),
     })
 }
 

@@ -178,7 +178,7 @@ class Evaluation:
     average ``test`` and ``train`` log-probabilities in nats with their standard errors
     (``test_stderr``, ``train_stderr``; variational lower bounds for DBMs, ``lower_bounds``),
     ``test_reverse`` (with the reverse ``ln Ẑ``), and ``log_z_floor`` (no estimate of ``ln Z``
-    may fall below it for discrete visible units; None for Gaussian ones)."""
+    may fall below it)."""
 
     def __init__(self, text: str):
         e = json.loads(text)

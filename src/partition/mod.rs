@@ -110,9 +110,9 @@ pub struct Evaluation {
     /// Whether `test` and `train` are variational lower bounds.
     pub lower_bounds: bool,
     /// `max_v ln p*(v)` (or its lower bound) over the examples: `p(v) ≤ 1` for discrete visible
-    /// units, so no estimate of `ln Z` may fall below it; `None` for continuous visible units,
-    /// whose densities may exceed 1.
-    pub log_z_floor: Option<f64>,
+    /// units and for Gaussian ones of unit variance (whose density is at most `(2π)^(−d/2)`), so
+    /// no estimate of `ln Z` may fall below it.
+    pub log_z_floor: f64,
 }
 
 impl Evaluation {
@@ -182,10 +182,11 @@ pub fn evaluate<V: Layer, H: Layer, R: Flow>(
     };
     let test_lp = log_unnormalised(m, test, &config.mean_field)?;
     let train_lp = log_unnormalised(m, train, &config.mean_field)?;
-    let log_z_floor = V::discrete().then(|| {
-        let lp = test_lp.iter().chain(train_lp.iter());
-        lp.copied().fold(f64::NEG_INFINITY, f64::max)
-    });
+    let log_z_floor = test_lp
+        .iter()
+        .chain(train_lp.iter())
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
     let average = |lp: &DVector<f64>| {
         let f: Vec<f64> = lp.iter().map(|x| -x).collect();
         LogLikelihood::from_free_energies(&f, forward.log_z)

@@ -115,10 +115,6 @@ impl<A: FromBias, B: FromBias> Layer for Beside<A, B> {
         format!("{}+{}", A::kind(), B::kind())
     }
 
-    fn discrete() -> bool {
-        A::discrete() && B::discrete()
-    }
-
     fn with_bias(&self, bias: DVector<f32>) -> Self {
         Beside {
             bias,

@@ -20,10 +20,6 @@ super::from_bias!(Gaussian);
 impl Layer for Gaussian {
     super::bias_only!("gaussian");
 
-    fn discrete() -> bool {
-        false
-    }
-
     fn mean(&self, x: &mut [f32]) {
         for col in columns_mut(x, self.len()) {
             for (xi, bi) in col.iter_mut().zip(self.bias.iter()) {

@@ -29,11 +29,6 @@ pub trait Layer: Clone + std::fmt::Debug + Send + Sync + Serialize + Deserialize
     /// `"bernoulli+softmax"`).
     fn kind() -> String;
 
-    /// Whether the units take countably many values, so that `p(x) ≤ 1` (Gaussian units: no).
-    fn discrete() -> bool {
-        true
-    }
-
     /// A layer of the same kind and structure with these biases.
     fn with_bias(&self, bias: DVector<f32>) -> Self;
 
