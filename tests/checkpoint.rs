@@ -74,6 +74,14 @@ fn phases() -> Vec<NegativePhase> {
     ]
 }
 
+/// A 16-9 RBM (seed 83) trained for `epochs` with `negative`, checkpointing to `path`.
+fn trained(negative: &NegativePhase, epochs: usize, path: &Path) -> Bb {
+    let mut rbm: Bb = Rbm::init(16, 9, 83).unwrap();
+    let config = config(negative.clone(), epochs, path);
+    train(&mut rbm, &data(), None, &config, |_| {}).unwrap();
+    rbm
+}
+
 #[test]
 fn resuming_is_bit_identical_to_an_unbroken_run() {
     let dir = TempDir::new("checkpoint-resume");
@@ -81,25 +89,8 @@ fn resuming_is_bit_identical_to_an_unbroken_run() {
     for (p, negative) in phases().into_iter().enumerate() {
         let whole = dir.join(format!("whole-{p}.ckpt"));
         let broken = dir.join(format!("broken-{p}.ckpt"));
-        let mut straight: Bb = Rbm::init(16, 9, 83).unwrap();
-        train(
-            &mut straight,
-            &data,
-            None,
-            &config(negative.clone(), 7, &whole),
-            |_| {},
-        )
-        .unwrap();
-
-        let mut first: Bb = Rbm::init(16, 9, 83).unwrap();
-        train(
-            &mut first,
-            &data,
-            None,
-            &config(negative.clone(), 4, &broken),
-            |_| {},
-        )
-        .unwrap();
+        let straight = trained(&negative, 7, &whole);
+        let first = trained(&negative, 4, &broken);
         let saved = Checkpoint::<Bernoulli, Bernoulli>::load(&broken).unwrap();
         assert_eq!((saved.epoch(), saved.machine()), (4, &*first));
         // The checkpoint supplies everything, the model included.
@@ -243,15 +234,7 @@ fn checkpoints_store_random_streams_as_u64_tensors_and_version_1_files_still_res
     let data = data();
     for (p, negative) in phases().into_iter().enumerate() {
         let path = dir.join(format!("run-{p}.ckpt"));
-        let mut rbm: Bb = Rbm::init(16, 9, 83).unwrap();
-        train(
-            &mut rbm,
-            &data,
-            None,
-            &config(negative.clone(), 2, &path),
-            |_| {},
-        )
-        .unwrap();
+        trained(&negative, 2, &path);
         let bytes = std::fs::read(&path).unwrap();
         let (old, moved) = as_version_1(&bytes);
         // CD and PCD: the chains' streams; fast PCD the same; tempering every rung's and the swaps'.
