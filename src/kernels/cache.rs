@@ -47,13 +47,20 @@ pub struct CouplingCache {
     down: std::sync::OnceLock<SubsetSums>,
     /// Chain-sweeps announced since the weights last changed.
     work: std::sync::atomic::AtomicUsize,
+    /// The storage of `columns` and `transposed` before the last change, for their next making.
+    spare: std::sync::Mutex<[Option<Columns>; 2]>,
 }
 
 impl CouplingCache {
-    /// Forgets everything (the weights have changed), keeping nothing allocated but itself.
+    /// Forgets everything (the weights have changed), keeping only the storage of `W` and `Wᵀ`
+    /// to make them again without allocating or zeroing.
     pub fn clear(&mut self) {
-        self.columns.take();
-        self.transposed.take();
+        let made = [self.columns.take(), self.transposed.take()];
+        if let Ok(spare) = self.spare.get_mut() {
+            for (spare, made) in spare.iter_mut().zip(made) {
+                *spare = made.or(spare.take());
+            }
+        }
         self.up.take();
         self.down.take();
         *self.work.get_mut() = 0;
@@ -62,14 +69,19 @@ impl CouplingCache {
     /// `W` with line-aligned columns.
     fn columns(&self, w: &nalgebra::DMatrix<f32>) -> &Columns {
         self.columns
-            .get_or_init(|| Columns::copy(w.as_slice(), w.nrows()))
+            .get_or_init(|| Columns::copy(self.spare(0), w.as_slice(), w.nrows()))
     }
 
     /// `Wᵀ`, made on this thread: inside `OnceLock::get_or_init`, parallel work could let it
     /// steal a task that waits on the same cell.
     fn transposed(&self, w: &nalgebra::DMatrix<f32>) -> &Columns {
         self.transposed
-            .get_or_init(|| Columns::transpose(w.as_slice(), w.nrows()))
+            .get_or_init(|| Columns::transpose(self.spare(1), w.as_slice(), w.nrows()))
+    }
+
+    /// The spare storage `i` (0: `W`, 1: `Wᵀ`), if any.
+    fn spare(&self, i: usize) -> Option<Columns> {
+        self.spare.lock().ok().and_then(|mut s| s[i].take())
     }
 
     /// Announces `chain_sweeps` products each way with the current weights. Once the work since

@@ -369,12 +369,14 @@ mod tests {
     use crate::kernels::*;
 
     /// The blocked transpose agrees with the definition, edges included: into line-aligned
-    /// columns (padding left zero), and by blocks of columns added to a scaled output.
+    /// columns (padding left zero), also into the storage of earlier columns of the same or
+    /// another shape, and by blocks of columns added to a scaled output.
     #[test]
     fn transpose_is_exact() {
-        for (rows, cols) in [(1, 1), (8, 8), (19, 37), (64, 13)] {
-            let x: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
-            let t = Columns::transpose(&x, rows);
+        let mut old = None;
+        for (rows, cols) in [(1, 1), (8, 8), (19, 37), (19, 37), (64, 13), (13, 64)] {
+            let x: Vec<f32> = (0..rows * cols).map(|k| (k + rows) as f32).collect();
+            let t = Columns::transpose(old.take(), &x, rows);
             let stride = t.stride();
             assert_eq!(t.values().len(), stride * rows);
             for i in 0..rows {
@@ -383,6 +385,16 @@ mod tests {
                     assert_eq!(t.values()[j + stride * i], expected);
                 }
             }
+            let c = Columns::copy(Some(t), &x, rows);
+            let stride = c.stride();
+            assert_eq!(c.values().len(), stride * cols);
+            for j in 0..cols {
+                for i in 0..stride {
+                    let expected = if i < rows { x[i + rows * j] } else { 0.0 };
+                    assert_eq!(c.values()[i + stride * j], expected);
+                }
+            }
+            old = Some(c);
             // A block of columns of xᵀ (rows `first..` of x), added to a scaled `out`.
             for first in [0, rows / 3] {
                 let count = rows - first;

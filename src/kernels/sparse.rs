@@ -222,10 +222,21 @@ impl Columns {
         len.div_ceil(LINE) | 1
     }
 
-    /// The columns of `x` (`rows × cols`, column-major).
-    pub(crate) fn copy(x: &[f32], rows: usize) -> Self {
+    /// `m` columns of `len` values in the storage of `old`, for a caller that writes every value:
+    /// `old` as it is if it has this shape (its padding is zero, as nothing writes padding),
+    /// else [`Columns::zeros_reusing`]. Remaking the columns of changing weights then neither
+    /// zeroes nor allocates them again.
+    fn overwritten(old: Option<Columns>, len: usize, m: usize) -> Self {
+        match old {
+            Some(c) if c.len == len && c.lines.len() == Columns::lines(len) * m => c,
+            old => Columns::zeros_reusing(old, len, m),
+        }
+    }
+
+    /// The columns of `x` (`rows × cols`, column-major), in the storage of `old` if given.
+    pub(crate) fn copy(old: Option<Columns>, x: &[f32], rows: usize) -> Self {
         let cols = x.len().checked_div(rows).unwrap_or(0);
-        let mut c = Columns::zeros(rows, cols);
+        let mut c = Columns::overwritten(old, rows, cols);
         let stride = c.stride();
         for (to, from) in c
             .values_mut()
@@ -237,10 +248,11 @@ impl Columns {
         c
     }
 
-    /// The transpose `xᵀ` of `x` (`rows × cols`, column-major): one column per row of `x`.
-    pub(crate) fn transpose(x: &[f32], rows: usize) -> Self {
+    /// The transpose `xᵀ` of `x` (`rows × cols`, column-major): one column per row of `x`, in
+    /// the storage of `old` if given.
+    pub(crate) fn transpose(old: Option<Columns>, x: &[f32], rows: usize) -> Self {
         let cols = x.len().checked_div(rows).unwrap_or(0);
-        let mut t = Columns::zeros(cols, rows);
+        let mut t = Columns::overwritten(old, cols, rows);
         let stride = t.stride();
         transpose_into(x, rows, 0.0, t.values_mut(), stride, 0);
         t

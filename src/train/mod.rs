@@ -31,6 +31,7 @@ use crate::partition::{
     unnormalised_enumerable_within,
 };
 use crate::tempering::ParallelTempering;
+use rayon::prelude::*;
 use nalgebra::{DMatrix, DMatrixView, DVector};
 use pretrain::Scaled;
 use rand::Rng;
@@ -543,17 +544,23 @@ impl Optimiser {
                 self.velocity[l - 1].ger(lr, &data_means[l - 1], &pull, 1.0);
             }
         }
-        if config.weight_decay > 0.0 {
-            let step = lr * config.weight_decay;
-            for (vel, w) in self.velocity.iter_mut().zip(m.couplings()) {
-                par_zip_apply(vel.as_mut_slice(), w.as_slice(), |v, w| *v -= step * w);
-            }
-        }
         for (vel, grad) in self.bias_velocity.iter_mut().zip(&bias_grads) {
             *vel = &*vel * momentum + grad * lr;
         }
-        for (w, vel) in m.weights_mut().iter_mut().zip(&self.velocity) {
-            par_zip_apply(w.as_mut_slice(), vel.as_slice(), |w, v| *w += v);
+        // Weight decay `vel_W −= lr·decay·W`, then `W += vel_W`, in one pass over both.
+        let decay = lr * config.weight_decay;
+        for (w, vel) in m.weights_mut().iter_mut().zip(&mut self.velocity) {
+            let (w, vel) = (w.as_mut_slice(), vel.as_mut_slice());
+            w.par_chunks_mut(1 << 14)
+                .zip(vel.par_chunks_mut(1 << 14))
+                .for_each(|(w, vel)| {
+                    for (w, v) in w.iter_mut().zip(vel) {
+                        if decay > 0.0 {
+                            *v -= decay * *w;
+                        }
+                        *w += *v;
+                    }
+                });
         }
         let plain_steps = self.offsets.as_ref().map(|offsets| {
             plain_bias_steps(
