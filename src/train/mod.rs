@@ -31,10 +31,10 @@ use crate::partition::{
     unnormalised_enumerable_within,
 };
 use crate::tempering::ParallelTempering;
-use rayon::prelude::*;
 use nalgebra::{DMatrix, DMatrixView, DVector};
 use pretrain::Scaled;
 use rand::Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
