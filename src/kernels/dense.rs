@@ -371,28 +371,33 @@ mod tests {
     /// another shape, and by blocks of columns added to a scaled output.
     #[test]
     fn transpose_is_exact() {
-        let mut old = None;
-        for (rows, cols) in [(1, 1), (8, 8), (19, 37), (19, 37), (64, 13), (13, 64)] {
-            let x: Vec<f32> = (0..rows * cols).map(|k| (k + rows) as f32).collect();
-            let t = Columns::transpose(old.take(), &x, rows);
-            let stride = t.stride();
-            assert_eq!(t.values().len(), stride * rows);
-            for i in 0..rows {
-                for j in 0..stride {
-                    let expected = if j < cols { x[i + rows * j] } else { 0.0 };
-                    assert_eq!(t.values()[j + stride * i], expected);
-                }
-            }
-            let c = Columns::copy(Some(t), &x, rows);
+        // Columns `c` of `len` values each: value `i` of column `j` is `x(i, j)`, padding zero.
+        fn check(c: &Columns, len: usize, count: usize, x: impl Fn(usize, usize) -> f32) {
             let stride = c.stride();
-            assert_eq!(c.values().len(), stride * cols);
-            for j in 0..cols {
+            assert_eq!(c.values().len(), stride * count);
+            for j in 0..count {
                 for i in 0..stride {
-                    let expected = if i < rows { x[i + rows * j] } else { 0.0 };
+                    let expected = if i < len { x(i, j) } else { 0.0 };
                     assert_eq!(c.values()[i + stride * j], expected);
                 }
             }
-            old = Some(c);
+        }
+        let mut old = None;
+        for (rows, cols) in [(1, 1), (8, 8), (19, 37), (19, 37), (64, 13), (13, 64)] {
+            let x: Vec<f32> = (0..rows * cols).map(|k| k as f32).collect();
+            let y: Vec<f32> = x.iter().map(|x| -1.0 - x).collect();
+            // Into new storage or storage of another shape, then again into the same storage.
+            let mut t = None;
+            for z in [&x, &y] {
+                t = Some(Columns::transpose(t.or(old.take()), z, rows));
+                check(t.as_ref().unwrap(), cols, rows, |j, i| z[i + rows * j]);
+            }
+            let mut c = t;
+            for z in [&x, &y] {
+                c = Some(Columns::copy(c, z, rows));
+                check(c.as_ref().unwrap(), rows, cols, |i, j| z[i + rows * j]);
+            }
+            old = c;
             // A block of columns of xᵀ (rows `first..` of x), added to a scaled `out`.
             for first in [0, rows / 3] {
                 let count = rows - first;
@@ -407,6 +412,12 @@ mod tests {
                 }
             }
         }
+        // Storage of as many lines but longer columns: its values must not show as padding.
+        let x: Vec<f32> = (0..5 * 17).map(|k| k as f32).collect();
+        let long = Columns::transpose(None, &[1.0; 5 * 33], 5);
+        check(&Columns::transpose(Some(long), &x, 5), 17, 5, |j, i| {
+            x[i + 5 * j]
+        });
     }
 
     /// The direct loops for few columns agree with the GEMM path.
