@@ -107,13 +107,28 @@ pub fn correlate_into(out: &mut [f32], rows: usize, beta: f32, terms: &[(f32, &[
         });
 }
 
+/// Elements per task of the elementwise updates.
+const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
 /// `f(a[i], b[i])` for every element, in parallel over fixed chunks: elementwise, so the bits
 /// never depend on threads. For the parameter updates of large couplings.
 pub(crate) fn par_zip_apply(a: &mut [f32], b: &[f32], f: impl Fn(&mut f32, f32) + Sync) {
     assert_eq!(a.len(), b.len(), "elementwise operands");
-    a.par_chunks_mut(1 << 14)
-        .zip(b.par_chunks(1 << 14))
+    a.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(b.par_chunks(ELEMENTWISE_CHUNK))
         .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| f(a, b)));
+}
+
+/// [`par_zip_apply`] for an `f` that changes both elements.
+pub(crate) fn par_zip_apply_mut(
+    a: &mut [f32],
+    b: &mut [f32],
+    f: impl Fn(&mut f32, &mut f32) + Sync,
+) {
+    assert_eq!(a.len(), b.len(), "elementwise operands");
+    a.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(b.par_chunks_mut(ELEMENTWISE_CHUNK))
+        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| f(a, b)));
 }
 
 /// Correlations whose `A_t` (visible states) have fewer non-zeros than this fraction are built

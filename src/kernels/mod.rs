@@ -40,6 +40,6 @@ pub use approx::{log_sum_exp, sigmoid_columns, softplus, softplus_columns, softp
 pub use cache::{CouplingCache, coupling_down, coupling_up};
 pub use cpu::{Caches, Kernel, caches, cpu_features, cpu_name, describe, set_kernel, table_budget};
 pub use dense::correlate_into;
-pub(crate) use dense::par_zip_apply;
+pub(crate) use dense::{par_zip_apply, par_zip_apply_mut};
 pub use random::{CHAIN_BLOCK, ChainRng, fill_normal, fill_uniform, stream, uniform};
 pub(crate) use random::{stream_from_words, stream_words};

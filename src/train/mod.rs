@@ -24,7 +24,7 @@ use crate::dbm::{Dbm, MeanField, Statistics};
 pub use crate::error::Flow;
 use crate::error::{Error, Result, check_finite};
 use crate::gibbs::Chains;
-use crate::kernels::{correlate_into, par_zip_apply, stream};
+use crate::kernels::{correlate_into, par_zip_apply, par_zip_apply_mut, stream};
 use crate::layer::Layer;
 use crate::partition::{
     TrajectoryAis, base_rate_layer, enumerable_within, log_partition_exact, log_unnormalised_exact,
@@ -34,7 +34,6 @@ use crate::tempering::ParallelTempering;
 use nalgebra::{DMatrix, DMatrixView, DVector};
 use pretrain::Scaled;
 use rand::Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -551,16 +550,14 @@ impl Optimiser {
         let decay = lr * config.weight_decay;
         for (w, vel) in m.weights_mut().iter_mut().zip(&mut self.velocity) {
             let (w, vel) = (w.as_mut_slice(), vel.as_mut_slice());
-            w.par_chunks_mut(1 << 14)
-                .zip(vel.par_chunks_mut(1 << 14))
-                .for_each(|(w, vel)| {
-                    for (w, v) in w.iter_mut().zip(vel) {
-                        if decay > 0.0 {
-                            *v -= decay * *w;
-                        }
-                        *w += *v;
-                    }
+            if decay > 0.0 {
+                par_zip_apply_mut(w, vel, |w, v| {
+                    *v -= decay * *w;
+                    *w += *v;
                 });
+            } else {
+                par_zip_apply_mut(w, vel, |w, v| *w += *v);
+            }
         }
         let plain_steps = self.offsets.as_ref().map(|offsets| {
             plain_bias_steps(
