@@ -269,11 +269,14 @@ mod tests {
         let mut w = nalgebra::DMatrix::zeros(rows, cols);
         fill_normal(&mut rng, w.as_mut_slice());
         let wt = w.transpose();
-        // 0/1 states (sums without products), states whose non-zeros are not 1, dense states.
+        // 0/1 states (sums without products; the densest as sums over their zeros), states
+        // whose non-zeros are not 1, dense states.
         for (n, density, on) in [
             (3, 0.05f32, 1.0),
             (40, 0.2, 1.0),
             (40, 0.6, 1.0),
+            (40, 0.9, 1.0),
+            (3, 0.98, 1.0),
             (3, 0.2, 0.7),
             (40, 0.05, -1.5),
             (40, 1.1, 0.3),

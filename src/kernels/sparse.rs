@@ -128,8 +128,9 @@ const TABLE_DENSITY: f64 = 0.25;
 /// `out (+)= vectors·X` for `m` vectors of `len` values, by sums of selected columns: through
 /// the subset-sum table that `table` gives (made on first use) for 0/1 states at least
 /// [`TABLE_DENSITY`] dense, through the vectors that `vectors` gives (made on first use) for
-/// states below `max_density`; returns false and does nothing (makes neither) for denser states
-/// without a table. One pass over `x` measures and indexes it. The path depends only on the
+/// states below `max_density` and for 0/1 states whose zeros are that sparse (as the sum of
+/// all vectors less the sums over the zeros); returns false and does nothing (makes neither) for
+/// other states. One pass over `x` measures and indexes it. The path depends only on the
 /// states and on whether a table is offered.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sparse_combine_below<'a>(
@@ -167,7 +168,12 @@ pub(crate) fn sparse_combine_below<'a>(
             combine_tiles(table.sums.vectors(), nz, 0, out, accumulate);
             return true;
         }
-        if density >= max_density {
+        let columns = x.len() / m;
+        // Dense 0/1 states: `V·x = V·1 − V·(1 − x)`, sums over the zeros (a fraction 1 − d of
+        // the work of a dense product) and one over all vectors (a column's more), where that
+        // is below the limit.
+        let complement = density >= max_density;
+        if complement && !(nz.binary && 1.0 - density + 1.0 / (columns as f64) < max_density) {
             return false;
         }
         let vectors = vectors();
@@ -176,9 +182,62 @@ pub(crate) fn sparse_combine_below<'a>(
             (len, m),
             "vectors of this shape"
         );
-        combine_tiles(vectors, nz, 0, out, accumulate);
+        if !complement {
+            combine_tiles(vectors, nz, 0, out, accumulate);
+            return true;
+        }
+        COMPLEMENT.with_borrow_mut(|c| {
+            c.zeros.clear();
+            c.zeros.extend(x.iter().map(|x| 1.0 - x));
+            nz.columns(&c.zeros, m);
+            c.sums.resize(x.len() / m * len, 0.0);
+            combine_tiles(vectors, nz, 0, &mut c.sums, false);
+            c.sum_all(vectors);
+            for (out, sums) in out.chunks_exact_mut(len).zip(c.sums.chunks_exact(len)) {
+                for ((out, sum), all) in out.iter_mut().zip(sums).zip(&c.all) {
+                    let y = (all - f64::from(*sum)) as f32;
+                    *out = if accumulate { *out + y } else { y };
+                }
+            }
+        });
         true
     })
+}
+
+/// What the products of dense 0/1 states keep per thread: the states' complements, their sums
+/// and the sum of all vectors.
+#[derive(Default)]
+struct Complement {
+    zeros: Vec<f32>,
+    sums: Vec<f32>,
+    all: Vec<f64>,
+    block: Vec<f32>,
+}
+
+impl Complement {
+    /// `all = Σ_k vectors[:, k]`, in f32 over blocks of 16 vectors and in f64 across blocks: so
+    /// that `all − Σ_zeros` is as exact as a direct sum over the ones, at the cost of f32 sums.
+    fn sum_all(&mut self, vectors: Vectors<'_>) {
+        let (len, m) = (vectors.len, vectors.count());
+        self.all.clear();
+        self.all.resize(len, 0.0);
+        self.block.resize(len, 0.0);
+        for k0 in (0..m).step_by(16) {
+            self.block.fill(0.0);
+            for k in k0..m.min(k0 + 16) {
+                for (b, v) in self.block.iter_mut().zip(vectors.get(k)) {
+                    *b += *v;
+                }
+            }
+            for (all, b) in self.all.iter_mut().zip(&self.block) {
+                *all += f64::from(*b);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static COMPLEMENT: std::cell::RefCell<Complement> = std::cell::RefCell::default();
 }
 
 /// Columns per group of a [`SubsetSums`] table.

@@ -595,9 +595,16 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         let sizes = self.layer_sizes();
         let (n, top) = (v.ncols(), self.hidden.len());
         let block = crate::kernels::CHAIN_BLOCK;
-        // The data's input to h₁, W₁ᵀv, stays the same in every iteration.
+        // The data's input to h₁, W₁ᵀv, stays the same in every iteration (a sum over the
+        // pixels that are on, for 0/1 data).
         let mut from_data = vec![0f32; sizes[1] * n];
-        coupling_up(&self.weights[0], None, v.as_slice(), &mut from_data, false);
+        coupling_up(
+            &self.weights[0],
+            self.cache(0),
+            v.as_slice(),
+            &mut from_data,
+            false,
+        );
         let mut mu: Vec<DMatrix<f32>> = vec![v.clone()];
         for l in 1..=top {
             let mut m = DMatrix::zeros(sizes[l], n);
