@@ -595,16 +595,14 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         let sizes = self.layer_sizes();
         let (n, top) = (v.ncols(), self.hidden.len());
         let block = crate::kernels::CHAIN_BLOCK;
-        // The data's input to h₁, W₁ᵀv, stays the same in every iteration (a sum over the
-        // pixels that are on, for 0/1 data).
+        // The data's input to h₁, W₁ᵀv, stays the same in every iteration. Through the cache (a
+        // sum over the pixels that are on, for 0/1 data) block by block, so that the path, which
+        // follows the states' density, does not depend on the grouping.
         let mut from_data = vec![0f32; sizes[1] * n];
-        coupling_up(
-            &self.weights[0],
-            self.cache(0),
-            v.as_slice(),
-            &mut from_data,
-            false,
-        );
+        let blocks = v.as_slice().chunks(sizes[0] * block);
+        for (x, out) in blocks.zip(from_data.chunks_mut(sizes[1] * block)) {
+            coupling_up(&self.weights[0], self.cache(0), x, out, false);
+        }
         let mut mu: Vec<DMatrix<f32>> = vec![v.clone()];
         for l in 1..=top {
             let mut m = DMatrix::zeros(sizes[l], n);
