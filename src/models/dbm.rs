@@ -622,16 +622,30 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
         let mut next: Vec<f32> = Vec::new();
         for _ in 0..settings.iterations {
             let mut change = vec![0f32; active.len()];
+            // The products only for the columns of blocks still active, run by run.
+            let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+            for b in (0..active.len()).filter(|&b| active[b]) {
+                let columns = b * block..n.min((b + 1) * block);
+                match runs.last_mut() {
+                    Some(run) if run.end == columns.start => run.end = columns.end,
+                    _ => runs.push(columns),
+                }
+            }
             for l in 1..=top {
                 next.resize(sizes[l] * n, 0.0);
-                if l == 1 {
-                    next.copy_from_slice(&from_data);
-                    if top > 1 {
-                        coupling_down(&self.weights[1], None, mu[2].as_slice(), &mut next, true);
+                for run in &runs {
+                    let part =
+                        |j: usize| &mu[j].as_slice()[run.start * sizes[j]..run.end * sizes[j]];
+                    let out = &mut next[run.start * sizes[l]..run.end * sizes[l]];
+                    if l == 1 {
+                        out.copy_from_slice(&from_data[run.start * sizes[1]..run.end * sizes[1]]);
+                        if top > 1 {
+                            coupling_down(&self.weights[1], None, part(2), out, true);
+                        }
+                    } else {
+                        let slices: Vec<&[f32]> = (0..mu.len()).map(part).collect();
+                        self.inputs_into(l, &slices, out);
                     }
-                } else {
-                    let slices: Vec<&[f32]> = mu.iter().map(|m| m.as_slice()).collect();
-                    self.inputs_into(l, &slices, &mut next);
                 }
                 let chunk = sizes[l] * block;
                 let blocks = next
