@@ -33,6 +33,7 @@ mod approx;
 mod cache;
 mod cpu;
 mod dense;
+mod packed;
 mod random;
 mod sparse;
 

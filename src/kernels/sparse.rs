@@ -374,17 +374,6 @@ impl<'a> Vectors<'a> {
     fn get(&self, k: usize) -> &'a [f32] {
         &self.values[k * self.stride..][..self.len]
     }
-
-    /// The vectors as the columns of a matrix (`len × count`).
-    pub(crate) fn matrix(&self) -> super::dense::View<'a> {
-        super::dense::View::from_slice_with_strides(
-            self.values,
-            self.len,
-            self.count(),
-            1,
-            self.stride,
-        )
-    }
 }
 
 /// The sums of every subset of each group of four consecutive columns of a matrix

@@ -640,7 +640,7 @@ impl<V: Layer, H: Layer> Dbm<V, H> {
                     if l == 1 {
                         out.copy_from_slice(&from_data[run.start * sizes[1]..run.end * sizes[1]]);
                         if top > 1 {
-                            coupling_down(&self.weights[1], None, part(2), out, true);
+                            coupling_down(&self.weights[1], self.cache(1), part(2), out, true);
                         }
                     } else {
                         let slices: Vec<&[f32]> = (0..mu.len()).map(part).collect();
