@@ -232,15 +232,10 @@ mod tests {
     }
 
     /// The products of every path and the non-linearities give the same bits with every kernel
-    /// this CPU runs (portable, AVX2, AVX-512): the kernels differ in speed only. Setting the
-    /// kernel is global, so other tests running meanwhile may take another path, which by this
-    /// test changes nothing of theirs.
+    /// this CPU runs (portable, AVX2, AVX-512): the kernels differ in speed only.
     #[test]
     fn every_kernel_gives_the_same_bits() {
-        let before = Kernel::active();
-        let mut results = Vec::new();
-        for kernel in Kernel::ALL.into_iter().filter(|k| k.supported()) {
-            set_kernel(kernel).unwrap();
+        assert_same_bits_on_every_kernel(|| {
             let mut bits = coupling_products();
             let mut rng = stream(8, 0);
             let (rows, n) = (300, 7);
@@ -259,13 +254,8 @@ mod tests {
                 let b = x.to_bits();
                 [b as u32, (b >> 32) as u32]
             }));
-            results.push((kernel, bits));
-        }
-        set_kernel(before).unwrap();
-        let (first, reference) = &results[0];
-        for (kernel, bits) in &results[1..] {
-            assert!(bits == reference, "{kernel} and {first} kernels differ");
-        }
+            bits
+        });
     }
 
     /// The products of [`products_agree_with_exact`] for shapes that reach every tile, as bits.

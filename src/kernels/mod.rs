@@ -44,3 +44,23 @@ pub use dense::correlate_into;
 pub(crate) use dense::{par_zip_apply, par_zip_apply_mut};
 pub use random::{CHAIN_BLOCK, ChainRng, fill_normal, fill_uniform, stream, uniform};
 pub(crate) use random::{stream_from_words, stream_words};
+
+/// Runs `bits` with every kernel this CPU supports and asserts that all return the same; the
+/// kernel is global, so other tests running meanwhile may take another kernel, which changes
+/// nothing of theirs.
+#[cfg(test)]
+pub(crate) fn assert_same_bits_on_every_kernel(mut bits: impl FnMut() -> Vec<u32>) {
+    let before = Kernel::active();
+    let results: Vec<(Kernel, Vec<u32>)> = (Kernel::ALL.into_iter())
+        .filter(|k| k.supported())
+        .map(|kernel| {
+            set_kernel(kernel).unwrap();
+            (kernel, bits())
+        })
+        .collect();
+    set_kernel(before).unwrap();
+    let (first, reference) = &results[0];
+    for (kernel, bits) in &results[1..] {
+        assert!(bits == reference, "{kernel} and {first} kernels differ");
+    }
+}
